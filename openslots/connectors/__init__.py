@@ -1,0 +1,1 @@
+"""Every boundary with the outside world: database, roster files, email, SMS."""

@@ -1,0 +1,274 @@
+"""SQLAlchemy 2 typed models. Patient data lives here and only here."""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    Boolean,
+    Date,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from openslots.domain.statuses import ConnectionStatus, InvitationStatus
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class OutboxStatus(StrEnum):
+    PENDING = "pending"  # waiting for dispatch
+    SENDING = "sending"  # claimed under a lease
+    SENT = "sent"
+    FAILED = "failed"  # refused before anything went out: safe to retry by an operator
+    UNKNOWN = "unknown"  # may or may not have gone out: an operator decides, never retried blindly
+    CANCELLED = "cancelled"  # the recipient opted out after it was queued
+
+
+class Channel(StrEnum):
+    EMAIL = "email"
+    SMS = "sms"
+
+
+class ImportMode(StrEnum):
+    INVITE = "invite"  # the seed's bulk invitation upload
+    SYNC = "sync"  # the nightly roster sync from the EHR
+
+
+class BatchStatus(StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+def _enum(enum: type[StrEnum], name: str) -> Enum:
+    return Enum(
+        enum,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+        values_callable=lambda members: [member.value for member in members],
+    )
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dt.datetime: DateTime(timezone=True)}
+
+
+class Timestamped:
+    created_at: Mapped[dt.datetime] = mapped_column(default=_now, server_default=func.now())
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        default=_now, onupdate=_now, server_default=func.now()
+    )
+
+
+class Provider(Timestamped, Base):
+    __tablename__ = "providers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    integrated: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Location(Timestamped, Base):
+    __tablename__ = "locations"
+    __table_args__ = (UniqueConstraint("provider_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+
+
+class Client(Timestamped, Base):
+    """A patient as a provider's roster knows them; a dependent carries guardian names.
+
+    For a dependent, `email` and `mobile_phone` are the guardian's (the seed's template).
+    """
+
+    __tablename__ = "clients"
+    __table_args__ = (
+        UniqueConstraint("provider_id", "client_ref"),
+        Index("ix_clients_provider_email_dob", "provider_id", "email", "date_of_birth"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id", ondelete="CASCADE"))
+    client_ref: Mapped[str] = mapped_column(String(64))  # the practice's Client ID / MRN
+    first_name: Mapped[str] = mapped_column(String(100))
+    last_name: Mapped[str] = mapped_column(String(100))
+    date_of_birth: Mapped[dt.date] = mapped_column(Date)
+    email: Mapped[str] = mapped_column(String(254))
+    mobile_phone: Mapped[str | None] = mapped_column(String(20))
+    guardian_first_name: Mapped[str | None] = mapped_column(String(100))
+    guardian_last_name: Mapped[str | None] = mapped_column(String(100))
+    last_batch_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class Connection(Timestamped, Base):
+    """One client x provider x location; comes from the client's side (mobile app)."""
+
+    __tablename__ = "connections"
+    __table_args__ = (
+        Index("ix_connections_provider_mrn", "provider_id", "mrn"),
+        Index("ix_connections_provider_email_dob", "provider_id", "email", "date_of_birth"),
+        Index("ix_connections_provider_dob", "provider_id", "date_of_birth"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id", ondelete="CASCADE"))
+    location_id: Mapped[int] = mapped_column(ForeignKey("locations.id", ondelete="CASCADE"))
+    client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id", ondelete="SET NULL"))
+    first_name: Mapped[str] = mapped_column(String(100))
+    last_name: Mapped[str] = mapped_column(String(100))
+    date_of_birth: Mapped[dt.date] = mapped_column(Date)
+    email: Mapped[str] = mapped_column(String(254))  # stored lower-cased
+    mobile_phone: Mapped[str | None] = mapped_column(String(20))
+    status: Mapped[ConnectionStatus] = mapped_column(
+        _enum(ConnectionStatus, "connection_status"), default=ConnectionStatus.PENDING
+    )
+    priority: Mapped[str | None] = mapped_column(String(50))
+    mrn: Mapped[str | None] = mapped_column(String(64))
+
+
+class Invitation(Timestamped, Base):
+    __tablename__ = "invitations"
+    __table_args__ = (UniqueConstraint("client_id", "location_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id", ondelete="CASCADE"))
+    location_id: Mapped[int] = mapped_column(ForeignKey("locations.id", ondelete="CASCADE"))
+    status: Mapped[InvitationStatus] = mapped_column(
+        _enum(InvitationStatus, "invitation_status"), default=InvitationStatus.QUEUED
+    )
+    batch_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    first_sent_at: Mapped[dt.datetime | None]
+    last_sent_at: Mapped[dt.datetime | None]
+    send_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class OptOut(Base):
+    """An address that opted out of a provider's messages, on every channel."""
+
+    __tablename__ = "opt_outs"
+    __table_args__ = (UniqueConstraint("provider_id", "channel", "address"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id", ondelete="CASCADE"))
+    channel: Mapped[Channel] = mapped_column(_enum(Channel, "channel"))
+    address: Mapped[str] = mapped_column(String(254))  # lower-cased email or E.164 phone
+    created_at: Mapped[dt.datetime] = mapped_column(default=_now, server_default=func.now())
+
+
+class OutboxMessage(Base):
+    """Every outgoing message, written in the transaction that caused it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_status_id", "status", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(120), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    channel: Mapped[Channel] = mapped_column(_enum(Channel, "channel"))
+    invitation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("invitations.id", ondelete="CASCADE")
+    )
+    status: Mapped[OutboxStatus] = mapped_column(
+        _enum(OutboxStatus, "outbox_status"), default=OutboxStatus.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)  # PHI-free: class and rule only
+    lease_expires_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=_now, server_default=func.now())
+    sent_at: Mapped[dt.datetime | None]
+
+
+class ImportBatch(Base):
+    """One roster file import: the counts a user sees, kept for audit."""
+
+    __tablename__ = "import_batches"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id", ondelete="CASCADE"))
+    location_id: Mapped[int] = mapped_column(ForeignKey("locations.id", ondelete="CASCADE"))
+    source: Mapped[str] = mapped_column(String(500))
+    mode: Mapped[ImportMode] = mapped_column(_enum(ImportMode, "import_mode"))
+    strict: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[BatchStatus] = mapped_column(
+        _enum(BatchStatus, "batch_status"), default=BatchStatus.RUNNING
+    )
+    total_rows: Mapped[int] = mapped_column(Integer, default=0)
+    accepted: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)
+    warnings: Mapped[int] = mapped_column(Integer, default=0)
+    new_clients: Mapped[int] = mapped_column(Integer, default=0)
+    updated_clients: Mapped[int] = mapped_column(Integer, default=0)
+    mrns_mapped: Mapped[int] = mapped_column(Integer, default=0)
+    needs_review: Mapped[int] = mapped_column(Integer, default=0)
+    queued_invitations: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)  # PHI-free
+    started_at: Mapped[dt.datetime] = mapped_column(default=_now, server_default=func.now())
+    finished_at: Mapped[dt.datetime | None]
+
+
+class ImportRejection(Base):
+    """A finding about one roster line: rejected (error), warning, or needs review."""
+
+    __tablename__ = "import_rejections"
+    __table_args__ = (Index("ix_import_rejections_batch_line", "batch_id", "line"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("import_batches.id", ondelete="CASCADE"))
+    line: Mapped[int] = mapped_column(Integer)
+    field: Mapped[str] = mapped_column(String(64))
+    rule: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text)
+    severity: Mapped[str] = mapped_column(String(16), default="error")
+
+
+class RosterStaging(Base):
+    """Validated rows of a running import, applied to `clients` set-wise, then deleted.
+
+    UNLOGGED on PostgreSQL (set by the migration): it is rebuilt from the file on any failure,
+    so the write-ahead log buys nothing.
+    """
+
+    __tablename__ = "roster_staging"
+    __table_args__ = (Index("ix_roster_staging_batch_ref", "batch_id", "client_ref"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch_id: Mapped[int] = mapped_column(Integer)
+    line: Mapped[int] = mapped_column(Integer)
+    client_ref: Mapped[str] = mapped_column(String(64))
+    first_name: Mapped[str] = mapped_column(String(100))
+    last_name: Mapped[str] = mapped_column(String(100))
+    date_of_birth: Mapped[dt.date] = mapped_column(Date)
+    email: Mapped[str] = mapped_column(String(254))
+    mobile_phone: Mapped[str | None] = mapped_column(String(20))
+    guardian_first_name: Mapped[str | None] = mapped_column(String(100))
+    guardian_last_name: Mapped[str | None] = mapped_column(String(100))
+    # ok: to apply; connected: matches an Approved connection (sync: refresh, no invitation)
+    state: Mapped[str] = mapped_column(String(16), default="ok")

@@ -1,0 +1,1 @@
+"""Pure domain rules of Open Slots: statuses, contact normalisation, matching. No I/O."""

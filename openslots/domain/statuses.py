@@ -1,0 +1,45 @@
+"""Connection and invitation statuses, with the seed's meanings, and who may be alerted."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ConnectionStatus(StrEnum):
+    """A client x provider x location connection (seed: Clients > Connections)."""
+
+    PENDING = "Pending"  # the client asked to connect; no Alerts until approved
+    APPROVED = "Approved"  # receives Alerts (integrated providers: only with an MRN)
+    PAUSED = "Paused"
+    DECLINED = "Declined"
+
+
+class InvitationStatus(StrEnum):
+    """Seed statuses (Clients > Invitations), plus QUEUED: written, not yet dispatched."""
+
+    QUEUED = "Queued"  # pipeline-internal: in the outbox, becomes SENT when dispatched
+    SENT = "Sent"
+    REGISTERED = "Registered"
+    INVITED = "Invited"
+    OPTED_OUT = "Opted-Out"
+    CONNECTED = "Connected"
+    NEW = "New"
+
+
+RESEND_FORBIDDEN = frozenset(
+    {InvitationStatus.OPTED_OUT, InvitationStatus.CONNECTED, InvitationStatus.NEW}
+)
+
+
+def eligible_for_alerts(
+    status: ConnectionStatus, *, integrated: bool, has_mrn: bool, opted_out: bool
+) -> bool:
+    """Seed rule: only Approved connections; integrated providers also need an MRN.
+
+    >>> eligible_for_alerts(ConnectionStatus.APPROVED, integrated=True, has_mrn=False,
+    ...                     opted_out=False)
+    False
+    """
+    if status is not ConnectionStatus.APPROVED or opted_out:
+        return False
+    return has_mrn or not integrated

@@ -1,0 +1,465 @@
+"""initial schema
+
+Revision ID: 0001
+Revises:
+Create Date: 2026-11-26 15:38:03.028915
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0001"
+down_revision: str | None = None
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "providers",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("integrated", sa.Boolean(), nullable=False),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            nullable=False,
+        ),
+        sa.Column(
+            "updated_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            nullable=False,
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_providers")),
+        sa.UniqueConstraint("name", name=op.f("uq_providers_name")),
+    )
+    op.create_table(
+        "roster_staging",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("batch_id", sa.Integer(), nullable=False),
+        sa.Column("line", sa.Integer(), nullable=False),
+        sa.Column("client_ref", sa.String(length=64), nullable=False),
+        sa.Column("first_name", sa.String(length=100), nullable=False),
+        sa.Column("last_name", sa.String(length=100), nullable=False),
+        sa.Column("date_of_birth", sa.Date(), nullable=False),
+        sa.Column("email", sa.String(length=254), nullable=False),
+        sa.Column("mobile_phone", sa.String(length=20), nullable=True),
+        sa.Column("guardian_first_name", sa.String(length=100), nullable=True),
+        sa.Column("guardian_last_name", sa.String(length=100), nullable=True),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_roster_staging")),
+    )
+    with op.batch_alter_table("roster_staging", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_roster_staging_batch_ref", ["batch_id", "client_ref"], unique=False
+        )
+    if op.get_bind().dialect.name == "postgresql":
+        # Staging is rebuilt from the file after any failure: skip the write-ahead log.
+        op.execute("ALTER TABLE roster_staging SET UNLOGGED")
+
+    op.create_table(
+        "clients",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("provider_id", sa.Integer(), nullable=False),
+        sa.Column("client_ref", sa.String(length=64), nullable=False),
+        sa.Column("first_name", sa.String(length=100), nullable=False),
+        sa.Column("last_name", sa.String(length=100), nullable=False),
+        sa.Column("date_of_birth", sa.Date(), nullable=False),
+        sa.Column("email", sa.String(length=254), nullable=False),
+        sa.Column("mobile_phone", sa.String(length=20), nullable=True),
+        sa.Column("guardian_first_name", sa.String(length=100), nullable=True),
+        sa.Column("guardian_last_name", sa.String(length=100), nullable=True),
+        sa.Column("last_batch_id", sa.Integer(), nullable=True),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            nullable=False,
+        ),
+        sa.Column(
+            "updated_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            nullable=False,
+        ),
+        sa.ForeignKeyConstraint(
+            ["provider_id"],
+            ["providers.id"],
+            name=op.f("fk_clients_provider_id_providers"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_clients")),
+        sa.UniqueConstraint(
+            "provider_id", "client_ref", name=op.f("uq_clients_provider_id_client_ref")
+        ),
+    )
+    with op.batch_alter_table("clients", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_clients_provider_email_dob", ["provider_id", "email", "date_of_birth"], unique=False
+        )
+
+    op.create_table(
+        "locations",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("provider_id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            nullable=False,
+        ),
+        sa.Column(
+            "updated_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            nullable=False,
+        ),
+        sa.ForeignKeyConstraint(
+            ["provider_id"],
+            ["providers.id"],
+            name=op.f("fk_locations_provider_id_providers"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_locations")),
+        sa.UniqueConstraint("provider_id", "name", name=op.f("uq_locations_provider_id_name")),
+    )
+    op.create_table(
+        "opt_outs",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("provider_id", sa.Integer(), nullable=False),
+        sa.Column(
+            "channel",
+            sa.Enum(
+                "email", "sms", name="channel", native_enum=False, create_constraint=True, length=16
+            ),
+            nullable=False,
+        ),
+        sa.Column("address", sa.String(length=254), nullable=False),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            nullable=False,
+        ),
+        sa.ForeignKeyConstraint(
+            ["provider_id"],
+            ["providers.id"],
+            name=op.f("fk_opt_outs_provider_id_providers"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_opt_outs")),
+        sa.UniqueConstraint(
+            "provider_id",
+            "channel",
+            "address",
+            name=op.f("uq_opt_outs_provider_id_channel_address"),
+        ),
+    )
+    op.create_table(
+        "connections",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("provider_id", sa.Integer(), nullable=False),
+        sa.Column("location_id", sa.Integer(), nullable=False),
+        sa.Column("client_id", sa.Integer(), nullable=True),
+        sa.Column("first_name", sa.String(length=100), nullable=False),
+        sa.Column("last_name", sa.String(length=100), nullable=False),
+        sa.Column("date_of_birth", sa.Date(), nullable=False),
+        sa.Column("email", sa.String(length=254), nullable=False),
+        sa.Column("mobile_phone", sa.String(length=20), nullable=True),
+        sa.Column(
+            "status",
+            sa.Enum(
+                "Pending",
+                "Approved",
+                "Paused",
+                "Declined",
+                name="connection_status",
+                native_enum=False,
+                create_constraint=True,
+                length=16,
+            ),
+            nullable=False,
+        ),
+        sa.Column("priority", sa.String(length=50), nullable=True),
+        sa.Column("mrn", sa.String(length=64), nullable=True),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            nullable=False,
+        ),
+        sa.Column(
+            "updated_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            nullable=False,
+        ),
+        sa.ForeignKeyConstraint(
+            ["client_id"],
+            ["clients.id"],
+            name=op.f("fk_connections_client_id_clients"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["location_id"],
+            ["locations.id"],
+            name=op.f("fk_connections_location_id_locations"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["provider_id"],
+            ["providers.id"],
+            name=op.f("fk_connections_provider_id_providers"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_connections")),
+    )
+    with op.batch_alter_table("connections", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_connections_provider_dob", ["provider_id", "date_of_birth"], unique=False
+        )
+        batch_op.create_index(
+            "ix_connections_provider_email_dob",
+            ["provider_id", "email", "date_of_birth"],
+            unique=False,
+        )
+        batch_op.create_index("ix_connections_provider_mrn", ["provider_id", "mrn"], unique=False)
+
+    op.create_table(
+        "import_batches",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("provider_id", sa.Integer(), nullable=False),
+        sa.Column("location_id", sa.Integer(), nullable=False),
+        sa.Column("source", sa.String(length=500), nullable=False),
+        sa.Column(
+            "mode",
+            sa.Enum(
+                "invite",
+                "sync",
+                name="import_mode",
+                native_enum=False,
+                create_constraint=True,
+                length=16,
+            ),
+            nullable=False,
+        ),
+        sa.Column("strict", sa.Boolean(), nullable=False),
+        sa.Column(
+            "status",
+            sa.Enum(
+                "running",
+                "completed",
+                "failed",
+                name="batch_status",
+                native_enum=False,
+                create_constraint=True,
+                length=16,
+            ),
+            nullable=False,
+        ),
+        sa.Column("total_rows", sa.Integer(), nullable=False),
+        sa.Column("accepted", sa.Integer(), nullable=False),
+        sa.Column("rejected", sa.Integer(), nullable=False),
+        sa.Column("warnings", sa.Integer(), nullable=False),
+        sa.Column("new_clients", sa.Integer(), nullable=False),
+        sa.Column("updated_clients", sa.Integer(), nullable=False),
+        sa.Column("mrns_mapped", sa.Integer(), nullable=False),
+        sa.Column("needs_review", sa.Integer(), nullable=False),
+        sa.Column("queued_invitations", sa.Integer(), nullable=False),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column(
+            "started_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            nullable=False,
+        ),
+        sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["location_id"],
+            ["locations.id"],
+            name=op.f("fk_import_batches_location_id_locations"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["provider_id"],
+            ["providers.id"],
+            name=op.f("fk_import_batches_provider_id_providers"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_import_batches")),
+    )
+    op.create_table(
+        "invitations",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("client_id", sa.Integer(), nullable=False),
+        sa.Column("provider_id", sa.Integer(), nullable=False),
+        sa.Column("location_id", sa.Integer(), nullable=False),
+        sa.Column(
+            "status",
+            sa.Enum(
+                "Queued",
+                "Sent",
+                "Registered",
+                "Invited",
+                "Opted-Out",
+                "Connected",
+                "New",
+                name="invitation_status",
+                native_enum=False,
+                create_constraint=True,
+                length=16,
+            ),
+            nullable=False,
+        ),
+        sa.Column("batch_id", sa.Integer(), nullable=True),
+        sa.Column("first_sent_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_sent_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("send_count", sa.Integer(), nullable=False),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            nullable=False,
+        ),
+        sa.Column(
+            "updated_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            nullable=False,
+        ),
+        sa.ForeignKeyConstraint(
+            ["client_id"],
+            ["clients.id"],
+            name=op.f("fk_invitations_client_id_clients"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["location_id"],
+            ["locations.id"],
+            name=op.f("fk_invitations_location_id_locations"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["provider_id"],
+            ["providers.id"],
+            name=op.f("fk_invitations_provider_id_providers"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_invitations")),
+        sa.UniqueConstraint(
+            "client_id", "location_id", name=op.f("uq_invitations_client_id_location_id")
+        ),
+    )
+    with op.batch_alter_table("invitations", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_invitations_batch_id"), ["batch_id"], unique=False)
+
+    op.create_table(
+        "import_rejections",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("batch_id", sa.Integer(), nullable=False),
+        sa.Column("line", sa.Integer(), nullable=False),
+        sa.Column("field", sa.String(length=64), nullable=False),
+        sa.Column("rule", sa.String(length=64), nullable=False),
+        sa.Column("message", sa.Text(), nullable=False),
+        sa.Column("severity", sa.String(length=16), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["batch_id"],
+            ["import_batches.id"],
+            name=op.f("fk_import_rejections_batch_id_import_batches"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_import_rejections")),
+    )
+    with op.batch_alter_table("import_rejections", schema=None) as batch_op:
+        batch_op.create_index("ix_import_rejections_batch_line", ["batch_id", "line"], unique=False)
+
+    op.create_table(
+        "outbox",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("idempotency_key", sa.String(length=120), nullable=False),
+        sa.Column("kind", sa.String(length=32), nullable=False),
+        sa.Column(
+            "channel",
+            sa.Enum(
+                "email", "sms", name="channel", native_enum=False, create_constraint=True, length=16
+            ),
+            nullable=False,
+        ),
+        sa.Column("invitation_id", sa.Integer(), nullable=True),
+        sa.Column(
+            "status",
+            sa.Enum(
+                "pending",
+                "sending",
+                "sent",
+                "failed",
+                "unknown",
+                "cancelled",
+                name="outbox_status",
+                native_enum=False,
+                create_constraint=True,
+                length=16,
+            ),
+            nullable=False,
+        ),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            nullable=False,
+        ),
+        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["invitation_id"],
+            ["invitations.id"],
+            name=op.f("fk_outbox_invitation_id_invitations"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox")),
+        sa.UniqueConstraint("idempotency_key", name=op.f("uq_outbox_idempotency_key")),
+    )
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.create_index("ix_outbox_status_id", ["status", "id"], unique=False)
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.drop_index("ix_outbox_status_id")
+
+    op.drop_table("outbox")
+    with op.batch_alter_table("import_rejections", schema=None) as batch_op:
+        batch_op.drop_index("ix_import_rejections_batch_line")
+
+    op.drop_table("import_rejections")
+    with op.batch_alter_table("invitations", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_invitations_batch_id"))
+
+    op.drop_table("invitations")
+    op.drop_table("import_batches")
+    with op.batch_alter_table("connections", schema=None) as batch_op:
+        batch_op.drop_index("ix_connections_provider_mrn")
+        batch_op.drop_index("ix_connections_provider_email_dob")
+        batch_op.drop_index("ix_connections_provider_dob")
+
+    op.drop_table("connections")
+    op.drop_table("opt_outs")
+    op.drop_table("locations")
+    with op.batch_alter_table("clients", schema=None) as batch_op:
+        batch_op.drop_index("ix_clients_provider_email_dob")
+
+    op.drop_table("clients")
+    with op.batch_alter_table("roster_staging", schema=None) as batch_op:
+        batch_op.drop_index("ix_roster_staging_batch_ref")
+
+    op.drop_table("roster_staging")
+    op.drop_table("providers")

@@ -1,0 +1,1 @@
+"""pandera models, one per data shape the pipeline accepts."""

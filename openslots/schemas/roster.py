@@ -1,0 +1,256 @@
+"""The bulk roster (the seed's CSV template): columns, the pandera model, and chunk validation.
+
+`validate_chunk` normalises a chunk (trim, lower-case emails, E.164 phones, parsed dates),
+validates it lazily with `RosterRow` and turns pandera's failure cases into `Rejection`s that
+name the line, the field and the rule, never the rejected value.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import pandas as pd
+import pandera.pandas as pa
+from pandera.errors import SchemaErrors
+from pandera.typing import Series
+
+from openslots.domain import contact
+from openslots.domain.phone import normalise_phones
+
+# Canonical column -> header spellings seen in practice (compared after `header_key`).
+COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
+    "client_id": ("clientid", "mrn", "patientid"),
+    "first_name": ("firstname",),
+    "last_name": ("lastname",),
+    "date_of_birth": ("dateofbirth", "dob", "birthdate"),
+    "email": ("email", "emailaddress"),
+    "mobile_phone": ("mobilephone", "mobile", "mobilephonenumber", "phone", "cellphone"),
+    "guardian_first_name": ("guardianfirstname",),
+    "guardian_last_name": ("guardianlastname",),
+}
+REQUIRED_COLUMNS = ("client_id", "first_name", "last_name", "date_of_birth", "email")
+OPTIONAL_COLUMNS = ("mobile_phone", "guardian_first_name", "guardian_last_name")
+ROSTER_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
+TEMPLATE_HEADER = (
+    "Client ID,First Name,Last Name,Date of Birth,Email,Mobile Phone,"
+    "Guardian First Name,Guardian Last Name"
+)
+
+RULE_MESSAGES: dict[str, str] = {
+    "required": "{field} is required",
+    "name_characters": "{field} may contain only letters, apostrophes, hyphens, spaces and dots",
+    "date_format": "date_of_birth must be written YYYY-MM-DD (use 1970-01-01 when unknown); "
+    "other formats such as 03/04/1971 are ambiguous and are not guessed",
+    "real_date": "date_of_birth is not a real calendar date",
+    "not_in_future": "date_of_birth is in the future",
+    "not_over_130_years": "date_of_birth is more than 130 years ago",
+    "email_format": "email must be a valid address such as name@example.org",
+    "guardian_names_together": "a dependent's row needs both guardian_first_name and "
+    "guardian_last_name",
+    "mobile_number": "mobile_phone cannot be a valid mobile number for region {region}; the row "
+    "is accepted without a phone (email invitation only)",
+    "duplicate_client_id": "duplicates the client_id of line {other_line}; the first row is kept",
+    "duplicate_person": "duplicates line {other_line} (same email, date of birth and first "
+    "name); the first row is kept",
+    "approved_connection_exists": "the client already exists as an Approved Connection for "
+    "this provider; remove the row, or use --mode sync to update it",
+    "ambiguous_match": "matches connections of several clients; MRN not mapped, needs review",
+    "mrn_conflict": "the matching connection already holds a different MRN; not changed, "
+    "needs review",
+    "shared_connection": "another row of this file matches the same connection; MRN not "
+    "mapped, needs review",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """One finding about one row: `severity` is error (rejected), warning or review."""
+
+    line: int
+    field: str
+    rule: str
+    message: str
+    severity: str = "error"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def rule_message(rule: str, field: str, **extra: object) -> str:
+    return RULE_MESSAGES[rule].format(field=field, **extra)
+
+
+def header_key(name: str) -> str:
+    """Header comparison key: case, spaces, underscores, dashes and a BOM do not matter."""
+    return "".join(ch for ch in name.lstrip("\ufeff").lower() if ch not in " _-\t")
+
+
+def map_header(header: list[str]) -> dict[str, str]:
+    """File header -> canonical names for the columns we know; unknown columns are ignored."""
+    lookup = {
+        alias: canonical for canonical, aliases in COLUMN_ALIASES.items() for alias in aliases
+    }
+    mapping: dict[str, str] = {}
+    for original in header:
+        canonical = lookup.get(header_key(original))
+        if canonical and canonical not in mapping.values():
+            mapping[original] = canonical
+    return mapping
+
+
+class RosterRow(pa.DataFrameModel):
+    """A normalised roster chunk. `dob` is the parsed `date_of_birth` (NaT when unparseable)."""
+
+    client_id: Series[str]
+    first_name: Series[str]
+    last_name: Series[str]
+    date_of_birth: Series[str]
+    email: Series[str]
+    mobile_phone: Series[str]
+    guardian_first_name: Series[str]
+    guardian_last_name: Series[str]
+    dob: Series[pd.Timestamp] = pa.Field(nullable=True)
+
+    class Config:
+        strict = False
+        coerce = False
+
+    @pa.check("client_id", "first_name", "last_name", "date_of_birth", "email", name="required")
+    @classmethod
+    def required(cls, values: pd.Series) -> pd.Series:
+        return values != ""
+
+    @pa.check(
+        "first_name",
+        "last_name",
+        "guardian_first_name",
+        "guardian_last_name",
+        name="name_characters",
+    )
+    @classmethod
+    def name_characters(cls, values: pd.Series) -> pd.Series:
+        return (values == "") | contact.is_valid_name(values)
+
+    @pa.check("date_of_birth", name="date_format")
+    @classmethod
+    def date_format(cls, values: pd.Series) -> pd.Series:
+        return (values == "") | contact.has_date_format(values)
+
+    @pa.check("email", name="email_format")
+    @classmethod
+    def email_format(cls, values: pd.Series) -> pd.Series:
+        return (values == "") | contact.is_valid_email(values)
+
+    @pa.dataframe_check(name="real_date")
+    @classmethod
+    def real_date(cls, frame: pd.DataFrame) -> pd.Series:
+        return ~contact.has_date_format(frame["date_of_birth"]) | frame["dob"].notna()
+
+    @pa.check("dob", name="not_in_future")
+    @classmethod
+    def not_in_future(cls, dob: pd.Series) -> pd.Series:
+        return dob.isna() | (dob <= contact.date_bounds()[1])
+
+    @pa.check("dob", name="not_over_130_years")
+    @classmethod
+    def not_over_130_years(cls, dob: pd.Series) -> pd.Series:
+        return dob.isna() | (dob >= contact.date_bounds()[0])
+
+    @pa.dataframe_check(name="guardian_names_together")
+    @classmethod
+    def guardian_names_together(cls, frame: pd.DataFrame) -> pd.Series:
+        return (frame["guardian_first_name"] == "") == (frame["guardian_last_name"] == "")
+
+
+# Where a failure on a derived column is reported, and dataframe-wide checks' field.
+_REPORTED_FIELD = {"dob": "date_of_birth"}
+_FRAME_CHECK_FIELD = {
+    "real_date": "date_of_birth",
+    "guardian_names_together": "guardian_last_name",
+}
+
+
+@dataclass
+class ChunkResult:
+    """Accepted rows (normalised, with a `line` column) and the findings of one chunk."""
+
+    accepted: pd.DataFrame
+    rejections: list[Rejection]
+    warnings: list[Rejection]
+    total_rows: int
+
+
+def normalise_chunk(raw: pd.DataFrame, region: str) -> tuple[pd.DataFrame, pd.Series]:
+    """Canonical, trimmed columns; lower-case email; E.164 phone; parsed `dob`.
+
+    Returns the frame and the mask of rows whose phone was present but unusable.
+    """
+    frame = pd.DataFrame(index=raw.index)
+    for column in ROSTER_COLUMNS:
+        frame[column] = contact.clean_text(raw[column]) if column in raw else ""
+    frame["email"] = frame["email"].str.lower()
+    frame["mobile_phone"], bad_phone = normalise_phones(frame["mobile_phone"], region)
+    frame["dob"] = contact.parse_dates(frame["date_of_birth"])
+    return frame, bad_phone
+
+
+def validate_chunk(raw: pd.DataFrame, first_line: int, region: str) -> ChunkResult:
+    """Validate one chunk whose first data row is spreadsheet line `first_line`.
+
+    Blank rows (every field empty, as Excel leaves at the end of a sheet) are skipped and do
+    not count as rows.
+    """
+    raw = raw.fillna("")
+    lines = pd.Series(range(first_line, first_line + len(raw)), index=raw.index)
+    not_blank = (raw.astype("str").apply(lambda col: col.str.strip() != "")).any(axis=1)
+    raw, lines = raw[not_blank], lines[not_blank]
+    frame, bad_phone = normalise_chunk(raw, region)
+
+    rejections: list[Rejection] = []
+    try:
+        RosterRow.validate(frame, lazy=True)
+    except SchemaErrors as errors:
+        rejections = _rejections_from(errors.failure_cases, lines)
+
+    rejected_lines = {r.line for r in rejections}
+    accepted_mask = ~lines.isin(rejected_lines)
+    warnings = [
+        Rejection(
+            int(line),
+            "mobile_phone",
+            "mobile_number",
+            rule_message("mobile_number", "mobile_phone", region=region),
+            "warning",
+        )
+        for line in lines[bad_phone & accepted_mask]
+    ]
+    accepted = frame[accepted_mask].copy()
+    accepted.insert(0, "line", lines[accepted_mask].astype("int64"))
+    return ChunkResult(accepted, sorted(rejections, key=_order), warnings, len(frame))
+
+
+def _order(rejection: Rejection) -> tuple[int, int, str]:
+    return (rejection.line, ROSTER_COLUMNS.index(rejection.field), rejection.rule)
+
+
+def _rejections_from(failure_cases: pd.DataFrame, lines: pd.Series) -> list[Rejection]:
+    """(line, field, rule) per failure; the failure_case column holds raw values and is dropped."""
+    cases = failure_cases.drop(columns=["failure_case"]).dropna(subset=["index"])
+    found: dict[tuple[int, str], Rejection] = {}
+    columns = ["schema_context", "column", "check", "index"]
+    for context, column, check, index in cases[columns].itertuples(index=False):
+        rule = str(check)
+        if context == "DataFrameSchema":
+            field = _FRAME_CHECK_FIELD.get(rule, "row")
+        else:
+            field = _REPORTED_FIELD.get(str(column), str(column))
+        line = int(lines.loc[index])
+        # One finding per line and field: `required` already explains an empty value.
+        found.setdefault((line, field), Rejection(line, field, rule, rule_message(rule, field)))
+    return list(found.values())
+
+
+def today() -> dt.date:
+    return dt.date.today()

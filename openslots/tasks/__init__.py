@@ -1,0 +1,1 @@
+"""Prefect tasks: one step of a flow each; they pass ids and counts, never patient data."""

@@ -1,0 +1,254 @@
+"""Roster import steps: start a batch, stage the file chunk by chunk, apply it set-wise, report.
+
+Each task touches patient data only through the database and returns ids and counts.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from sqlalchemy import select
+
+from openslots.connectors.csv_source import iter_chunks, sniff_layout
+from openslots.connectors.database import get_engine
+from openslots.connectors.database import roster as repo
+from openslots.connectors.database.models import (
+    BatchStatus,
+    ImportBatch,
+    ImportMode,
+    ImportRejection,
+    Provider,
+)
+from openslots.errors import OpenslotsError, RosterRejectedError
+from openslots.schemas.roster import validate_chunk
+from openslots.settings import get_settings
+from openslots.tasks._safety import phi_safe, run_logger
+
+# In-process listeners for a progress bar (the CLI registers one); called with
+# (rows read so far, fraction of the file read). Never sent to Prefect.
+progress_listeners: list[Callable[[int, float], None]] = []
+
+
+@dataclass(frozen=True)
+class ImportStart:
+    batch_id: int
+    provider_id: int
+    location_id: int
+    provider_created: bool
+    location_created: bool
+
+
+@dataclass(frozen=True)
+class StageCounts:
+    total_rows: int
+    rejected: int
+    warnings: int
+
+
+@dataclass(frozen=True)
+class ImportSummary:
+    """What `roster import --json` prints, minus the rejection list (read from the database)."""
+
+    batch_id: int
+    mode: str
+    status: str
+    total_rows: int
+    accepted: int
+    rejected: int
+    warnings: int
+    new_clients: int
+    updated_clients: int
+    mrns_mapped: int
+    needs_review: int
+    queued_invitations: int
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@task(name="start-roster-import", cache_policy=NO_CACHE)
+@phi_safe("start-roster-import")
+def start_import(
+    path: str, provider: str, location: str, mode: str, strict: bool, integrated: bool
+) -> ImportStart:
+    """Create the provider/location on first use and open an import batch."""
+    with get_engine().begin() as conn:
+        target = repo.ensure_target(conn, provider, location, integrated=integrated, create=True)
+        batch_id = repo.start_batch(conn, target, Path(path).name, ImportMode(mode), strict)
+    logger = run_logger()
+    if target.provider_created or target.location_created:
+        logger.info(
+            "created provider %s / location %s (first use)", target.provider_id, target.location_id
+        )
+    logger.info("import batch %s started (mode=%s, strict=%s)", batch_id, mode, strict)
+    return ImportStart(
+        batch_id,
+        target.provider_id,
+        target.location_id,
+        target.provider_created,
+        target.location_created,
+    )
+
+
+@task(name="stage-roster", cache_policy=NO_CACHE)
+@phi_safe("stage-roster")
+def stage_roster(batch_id: int, path: str) -> StageCounts:
+    """Stream the file in chunks: validate each (pandera, lazy), stage accepted rows, record
+    rejections and warnings. Memory is bounded by the chunk size, not the file size."""
+    settings = get_settings()
+    engine = get_engine(settings)
+    logger = run_logger()
+    total = rejected = warnings = 0
+    try:
+        layout = sniff_layout(Path(path))
+        if layout.ignored:
+            logger.info("ignoring %d unknown column(s)", len(layout.ignored))
+        for first_line, chunk, done in iter_chunks(Path(path), layout, settings.chunk_size):
+            result = validate_chunk(chunk, first_line, settings.phone_region)
+            with engine.begin() as conn:
+                repo.stage_rows(conn, batch_id, result.accepted)
+                repo.record_findings(conn, batch_id, result.rejections + result.warnings)
+            total += result.total_rows
+            rejected += len({r.line for r in result.rejections})
+            warnings += len(result.warnings)
+            logger.info(
+                "validated %d rows (%.0f%% of file), %d rejected", total, done * 100, rejected
+            )
+            for listener in progress_listeners:
+                listener(total, done)
+    except Exception as exc:
+        _fail(batch_id, exc)
+        raise
+    return StageCounts(total, rejected, warnings)
+
+
+@task(name="apply-roster", cache_policy=NO_CACHE)
+@phi_safe("apply-roster")
+def apply_roster(batch_id: int, staged: StageCounts) -> ImportSummary:
+    """In one transaction: drop in-file duplicates, match connections (reject rows of clients
+    already Approved in invite mode), upsert clients, map MRNs, queue invitations."""
+    engine = get_engine()
+    try:
+        with engine.begin() as conn:
+            batch = conn.execute(
+                select(
+                    ImportBatch.provider_id,
+                    ImportBatch.location_id,
+                    ImportBatch.mode,
+                    ImportBatch.strict,
+                ).where(ImportBatch.id == batch_id)
+            ).one()
+            integrated = conn.execute(
+                select(Provider.integrated).where(Provider.id == batch.provider_id)
+            ).scalar_one()
+            target = repo.Target(batch.provider_id, batch.location_id, integrated, False, False)
+            mode = ImportMode(batch.mode)
+
+            duplicates = repo.reject_in_file_duplicates(conn, batch_id)
+            outcome = repo.match_connections(conn, batch_id, target, mode)
+            repo.record_findings(conn, batch_id, duplicates + outcome.rejections + outcome.reviews)
+            rejected = staged.rejected + len(duplicates) + len(outcome.rejections)
+            if batch.strict and rejected:
+                repo.clear_staging(conn, batch_id)
+                repo.finish_batch(
+                    conn,
+                    batch_id,
+                    BatchStatus.FAILED,
+                    total_rows=staged.total_rows,
+                    rejected=rejected,
+                    accepted=0,
+                    warnings=staged.warnings,
+                    error="strict import: rejected rows, nothing written",
+                )
+                strict_failure = RosterRejectedError(batch_id, rejected, staged.total_rows)
+            else:
+                strict_failure = None
+                new_clients, updated_clients = repo.count_client_changes(
+                    conn, batch_id, target.provider_id
+                )
+                repo.upsert_clients(conn, batch_id, target.provider_id)
+                repo.apply_mrn_updates(conn, target.provider_id, outcome)
+                queued = repo.queue_invitations(conn, batch_id, target)
+                repo.clear_staging(conn, batch_id)
+                summary = ImportSummary(
+                    batch_id=batch_id,
+                    mode=mode.value,
+                    status=BatchStatus.COMPLETED.value,
+                    total_rows=staged.total_rows,
+                    accepted=staged.total_rows - rejected,
+                    rejected=rejected,
+                    warnings=staged.warnings,
+                    new_clients=new_clients,
+                    updated_clients=updated_clients,
+                    mrns_mapped=len(outcome.mrn_updates),
+                    needs_review=len(outcome.reviews),
+                    queued_invitations=queued,
+                )
+                counts = summary.as_dict()
+                for key in ("batch_id", "mode", "status"):
+                    counts.pop(key)
+                repo.finish_batch(conn, batch_id, BatchStatus.COMPLETED, **counts)
+    except Exception as exc:
+        _fail(batch_id, exc)
+        raise
+    if strict_failure is not None:
+        raise strict_failure
+    run_logger().info(
+        "batch %s: %d accepted, %d rejected, %d invitations queued",
+        batch_id,
+        summary.accepted,
+        summary.rejected,
+        summary.queued_invitations,
+    )
+    return summary
+
+
+@task(name="publish-import-report", cache_policy=NO_CACHE)
+@phi_safe("publish-import-report")
+def publish_import_report(summary: ImportSummary) -> None:
+    """A markdown artifact with counts and rejections per rule: no values, no line contents."""
+    with get_engine().connect() as conn:
+        rows = conn.execute(
+            select(ImportRejection.severity, ImportRejection.field, ImportRejection.rule).where(
+                ImportRejection.batch_id == summary.batch_id
+            )
+        ).all()
+    by_rule = Counter((severity, field, rule) for severity, field, rule in rows)
+    lines = [
+        f"# Roster import, batch {summary.batch_id} ({summary.mode})",
+        "",
+        "| count | value |",
+        "|---|---|",
+        *[
+            f"| {name.replace('_', ' ')} | {value} |"
+            for name, value in summary.as_dict().items()
+            if name not in ("batch_id", "mode")
+        ],
+        "",
+        "## Findings by rule",
+        "",
+        "| severity | field | rule | rows |",
+        "|---|---|---|---|",
+        *[f"| {s} | {f} | {r} | {n} |" for (s, f, r), n in sorted(by_rule.items())],
+        "",
+        f"Line-by-line list: `openslots roster rejections {summary.batch_id}`.",
+    ]
+    create_markdown_artifact(
+        key="roster-import-report",
+        markdown="\n".join(lines),
+        description=f"roster import batch {summary.batch_id}",
+    )
+
+
+def _fail(batch_id: int, exc: BaseException) -> None:
+    """Mark the batch failed with a PHI-free reason and drop its staged rows."""
+    reason = str(exc) if isinstance(exc, OpenslotsError) else type(exc).__name__
+    with get_engine().begin() as conn:
+        repo.clear_staging(conn, batch_id)
+        repo.finish_batch(conn, batch_id, BatchStatus.FAILED, error=reason)
