@@ -7,6 +7,10 @@ Exception tree::
     ├── RosterFileError            the file as a whole is unusable: missing column, bad encoding,
     │                              malformed CSV (terminal); carries `line` and `column` when known
     ├── RosterRejectedError        --strict import with rejected rows: nothing written (terminal)
+    ├── SendRefused                a sender refused a message before anything went out: safe
+    │                              to try again (`transient` when the refusal was temporary)
+    ├── SendOutcomeUnknown         the message may or may not have gone out (connection lost
+    │                              after the data was sent, 5xx): never retried blindly
     └── PipelineStepError          an unexpected failure inside a step, re-raised without the
                                    original text (which may quote patient data); carries the step
                                    name and the original exception's class name
@@ -65,6 +69,23 @@ class RosterRejectedError(OpenslotsError):
             f"strict import: {rejected} of {total_rows} rows rejected, nothing written "
             f"(see `openslots roster rejections {batch_id}`)"
         )
+
+
+class SendRefused(OpenslotsError):
+    """Nothing went out; `reason` is PHI-free (a class name or a status code)."""
+
+    def __init__(self, reason: str, *, transient: bool = False):
+        self.reason = reason
+        self.transient = transient
+        super().__init__(f"send refused: {reason}")
+
+
+class SendOutcomeUnknown(OpenslotsError):
+    """The message may have gone out; an operator decides, it is never retried blindly."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(f"send outcome unknown: {reason}")
 
 
 class PipelineStepError(OpenslotsError):

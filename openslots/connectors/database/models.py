@@ -271,4 +271,4 @@ class RosterStaging(Base):
     guardian_first_name: Mapped[str | None] = mapped_column(String(100))
     guardian_last_name: Mapped[str | None] = mapped_column(String(100))
     # ok: to apply; connected: matches an Approved connection (sync: refresh, no invitation)
-    state: Mapped[str] = mapped_column(String(16), default="ok")
+    state: Mapped[str] = mapped_column(String(16), default="ok", server_default="ok")

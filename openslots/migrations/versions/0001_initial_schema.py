@@ -52,7 +52,7 @@ def upgrade() -> None:
         sa.Column("mobile_phone", sa.String(length=20), nullable=True),
         sa.Column("guardian_first_name", sa.String(length=100), nullable=True),
         sa.Column("guardian_last_name", sa.String(length=100), nullable=True),
-        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("state", sa.String(length=16), server_default="ok", nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_roster_staging")),
     )
     with op.batch_alter_table("roster_staging", schema=None) as batch_op:

@@ -1,0 +1,43 @@
+"""Connections as the client's side creates them (mobile registrations arrive in a later issue).
+
+Used by the demo to show MRN mapping, and by tests to build the states the seed describes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import Connection, insert
+
+from openslots.connectors.database.models import Connection as ConnectionRow
+from openslots.domain.statuses import ConnectionStatus
+
+
+def add_connection(
+    conn: Connection,
+    *,
+    provider_id: int,
+    location_id: int,
+    first_name: str,
+    last_name: str,
+    date_of_birth: dt.date,
+    email: str,
+    status: ConnectionStatus = ConnectionStatus.PENDING,
+    mrn: str | None = None,
+    mobile_phone: str | None = None,
+) -> int:
+    return conn.execute(
+        insert(ConnectionRow)
+        .values(
+            provider_id=provider_id,
+            location_id=location_id,
+            first_name=first_name.strip(),
+            last_name=last_name.strip(),
+            date_of_birth=date_of_birth,
+            email=email.strip().lower(),
+            mobile_phone=mobile_phone,
+            status=status,
+            mrn=mrn,
+        )
+        .returning(ConnectionRow.id)
+    ).scalar_one()

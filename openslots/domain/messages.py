@@ -1,0 +1,66 @@
+"""The words of outgoing messages. Pure: names in, text out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class InvitationContext:
+    """Who is invited to connect with whom. For a dependent, the guardian is the recipient."""
+
+    first_name: str
+    last_name: str
+    provider: str
+    location: str
+    guardian_first_name: str | None = None
+    guardian_last_name: str | None = None
+
+    @property
+    def is_dependent(self) -> bool:
+        return bool(self.guardian_first_name)
+
+
+def invitation_email(ctx: InvitationContext) -> tuple[str, str]:
+    """(subject, plain-text body) of an invitation email.
+
+    >>> subject, _ = invitation_email(InvitationContext("Ana", "Ruiz", "Dr. Lee", "Main St"))
+    >>> subject
+    'Dr. Lee invites you to receive Open Slots alerts'
+    """
+    subject = f"{ctx.provider} invites you to receive Open Slots alerts"
+    if ctx.is_dependent:
+        greeting = f"Dear {ctx.guardian_first_name} {ctx.guardian_last_name},"
+        whom = f"{ctx.first_name} {ctx.last_name}"
+        ask = (
+            f"{ctx.provider} ({ctx.location}) invites you to connect on behalf of {whom}, "
+            "so that you hear as soon as an earlier appointment slot opens."
+        )
+        dob_hint = f"{ctx.first_name}'s date of birth"
+    else:
+        greeting = f"Dear {ctx.first_name} {ctx.last_name},"
+        ask = (
+            f"{ctx.provider} ({ctx.location}) invites you to connect, so that you hear as soon "
+            "as an earlier appointment slot opens."
+        )
+        dob_hint = "your date of birth"
+    body = "\n\n".join(
+        [
+            greeting,
+            ask,
+            "Install the SkedgeAlert mobile app and register with this email address and "
+            f"{dob_hint}: your connection is then approved at once.",
+            "If you do not wish to hear from this practice, reply STOP or use the unsubscribe "
+            "link and you will not be contacted again.",
+        ]
+    )
+    return subject, body + "\n"
+
+
+def invitation_sms(ctx: InvitationContext) -> str:
+    """A text short enough for two SMS segments."""
+    who = f"{ctx.first_name}" if ctx.is_dependent else "you"
+    return (
+        f"{ctx.provider} invites {who} to get Open Slots alerts. Get the SkedgeAlert app and "
+        "register with the email we have on file. Reply STOP to opt out."
+    )
