@@ -42,7 +42,7 @@ RULE_MESSAGES: dict[str, str] = {
     "required": "{field} is required",
     "name_characters": "{field} may contain only letters, apostrophes, hyphens, spaces and dots",
     "date_format": "date_of_birth must be written YYYY-MM-DD (use 1970-01-01 when unknown); "
-    "other formats such as 03/04/1971 are ambiguous and are not guessed",
+    "day/month orders such as MM/DD/YYYY are ambiguous and are not guessed",
     "real_date": "date_of_birth is not a real calendar date",
     "not_in_future": "date_of_birth is in the future",
     "not_over_130_years": "date_of_birth is more than 130 years ago",
