@@ -40,6 +40,7 @@ TEMPLATE_HEADER = (
 
 RULE_MESSAGES: dict[str, str] = {
     "required": "{field} is required",
+    "too_long": "{field} is longer than {limit} characters",
     "name_characters": "{field} may contain only letters, apostrophes, hyphens, spaces and dots",
     "date_format": "date_of_birth must be written YYYY-MM-DD (use 1970-01-01 when unknown); "
     "day/month orders such as MM/DD/YYYY are ambiguous and are not guessed",
@@ -78,8 +79,19 @@ class Rejection:
         return asdict(self)
 
 
+# Column widths of the database (openslots.connectors.database.models).
+MAX_LENGTHS = {
+    "client_id": 64,
+    "first_name": 100,
+    "last_name": 100,
+    "guardian_first_name": 100,
+    "guardian_last_name": 100,
+    "email": 254,
+}
+
+
 def rule_message(rule: str, field: str, **extra: object) -> str:
-    return RULE_MESSAGES[rule].format(field=field, **extra)
+    return RULE_MESSAGES[rule].format(field=field, limit=MAX_LENGTHS.get(field), **extra)
 
 
 def header_key(name: str) -> str:
@@ -121,6 +133,22 @@ class RosterRow(pa.DataFrameModel):
     @classmethod
     def required(cls, values: pd.Series) -> pd.Series:
         return values != ""
+
+    @pa.check("client_id", name="too_long")
+    @classmethod
+    def client_id_length(cls, values: pd.Series) -> pd.Series:
+        return values.str.len() <= MAX_LENGTHS["client_id"]
+
+    @pa.check("first_name", "last_name", "guardian_first_name", "guardian_last_name",
+              name="too_long")
+    @classmethod
+    def name_length(cls, values: pd.Series) -> pd.Series:
+        return values.str.len() <= MAX_LENGTHS["first_name"]
+
+    @pa.check("email", name="too_long")
+    @classmethod
+    def email_length(cls, values: pd.Series) -> pd.Series:
+        return values.str.len() <= MAX_LENGTHS["email"]
 
     @pa.check(
         "first_name",

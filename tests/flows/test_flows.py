@@ -1,0 +1,103 @@
+"""The flows under Prefect's test harness, on both databases, and what Prefect gets to see.
+
+The PHI test runs the flows on synthetic patients (including rejected rows and a failing strict
+import) and then reads every table of Prefect's own database, its local result storage and the
+captured console output, looking for each patient's names, email, phone and date of birth.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from prefect.logging.handlers import APILogWorker
+from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, PREFECT_SERVER_DATABASE_CONNECTION_URL
+from sqlalchemy import Engine, func, select
+
+from openslots.connectors.database.models import Client, OutboxMessage
+from openslots.connectors.database import roster as roster_repo
+from openslots.errors import PipelineStepError, RosterRejectedError
+from openslots.flows.dispatch import dispatch
+from openslots.flows.roster_sync import roster_sync
+from tests.factories import person, roster_file
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+# Distinctive synthetic values, so any occurrence in Prefect's records is a leak.
+PATIENTS = [
+    person(1, first_name="Quillonara", last_name="Vexbridge", email="quillonara.v@example.org",
+           date_of_birth="1961-07-19", mobile_phone="(917) 555-0147"),
+    person(2, first_name="Marisoleth", last_name="Drangwick", email="mari.dr@example.org",
+           date_of_birth="1977-11-03", mobile_phone="646-555-0199"),
+    # Rejected rows: their values reach validation and error paths.
+    person(3, first_name="Ostrevanya", last_name="Plimbury", email="ostre@@example.org",
+           date_of_birth="1952-02-30", mobile_phone="+999 1234 5678"),
+    person(4, first_name="Tessivane9", last_name="Korrowdale", email="tess.k@example.org",
+           date_of_birth="04/05/1990", mobile_phone="+1 212 555 0183"),
+]
+PHI = sorted({value for row in PATIENTS for value in row[1:]} | {"+19175550147", "9175550147",
+                                                                 "+16465550199", "Vexbridge"})
+
+
+def _prefect_text() -> str:
+    """Everything Prefect stored: every column of every table, plus local result files."""
+    APILogWorker.drain_all(timeout=10)
+    url = PREFECT_SERVER_DATABASE_CONNECTION_URL.value()
+    path = url.split(":///", 1)[1]
+    chunks = []
+    with sqlite3.connect(path) as conn:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        for table in tables:
+            for row in conn.execute(f'SELECT * FROM "{table}"'):
+                chunks.append(" ".join(str(v) for v in row))
+    storage = Path(PREFECT_LOCAL_STORAGE_PATH.value())
+    if storage.exists():
+        chunks += [p.read_bytes().decode("utf-8", "replace") for p in storage.rglob("*")
+                   if p.is_file()]
+    return "\n".join(chunks)
+
+
+def test_roster_sync_and_dispatch_end_to_end(db: Engine, tmp_path: Path) -> None:
+    path = roster_file(tmp_path / "roster.csv", [person(n) for n in range(1, 21)]
+                       + [person(21, email="nope")])
+    summary = roster_sync(str(path), "Dr. Flow", "Clinic A", mode="invite")
+    assert (summary["total_rows"], summary["accepted"], summary["rejected"]) == (21, 20, 1)
+    assert summary["queued_invitations"] == 20
+    again = roster_sync(str(path), "Dr. Flow", "Clinic A", mode="invite")
+    assert again["queued_invitations"] == 0
+    sent = dispatch()
+    assert sent["sent"] == 40  # 20 emails + 20 texts
+    assert dispatch()["sent"] == 0
+    with db.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Client)).scalar_one() == 20
+        statuses = conn.execute(select(OutboxMessage.status).distinct()).scalars().all()
+    assert statuses == ["sent"]
+
+
+def test_no_patient_data_reaches_prefect(
+    db: Engine, tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    path = roster_file(tmp_path / "roster.csv", PATIENTS)
+    summary = roster_sync(str(path), "Dr. Private", "Clinic P", mode="sync")
+    assert (summary["accepted"], summary["rejected"]) == (2, 2)
+    dispatch()
+    with pytest.raises(RosterRejectedError):
+        roster_sync(str(path), "Dr. Private", "Clinic Q", mode="invite", strict=True)
+    # An unexpected failure deep in a step, whose third-party message quotes a patient (as
+    # driver and pandas errors can): it must reach Prefect without that text.
+    def quoting_failure(*_args: object) -> None:
+        raise ValueError(f"bad value {PATIENTS[0][1]} {PATIENTS[0][4]}")
+
+    monkeypatch.setattr(roster_repo, "upsert_clients", quoting_failure)
+    with pytest.raises(PipelineStepError) as error:
+        roster_sync(str(path), "Dr. Private", "Clinic P", mode="sync")
+    assert error.value.cause_type == "ValueError"
+    assert PATIENTS[0][1] not in str(error.value)
+
+    stored = _prefect_text()
+    console = "".join(capfd.readouterr())
+    assert "roster-import-report" in stored  # the artifact was published...
+    assert "| rejected | 2 |" in stored  # ...with counts
+    leaks = [value for value in PHI if value in stored or value in console]
+    assert leaks == []
