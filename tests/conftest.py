@@ -66,8 +66,10 @@ def postgres_ready() -> str:
     except Exception as exc:
         if _PG_REQUIRED:
             pytest.fail(f"PostgreSQL at OPENSLOTS_TEST_POSTGRES_URL unreachable: {exc}")
-        pytest.skip(f"PostgreSQL not reachable ({type(exc).__name__}); set "
-                    "OPENSLOTS_TEST_POSTGRES_URL to require it")
+        pytest.skip(
+            f"PostgreSQL not reachable ({type(exc).__name__}); set "
+            "OPENSLOTS_TEST_POSTGRES_URL to require it"
+        )
     finally:
         probe.dispose()
     upgrade_database(Settings(database_url=PG_URL))

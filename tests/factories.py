@@ -15,8 +15,13 @@ from openslots.domain.statuses import ConnectionStatus
 HEADER = ["Client ID", "First Name", "Last Name", "Date of Birth", "Email", "Mobile Phone"]
 
 
-def roster_file(path: Path, rows: list[list[str]], header: list[str] | None = None,
-                newline: str = "\n", encoding: str = "utf-8") -> Path:
+def roster_file(
+    path: Path,
+    rows: list[list[str]],
+    header: list[str] | None = None,
+    newline: str = "\n",
+    encoding: str = "utf-8",
+) -> Path:
     """Write a roster CSV exactly as given (header, line endings, encoding)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding=encoding) as handle:
@@ -37,13 +42,22 @@ def person(n: int, **overrides: str) -> list[str]:
         "mobile_phone": f"(415) 555-{n % 10000:04d}",
     }
     values.update(overrides)
-    return [values[k] for k in ("client_id", "first_name", "last_name", "date_of_birth",
-                                "email", "mobile_phone")]
+    return [
+        values[k]
+        for k in ("client_id", "first_name", "last_name", "date_of_birth", "email", "mobile_phone")
+    ]
 
 
-def connection(engine: Engine, provider: str, location: str, row: list[str], *,
-               status: ConnectionStatus = ConnectionStatus.PENDING, mrn: str | None = None,
-               integrated: bool = False) -> int:
+def connection(
+    engine: Engine,
+    provider: str,
+    location: str,
+    row: list[str],
+    *,
+    status: ConnectionStatus = ConnectionStatus.PENDING,
+    mrn: str | None = None,
+    integrated: bool = False,
+) -> int:
     """A connection as the mobile app would create it, for the person of a roster `row`."""
     with engine.begin() as conn:
         target = ensure_target(conn, provider, location, integrated=integrated, create=True)

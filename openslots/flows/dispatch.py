@@ -12,7 +12,7 @@ def dispatch(limit: int | None = None) -> dict[str, object]:
     """Drain the outbox (email and SMS) through the configured senders.
 
     Example:
-        >>> dispatch()  # doctest: +SKIP
-        {'claimed': 3, 'sent': 3, ...}
+        ``dispatch()`` returns counts such as ``{"claimed": 3, "sent": 3, "failed": 0, ...}``;
+        from a shell: ``openslots outbox send --json``.
     """
     return dispatch_outbox(limit).as_dict()

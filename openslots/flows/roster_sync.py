@@ -33,7 +33,9 @@ def roster_sync(
         Counts only: batch_id, total_rows, accepted, rejected, queued_invitations, ...
 
     Example:
-        >>> roster_sync("roster.csv", "Dr. Rivera", "Main St")  # doctest: +SKIP
+        From Python: ``roster_sync("roster.csv", "Dr. Rivera", "Main St", mode="invite")``;
+        from a shell: ``openslots roster import roster.csv --provider "Dr. Rivera"
+        --location "Main St"``.
     """
     start = start_import(path, provider, location, mode, strict, integrated)
     staged = stage_roster(start.batch_id, path)

@@ -139,8 +139,9 @@ class RosterRow(pa.DataFrameModel):
     def client_id_length(cls, values: pd.Series) -> pd.Series:
         return values.str.len() <= MAX_LENGTHS["client_id"]
 
-    @pa.check("first_name", "last_name", "guardian_first_name", "guardian_last_name",
-              name="too_long")
+    @pa.check(
+        "first_name", "last_name", "guardian_first_name", "guardian_last_name", name="too_long"
+    )
     @classmethod
     def name_length(cls, values: pd.Series) -> pd.Series:
         return values.str.len() <= MAX_LENGTHS["first_name"]

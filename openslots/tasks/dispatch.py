@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from openslots.connectors.database import get_engine
+from openslots.connectors.database import get_engine, require_current_schema
 from openslots.connectors.database import outbox as repo
 from openslots.connectors.database.models import Channel, OutboxStatus
 from openslots.connectors.email import EmailSender, OutgoingEmail, email_sender
@@ -41,6 +41,7 @@ def dispatch_outbox(limit: int | None = None) -> DispatchCounts:
     between send and record leaves the lease to expire: those messages become `unknown`.
     """
     settings = get_settings()
+    require_current_schema(settings)
     engine = get_engine(settings)
     senders = (email_sender(settings), sms_sender(settings))
     counts = DispatchCounts()

@@ -16,7 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy import select
 
 from openslots.connectors.csv_source import iter_chunks, sniff_layout
-from openslots.connectors.database import get_engine
+from openslots.connectors.database import get_engine, require_current_schema
 from openslots.connectors.database import roster as repo
 from openslots.connectors.database.models import (
     BatchStatus,
@@ -78,6 +78,7 @@ def start_import(
     path: str, provider: str, location: str, mode: str, strict: bool, integrated: bool
 ) -> ImportStart:
     """Create the provider/location on first use and open an import batch."""
+    require_current_schema()
     with get_engine().begin() as conn:
         target = repo.ensure_target(conn, provider, location, integrated=integrated, create=True)
         batch_id = repo.start_batch(conn, target, Path(path).name, ImportMode(mode), strict)

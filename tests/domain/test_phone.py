@@ -38,19 +38,26 @@ formatted = st.builds(
     digits,
     st.sampled_from(["", " ", "-", ".", ") "]),
 )
-nanp = st.builds(lambda a, b, c: f"{a}{b}{c:04d}", st.integers(200, 999), st.integers(200, 999),
-                 st.integers(0, 9999))
+nanp = st.builds(
+    lambda a, b, c: f"{a}{b}{c:04d}",
+    st.integers(200, 999),
+    st.integers(200, 999),
+    st.integers(0, 9999),
+)
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.lists(st.one_of(formatted, nanp, st.text(max_size=15)), min_size=1, max_size=30),
-       st.sampled_from(["US", "GB", "DE", "CA"]))
+@given(
+    st.lists(st.one_of(formatted, nanp, st.text(max_size=15)), min_size=1, max_size=30),
+    st.sampled_from(["US", "GB", "DE", "CA"]),
+)
 def test_fast_path_agrees_with_phonenumbers(values: list[str], region: str) -> None:
     e164, invalid = normalise_phones(pd.Series(values, dtype="str"), region)
     expected = [to_e164(v.strip(), region) or "" if v.strip() else "" for v in values]
     assert e164.tolist() == expected
-    assert invalid.tolist() == [bool(v.strip()) and not exp for v, exp in zip(values, expected,
-                                                                              strict=True)]
+    assert invalid.tolist() == [
+        bool(v.strip()) and not exp for v, exp in zip(values, expected, strict=True)
+    ]
 
 
 def test_reference_is_phonenumbers() -> None:

@@ -17,13 +17,12 @@ def test_only_approved_with_mrn_for_integrated_and_never_opted_out() -> None:
         ConnectionStatus, [False, True], [False, True], [False, True]
     ):
         expected = (
-            status is ConnectionStatus.APPROVED
-            and not opted_out
-            and (has_mrn or not integrated)
+            status is ConnectionStatus.APPROVED and not opted_out and (has_mrn or not integrated)
         )
-        assert eligible_for_alerts(
-            status, integrated=integrated, has_mrn=has_mrn, opted_out=opted_out
-        ) is expected, (status, integrated, has_mrn, opted_out)
+        assert (
+            eligible_for_alerts(status, integrated=integrated, has_mrn=has_mrn, opted_out=opted_out)
+            is expected
+        ), (status, integrated, has_mrn, opted_out)
 
 
 def test_resend_forbidden_exactly_for_the_seed_statuses() -> None:

@@ -15,8 +15,8 @@ from prefect.logging.handlers import APILogWorker
 from prefect.settings import PREFECT_LOCAL_STORAGE_PATH, PREFECT_SERVER_DATABASE_CONNECTION_URL
 from sqlalchemy import Engine, func, select
 
-from openslots.connectors.database.models import Client, OutboxMessage
 from openslots.connectors.database import roster as roster_repo
+from openslots.connectors.database.models import Client, OutboxMessage
 from openslots.errors import PipelineStepError, RosterRejectedError
 from openslots.flows.dispatch import dispatch
 from openslots.flows.roster_sync import roster_sync
@@ -26,18 +26,44 @@ pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 # Distinctive synthetic values, so any occurrence in Prefect's records is a leak.
 PATIENTS = [
-    person(1, first_name="Quillonara", last_name="Vexbridge", email="quillonara.v@example.org",
-           date_of_birth="1961-07-19", mobile_phone="(917) 555-0147"),
-    person(2, first_name="Marisoleth", last_name="Drangwick", email="mari.dr@example.org",
-           date_of_birth="1977-11-03", mobile_phone="646-555-0199"),
+    person(
+        1,
+        first_name="Quillonara",
+        last_name="Vexbridge",
+        email="quillonara.v@example.org",
+        date_of_birth="1961-07-19",
+        mobile_phone="(917) 555-0147",
+    ),
+    person(
+        2,
+        first_name="Marisoleth",
+        last_name="Drangwick",
+        email="mari.dr@example.org",
+        date_of_birth="1977-11-03",
+        mobile_phone="646-555-0199",
+    ),
     # Rejected rows: their values reach validation and error paths.
-    person(3, first_name="Ostrevanya", last_name="Plimbury", email="ostre@@example.org",
-           date_of_birth="1952-02-30", mobile_phone="+999 1234 5678"),
-    person(4, first_name="Tessivane9", last_name="Korrowdale", email="tess.k@example.org",
-           date_of_birth="04/05/1990", mobile_phone="+1 212 555 0183"),
+    person(
+        3,
+        first_name="Ostrevanya",
+        last_name="Plimbury",
+        email="ostre@@example.org",
+        date_of_birth="1952-02-30",
+        mobile_phone="+999 1234 5678",
+    ),
+    person(
+        4,
+        first_name="Tessivane9",
+        last_name="Korrowdale",
+        email="tess.k@example.org",
+        date_of_birth="04/05/1990",
+        mobile_phone="+1 212 555 0183",
+    ),
 ]
-PHI = sorted({value for row in PATIENTS for value in row[1:]} | {"+19175550147", "9175550147",
-                                                                 "+16465550199", "Vexbridge"})
+PHI = sorted(
+    {value for row in PATIENTS for value in row[1:]}
+    | {"+19175550147", "9175550147", "+16465550199", "Vexbridge"}
+)
 
 
 def _prefect_text() -> str:
@@ -53,14 +79,16 @@ def _prefect_text() -> str:
                 chunks.append(" ".join(str(v) for v in row))
     storage = Path(PREFECT_LOCAL_STORAGE_PATH.value())
     if storage.exists():
-        chunks += [p.read_bytes().decode("utf-8", "replace") for p in storage.rglob("*")
-                   if p.is_file()]
+        chunks += [
+            p.read_bytes().decode("utf-8", "replace") for p in storage.rglob("*") if p.is_file()
+        ]
     return "\n".join(chunks)
 
 
 def test_roster_sync_and_dispatch_end_to_end(db: Engine, tmp_path: Path) -> None:
-    path = roster_file(tmp_path / "roster.csv", [person(n) for n in range(1, 21)]
-                       + [person(21, email="nope")])
+    path = roster_file(
+        tmp_path / "roster.csv", [person(n) for n in range(1, 21)] + [person(21, email="nope")]
+    )
     summary = roster_sync(str(path), "Dr. Flow", "Clinic A", mode="invite")
     assert (summary["total_rows"], summary["accepted"], summary["rejected"]) == (21, 20, 1)
     assert summary["queued_invitations"] == 20
@@ -84,6 +112,7 @@ def test_no_patient_data_reaches_prefect(
     dispatch()
     with pytest.raises(RosterRejectedError):
         roster_sync(str(path), "Dr. Private", "Clinic Q", mode="invite", strict=True)
+
     # An unexpected failure deep in a step, whose third-party message quotes a patient (as
     # driver and pandas errors can): it must reach Prefect without that text.
     def quoting_failure(*_args: object) -> None:

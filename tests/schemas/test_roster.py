@@ -32,11 +32,18 @@ def findings(rejections) -> set[tuple[int, str, str]]:
 
 
 def test_valid_rows_are_normalised(tmp_path: Path) -> None:
-    path = roster_file(tmp_path / "r.csv", [
-        person(1, email="  Mixed.Case@Example.ORG ", first_name=" José ",
-               mobile_phone="+1 212 555 0102"),
-        person(2, client_id="007", last_name="O'Brien-Núñez", mobile_phone=""),
-    ])
+    path = roster_file(
+        tmp_path / "r.csv",
+        [
+            person(
+                1,
+                email="  Mixed.Case@Example.ORG ",
+                first_name=" José ",
+                mobile_phone="+1 212 555 0102",
+            ),
+            person(2, client_id="007", last_name="O'Brien-Núñez", mobile_phone=""),
+        ],
+    )
     accepted, rejections, warnings, total = validate_file(path)
     assert (rejections, warnings, total) == ([], [], 2)
     assert accepted["email"].tolist() == ["mixed.case@example.org", "client2@example.org"]
@@ -59,8 +66,11 @@ def test_valid_rows_are_normalised(tmp_path: Path) -> None:
         ({"date_of_birth": "03/04/1971"}, "date_of_birth", "date_format"),
         ({"date_of_birth": "1971-3-4"}, "date_of_birth", "date_format"),
         ({"date_of_birth": "2023-02-30"}, "date_of_birth", "real_date"),
-        ({"date_of_birth": (dt.date.today() + dt.timedelta(days=1)).isoformat()},
-         "date_of_birth", "not_in_future"),
+        (
+            {"date_of_birth": (dt.date.today() + dt.timedelta(days=1)).isoformat()},
+            "date_of_birth",
+            "not_in_future",
+        ),
         ({"date_of_birth": "1890-01-01"}, "date_of_birth", "not_over_130_years"),
         ({"email": "no-at-sign.example.org"}, "email", "email_format"),
         ({"email": "a@b"}, "email", "email_format"),
@@ -80,11 +90,14 @@ def test_each_rule_rejects_with_line_field_and_rule(
 
 
 def test_every_problem_of_a_row_and_a_file_is_reported_at_once(tmp_path: Path) -> None:
-    path = roster_file(tmp_path / "r.csv", [
-        person(1, first_name="", email="bad", date_of_birth="1/2/1990"),
-        person(2),
-        person(3, last_name="4"),
-    ])
+    path = roster_file(
+        tmp_path / "r.csv",
+        [
+            person(1, first_name="", email="bad", date_of_birth="1/2/1990"),
+            person(2),
+            person(3, last_name="4"),
+        ],
+    )
     _, rejections, _, total = validate_file(path)
     assert findings(rejections) == {
         (2, "first_name", "required"),
@@ -105,20 +118,35 @@ def test_unusable_phone_is_a_warning_not_a_rejection(tmp_path: Path) -> None:
 
 def test_guardian_names_come_together(tmp_path: Path) -> None:
     header = [*HEADER, "Guardian First Name", "Guardian Last Name"]
-    path = roster_file(tmp_path / "r.csv", [
-        [*person(1), "Gina", "Example"],
-        [*person(2), "Gina", ""],
-    ], header=header)
+    path = roster_file(
+        tmp_path / "r.csv",
+        [
+            [*person(1), "Gina", "Example"],
+            [*person(2), "Gina", ""],
+        ],
+        header=header,
+    )
     accepted, rejections, _, _ = validate_file(path)
     assert findings(rejections) == {(3, "guardian_last_name", "guardian_names_together")}
     assert accepted["guardian_first_name"].tolist() == ["Gina"]
 
 
 def test_headers_match_loosely_crlf_bom_and_quoted_commas(tmp_path: Path) -> None:
-    header = ["\ufeffclient_id", "FIRST NAME", "last_name", "Date Of Birth", "E-mail",
-              "mobile phone"]
-    path = roster_file(tmp_path / "r.csv", [person(1, last_name="Smith, Jr")], header=header,
-                       newline="\r\n", encoding="utf-8")
+    header = [
+        "\ufeffclient_id",
+        "FIRST NAME",
+        "last_name",
+        "Date Of Birth",
+        "E-mail",
+        "mobile phone",
+    ]
+    path = roster_file(
+        tmp_path / "r.csv",
+        [person(1, last_name="Smith, Jr")],
+        header=header,
+        newline="\r\n",
+        encoding="utf-8",
+    )
     accepted, rejections, _, _ = validate_file(path)
     assert rejections[0].rule == "name_characters"  # the comma survived inside the quotes
     path = roster_file(tmp_path / "r2.csv", [person(1)], header=header, newline="\r\n")
@@ -136,8 +164,9 @@ def test_windows_1252_and_semicolons_from_excel(tmp_path: Path) -> None:
 
 
 def test_blank_rows_are_skipped_and_line_numbers_stay_true(tmp_path: Path) -> None:
-    path = roster_file(tmp_path / "r.csv", [person(1), ["", "", "", "", "", ""], person(3),
-                                            person(4, email="x")])
+    path = roster_file(
+        tmp_path / "r.csv", [person(1), ["", "", "", "", "", ""], person(3), person(4, email="x")]
+    )
     accepted, rejections, _, total = validate_file(path, chunk_size=2)
     assert total == 3
     assert accepted["line"].tolist() == [2, 4]
@@ -154,8 +183,9 @@ def test_missing_required_column_fails_the_whole_file(tmp_path: Path) -> None:
 
 def test_row_with_extra_fields_names_its_line(tmp_path: Path) -> None:
     path = tmp_path / "r.csv"
-    path.write_text(",".join(HEADER) + "\n" + ",".join(person(1)) + "\n"
-                    + ",".join(person(2)) + ",extra\n")
+    path.write_text(
+        ",".join(HEADER) + "\n" + ",".join(person(1)) + "\n" + ",".join(person(2)) + ",extra\n"
+    )
     with pytest.raises(RosterFileError) as error:
         validate_file(path)
     assert error.value.line == 3

@@ -58,8 +58,9 @@ def test_limit_and_batches(db: Engine, tmp_path: Path, monkeypatch) -> None:
 def test_opt_out_after_queueing_cancels_the_message(db: Engine, tmp_path: Path) -> None:
     run_import(roster_file(tmp_path / "r.csv", [person(1)]))
     with db.begin() as conn:
-        conn.execute(OptOut.__table__.insert().values(
-            provider_id=1, channel="sms", address="+14155550001"))
+        conn.execute(
+            OptOut.__table__.insert().values(provider_id=1, channel="sms", address="+14155550001")
+        )
     counts = dispatch_outbox.fn()
     assert (counts.sent, counts.cancelled) == (0, 2)  # every channel, not only SMS
     assert set(statuses(db).values()) == {"cancelled"}

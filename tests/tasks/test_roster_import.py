@@ -24,8 +24,13 @@ from tests.factories import HEADER, connection, person, roster_file
 PROVIDER, LOCATION = "Dr. Test Provider", "Main Street"
 
 
-def run_import(path: Path, mode: str = "invite", strict: bool = False,
-               integrated: bool = False, location: str = LOCATION) -> ImportSummary:
+def run_import(
+    path: Path,
+    mode: str = "invite",
+    strict: bool = False,
+    integrated: bool = False,
+    location: str = LOCATION,
+) -> ImportSummary:
     start = start_import.fn(str(path), PROVIDER, location, mode, strict, integrated)
     staged = stage_roster.fn(start.batch_id, str(path))
     return apply_roster.fn(start.batch_id, staged)
@@ -49,8 +54,10 @@ def rejections(db: Engine, batch_id: int, severity: str = "error") -> set[tuple[
 def test_counts_add_up_and_invitations_are_queued_with_their_messages(
     db: Engine, tmp_path: Path
 ) -> None:
-    rows = [person(n) for n in range(1, 6)] + [person(6, email="broken"),
-                                               person(7, mobile_phone="")]
+    rows = [person(n) for n in range(1, 6)] + [
+        person(6, email="broken"),
+        person(7, mobile_phone=""),
+    ]
     summary = run_import(roster_file(tmp_path / "r.csv", rows))
     assert summary.total_rows == 7
     assert summary.accepted + summary.rejected == summary.total_rows
@@ -79,15 +86,16 @@ def test_reimporting_the_same_file_changes_and_queues_nothing(db: Engine, tmp_pa
 
 def test_changed_details_update_the_client(db: Engine, tmp_path: Path) -> None:
     run_import(roster_file(tmp_path / "a.csv", [person(1), person(2)]))
-    summary = run_import(roster_file(tmp_path / "b.csv", [person(1, mobile_phone=""),
-                                                          person(2)]))
+    summary = run_import(roster_file(tmp_path / "b.csv", [person(1, mobile_phone=""), person(2)]))
     assert (summary.new_clients, summary.updated_clients) == (0, 1)
     with db.connect() as conn:
         phone = conn.execute(select(Client.mobile_phone).where(Client.client_ref == "00001"))
         assert phone.scalar_one() is None
 
 
-def test_duplicates_in_the_file_keep_the_first_and_name_its_line(db: Engine, tmp_path: Path) -> None:
+def test_duplicates_in_the_file_keep_the_first_and_name_its_line(
+    db: Engine, tmp_path: Path
+) -> None:
     rows = [
         person(1),
         person(2),
@@ -121,8 +129,9 @@ def test_sync_mode_maps_approved_clients_instead_and_queues_no_invitation(
     db: Engine, tmp_path: Path
 ) -> None:
     rows = [person(1), person(2)]
-    approved = connection(db, PROVIDER, LOCATION, rows[0], status=ConnectionStatus.APPROVED,
-                          integrated=True)
+    approved = connection(
+        db, PROVIDER, LOCATION, rows[0], status=ConnectionStatus.APPROVED, integrated=True
+    )
     summary = run_import(roster_file(tmp_path / "r.csv", rows), mode="sync")
     assert (summary.accepted, summary.rejected, summary.mrns_mapped) == (2, 0, 1)
     assert summary.queued_invitations == 1  # only the client without a connection
@@ -136,8 +145,9 @@ def test_sync_mode_maps_approved_clients_instead_and_queues_no_invitation(
 
 def test_mrn_mapping_tiers_conflicts_and_ambiguity(db: Engine, tmp_path: Path) -> None:
     rows = [person(n) for n in range(1, 6)]
-    by_mrn = connection(db, PROVIDER, LOCATION, person(99, date_of_birth="1999-09-09"),
-                        mrn="00001")  # tier 1: MRN equals Client ID, other details differ
+    by_mrn = connection(
+        db, PROVIDER, LOCATION, person(99, date_of_birth="1999-09-09"), mrn="00001"
+    )  # tier 1: MRN equals Client ID, other details differ
     by_email = connection(db, PROVIDER, LOCATION, rows[1])  # tier 2: email + DOB
     by_name = connection(db, PROVIDER, LOCATION, person(3, email="other@example.org"))  # tier 3
     conflict = connection(db, PROVIDER, LOCATION, rows[3], mrn="SOMETHING-ELSE")
@@ -152,8 +162,14 @@ def test_mrn_mapping_tiers_conflicts_and_ambiguity(db: Engine, tmp_path: Path) -
     }
     with db.connect() as conn:
         mrns = dict(conn.execute(select(ConnectionRow.id, ConnectionRow.mrn)).all())
-    assert mrns == {by_mrn: "00001", by_email: "00002", by_name: "00003",
-                    conflict: "SOMETHING-ELSE", twin_a: None, twin_b: None}
+    assert mrns == {
+        by_mrn: "00001",
+        by_email: "00002",
+        by_name: "00003",
+        conflict: "SOMETHING-ELSE",
+        twin_a: None,
+        twin_b: None,
+    }
     assert summary.accepted == 5  # review rows are accepted clients, only the MRN waits
 
 
@@ -173,12 +189,18 @@ def test_strict_mode_writes_nothing_when_a_row_is_rejected(db: Engine, tmp_path:
 def test_opted_out_contacts_are_not_invited(db: Engine, tmp_path: Path) -> None:
     run_import(roster_file(tmp_path / "seed.csv", [person(50)]))  # creates the provider
     with db.begin() as conn:
-        conn.execute(OptOut.__table__.insert(), [
-            {"provider_id": 1, "channel": "email", "address": "client1@example.org"},
-            {"provider_id": 1, "channel": "sms", "address": "+14155550002"},
-        ])
-    rows = [person(1, email="CLIENT1@example.org"), person(2, mobile_phone="415.555.0002"),
-            person(3)]
+        conn.execute(
+            OptOut.__table__.insert(),
+            [
+                {"provider_id": 1, "channel": "email", "address": "client1@example.org"},
+                {"provider_id": 1, "channel": "sms", "address": "+14155550002"},
+            ],
+        )
+    rows = [
+        person(1, email="CLIENT1@example.org"),
+        person(2, mobile_phone="415.555.0002"),
+        person(3),
+    ]
     summary = run_import(roster_file(tmp_path / "r.csv", rows))
     assert summary.accepted == 3 and summary.queued_invitations == 1
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session, sessionmaker
 
 from openslots.settings import Settings, get_settings
 
@@ -60,14 +57,6 @@ def dispose_engines() -> None:
         _ENGINES.popitem()[1].dispose()
 
 
-@contextmanager
-def session_scope(settings: Settings | None = None) -> Iterator[Session]:
-    """A session in one transaction: committed on success, rolled back on any error."""
-    factory = sessionmaker(get_engine(settings), expire_on_commit=False)
-    with factory.begin() as session:
-        yield session
-
-
 def alembic_config(url: str):  # type: ignore[no-untyped-def]
     from alembic.config import Config
 
@@ -75,6 +64,27 @@ def alembic_config(url: str):  # type: ignore[no-untyped-def]
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
+
+
+def require_current_schema(settings: Settings | None = None) -> None:
+    """Fail clearly when the database was never migrated or is behind this code's migrations.
+
+    Flows do not migrate by themselves: several workers would race to do it.
+    """
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from openslots.errors import ConfigurationError
+
+    url = (settings or get_settings()).resolved_database_url()
+    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    with _engine_for(url).connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    if current != head:
+        raise ConfigurationError(
+            f"database schema is at revision {current or 'none'}, this code needs {head}: "
+            "run `openslots db upgrade` first"
+        )
 
 
 def upgrade_database(settings: Settings | None = None, revision: str = "head") -> str:
