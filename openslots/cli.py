@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from openslots.errors import OpenslotsError, RosterRejectedError
+from openslots.reports import batch_report
 
 app = typer.Typer(
     help="openslots: roster imports, invitations and Open Slots alerts as Prefect flows.\n\n"
@@ -160,7 +161,7 @@ def providers_add(
     _ensure_schema()
     if not location:
         raise _fail("give at least one --location", as_json, code=2)
-    created = []
+    created: list[dict[str, Any]] = []
     with get_engine().begin() as conn:
         for loc in location:
             target = ensure_target(conn, name, loc, integrated=integrated, create=True)
@@ -261,7 +262,7 @@ def roster_import(
             str(path.resolve()), provider, location, mode.value, strict, integrated
         )
     except RosterRejectedError as exc:
-        _print_import(_batch_report(exc.batch_id), as_json)
+        _print_import(batch_report(exc.batch_id), as_json)
         raise typer.Exit(1) from None
     except OpenslotsError as exc:
         raise _fail(str(exc), as_json) from None
@@ -270,49 +271,7 @@ def roster_import(
             progress.stop()
         if listener is not None:
             roster_tasks.progress_listeners.remove(listener)
-    _print_import(_batch_report(int(summary["batch_id"])), as_json)
-
-
-def _batch_report(batch_id: int) -> dict[str, Any]:
-    from sqlalchemy import select
-
-    from openslots.connectors.database import get_engine
-    from openslots.connectors.database.models import ImportBatch, ImportRejection
-
-    with get_engine().connect() as conn:
-        batch = conn.execute(select(ImportBatch.__table__).where(ImportBatch.id == batch_id)).one()
-        findings = conn.execute(
-            select(
-                ImportRejection.line,
-                ImportRejection.field,
-                ImportRejection.rule,
-                ImportRejection.message,
-                ImportRejection.severity,
-            )
-            .where(ImportRejection.batch_id == batch_id)
-            .order_by(ImportRejection.line, ImportRejection.id)
-        ).all()
-    by_severity: dict[str, list[dict[str, Any]]] = {"error": [], "warning": [], "review": []}
-    for line, field, rule, message, severity in findings:
-        by_severity.setdefault(severity, []).append(
-            {"line": line, "field": field, "rule": rule, "message": message}
-        )
-    return {
-        "batch_id": batch_id,
-        "status": batch.status,
-        "mode": batch.mode,
-        "total_rows": batch.total_rows,
-        "accepted": batch.accepted,
-        "rejected": batch.rejected,
-        "new_clients": batch.new_clients,
-        "updated_clients": batch.updated_clients,
-        "mrns_mapped": batch.mrns_mapped,
-        "needs_review": batch.needs_review,
-        "queued_invitations": batch.queued_invitations,
-        "rejections": by_severity["error"],
-        "warnings": by_severity["warning"],
-        "reviews": by_severity["review"],
-    }
+    _print_import(batch_report(int(str(summary["batch_id"]))), as_json)
 
 
 def _print_import(report: dict[str, Any], as_json: bool) -> None:
@@ -364,7 +323,7 @@ def roster_rejections(
 
     _ensure_schema()
     try:
-        report = _batch_report(batch_id)
+        report = batch_report(batch_id)
     except NoResultFound:
         raise _fail(f"no import batch {batch_id}", as_json) from None
     if as_json:

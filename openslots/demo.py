@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from openslots.connectors.database import get_engine, upgrade_database
 from openslots.connectors.database.connections import add_connection
 from openslots.connectors.database.roster import ensure_target
 from openslots.domain.statuses import ConnectionStatus
+from openslots.reports import batch_report
 from openslots.synthetic import messy_rows, people, write_roster
 
-PROVIDERS = (
+PROVIDERS: tuple[tuple[str, str, bool, Literal["invite", "sync"], str, str], ...] = (
     # (provider, location, integrated, mode, file, id prefix)
     ("Riverside Family Practice", "Downtown Clinic", True, "sync", "riverside.csv", "R"),
     ("Lakeside Pediatrics", "North Campus", False, "invite", "lakeside.csv", "L"),
@@ -42,9 +43,7 @@ def run_demo(directory: Path, clients: int) -> dict[str, Any]:
         if integrated:
             _register_some(provider, location, roster)
         summary = roster_sync(str(path), provider, location, mode, False, integrated)
-        from openslots.cli import _batch_report
-
-        report = _batch_report(int(summary["batch_id"]))
+        report = batch_report(int(str(summary["batch_id"])))
         imports.append(
             {"provider": provider, "location": location, "file": str(path), "mode": mode} | report
         )

@@ -20,19 +20,23 @@ Messages never contain a patient's value: only line numbers, column names, rule 
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class OpenslotsError(Exception):
     """Base class. `transient` is read by the tasks' retry condition."""
 
     transient: bool = False
 
-    def __reduce__(self):  # type: ignore[no-untyped-def]
+    def __reduce__(self) -> tuple[Any, ...]:
         # Prefect pickles a failed task's exception; rebuild from the message and attributes
         # rather than calling __init__ again with arguments the message was made from.
         return (_rebuild, (type(self), self.args, self.__dict__))
 
 
-def _rebuild(cls: type[OpenslotsError], args: tuple[object, ...], state: dict[str, object]):  # type: ignore[no-untyped-def]
+def _rebuild(
+    cls: type[OpenslotsError], args: tuple[object, ...], state: dict[str, object]
+) -> OpenslotsError:
     error = cls.__new__(cls)
     Exception.__init__(error, *args)
     error.__dict__.update(state)

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from sqlalchemy import Engine
 
 from openslots.connectors.database import get_engine, require_current_schema
 from openslots.connectors.database import outbox as repo
@@ -67,7 +68,7 @@ def dispatch_outbox(limit: int | None = None) -> DispatchCounts:
 
 
 def _send_all(
-    engine: object,
+    engine: Engine,
     pending: list[repo.PendingInvitation],
     senders: tuple[EmailSender, SmsSender],
     counts: DispatchCounts,
@@ -89,7 +90,7 @@ def _send_all(
             item.guardian_last_name,
         )
         try:
-            if item.channel is Channel.EMAIL or item.channel == "email":
+            if item.channel == Channel.EMAIL:
                 subject, body = invitation_email(ctx)
                 email.send(OutgoingEmail(item.key, item.email, subject, body))
             else:
@@ -111,7 +112,7 @@ def _send_all(
         channel = str(item.channel)
         counts.by_channel[channel] = counts.by_channel.get(channel, 0) + 1
     if outcomes:
-        with engine.begin() as conn:  # type: ignore[attr-defined]
+        with engine.begin() as conn:
             for outbox_id, status, reason in outcomes:
                 repo.record_outcome(conn, outbox_id, status, reason)
     return sent

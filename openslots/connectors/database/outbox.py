@@ -91,8 +91,8 @@ def load_invitations(conn: Connection, ids: Sequence[int]) -> list[PendingInvita
     )
     rows = conn.execute(
         select(
-            OutboxMessage.id,
-            OutboxMessage.idempotency_key,
+            OutboxMessage.id.label("outbox_id"),
+            OutboxMessage.idempotency_key.label("key"),
             OutboxMessage.channel,
             Client.email,
             Client.mobile_phone,
@@ -100,9 +100,9 @@ def load_invitations(conn: Connection, ids: Sequence[int]) -> list[PendingInvita
             Client.last_name,
             Client.guardian_first_name,
             Client.guardian_last_name,
-            Provider.name,
-            Location.name,
-            opted_out,
+            Provider.name.label("provider"),
+            Location.name.label("location"),
+            opted_out.label("opted_out"),
         )
         .join(Invitation, Invitation.id == OutboxMessage.invitation_id)
         .join(Client, Client.id == Invitation.client_id)
@@ -111,7 +111,7 @@ def load_invitations(conn: Connection, ids: Sequence[int]) -> list[PendingInvita
         .where(OutboxMessage.id.in_(ids))
         .order_by(OutboxMessage.id)
     ).all()
-    return [PendingInvitation(*row) for row in rows]
+    return [PendingInvitation(**row._asdict()) for row in rows]
 
 
 def record_sent(conn: Connection, ids: Sequence[int]) -> None:

@@ -12,9 +12,23 @@ import datetime as dt
 import io
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import cast
 
 import pandas as pd
-from sqlalchemy import Connection, and_, delete, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    Integer,
+    Table,
+    and_,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from openslots.connectors.database.models import (
@@ -53,6 +67,10 @@ CLIENT_FIELDS = (
     "guardian_first_name",
     "guardian_last_name",
 )
+
+
+STAGING = cast(Table, RosterStaging.__table__)
+CLIENTS = cast(Table, Client.__table__)
 
 
 def _now() -> dt.datetime:
@@ -308,8 +326,7 @@ def match_connections(
 
 def count_client_changes(conn: Connection, batch_id: int, provider_id: int) -> tuple[int, int]:
     """(new clients, existing clients whose details change) for the staged rows."""
-    staged = RosterStaging.__table__
-    clients = Client.__table__
+    staged, clients = STAGING, CLIENTS
     joined = staged.outerjoin(
         clients,
         and_(clients.c.provider_id == provider_id, clients.c.client_ref == staged.c.client_ref),
@@ -327,18 +344,18 @@ def count_client_changes(conn: Connection, batch_id: int, provider_id: int) -> t
 
 
 def upsert_clients(conn: Connection, batch_id: int, provider_id: int) -> None:
-    staged = RosterStaging.__table__
+    """Insert new clients and update changed ones (rows that change nothing are not touched)."""
+    staged, clients = STAGING, CLIENTS
     dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     now = _now()
     source = select(
-        func.cast(provider_id, Client.__table__.c.provider_id.type).label("provider_id"),
+        literal(provider_id, Integer).label("provider_id"),
         staged.c.client_ref,
         *[staged.c[name] for name in CLIENT_FIELDS],
-        func.cast(batch_id, Client.__table__.c.last_batch_id.type).label("last_batch_id"),
+        literal(batch_id, Integer).label("last_batch_id"),
     ).where(staged.c.batch_id == batch_id)
     columns = ["provider_id", "client_ref", *CLIENT_FIELDS, "last_batch_id"]
-    statement = dialect_insert(Client.__table__).from_select(columns, source)
-    clients = Client.__table__
+    statement = dialect_insert(clients).from_select(columns, source)
     statement = statement.on_conflict_do_update(
         index_elements=[clients.c.provider_id, clients.c.client_ref],
         set_={name: statement.excluded[name] for name in CLIENT_FIELDS}
