@@ -14,6 +14,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
+# Before Prefect is imported: the ephemeral server's telemetry cannot reach the internet from
+# a clinic network and logs tracebacks when it tries. A user's explicit setting wins.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
 import typer
 from rich.console import Console
 from rich.table import Table
