@@ -42,6 +42,14 @@ app.add_typer(db_app, name="db")
 app.add_typer(providers_app, name="providers")
 app.add_typer(roster_app, name="roster")
 app.add_typer(outbox_app, name="outbox")
+invite_app = typer.Typer(help="Invite one client or one dependent.", no_args_is_help=True)
+invitations_app = typer.Typer(help="The seed's Invitations screen.", no_args_is_help=True)
+connections_app = typer.Typer(help="The seed's Connections screen.", no_args_is_help=True)
+registrations_app = typer.Typer(help="Mobile-app registrations.", no_args_is_help=True)
+app.add_typer(invite_app, name="invite")
+app.add_typer(invitations_app, name="invitations")
+app.add_typer(connections_app, name="connections")
+app.add_typer(registrations_app, name="registrations")
 
 err = Console(stderr=True)
 out = Console()
@@ -379,6 +387,474 @@ def outbox_status(as_json: JsonOpt = False) -> None:
     for key, value in sorted(counts.items()):
         table.add_row(key, f"{value:,}")
     out.print(table)
+
+
+# --- invitations and connections (the seed's two screens) --------------------------------
+
+ProviderOpt = Annotated[str, typer.Option(help="Provider name.")]
+LocationOpt = Annotated[str | None, typer.Option(help="Location name (default: all).")]
+SortOpt = Annotated[str | None, typer.Option(help="COLUMN or COLUMN:desc.")]
+ActorOpt = Annotated[str | None, typer.Option(help="Who makes the change (default: your user).")]
+ReasonOpt = Annotated[str | None, typer.Option(help="Why, for the audit log.")]
+
+
+def _actor(actor: str | None) -> str:
+    import getpass
+
+    return actor or getpass.getuser()
+
+
+def _ids(provider: str, location: str | None) -> tuple[int, int | None]:
+    from openslots.connectors.database import get_engine
+    from openslots.connectors.database.lifecycle import location_id_for, provider_id_for
+
+    with get_engine().connect() as conn:
+        provider_id = provider_id_for(conn, provider)
+        location_id = location_id_for(conn, provider_id, location) if location else None
+    return provider_id, location_id
+
+
+def _invite(as_json: bool, **fields: Any) -> None:
+    from openslots.api import invite
+
+    _ensure_schema()
+    report = _run(as_json, lambda: invite(**fields))
+    ok = report["accepted"] == 1
+    if as_json:
+        _emit_json(report)
+    elif ok:
+        queued = report["queued_invitations"]
+        err.print(
+            "invitation queued (send it with `openslots outbox send`)"
+            if queued
+            else "client updated; already invited at this location, nothing new queued"
+        )
+    else:
+        for rejection in report["rejections"]:
+            err.print(f"[red]{rejection['field']}[/red]: {rejection['message']}", highlight=False)
+    for warning in report["warnings"]:
+        err.print(f"warning: {warning['message']}", highlight=False)
+    if not ok:
+        raise typer.Exit(1)
+
+
+@invite_app.command("client")
+def invite_client(
+    provider: ProviderOpt,
+    location: Annotated[str, typer.Option(help="Location name.")],
+    client_id: Annotated[str, typer.Option(help="The practice's Client ID / MRN.")],
+    first_name: Annotated[str, typer.Option()],
+    last_name: Annotated[str, typer.Option()],
+    dob: Annotated[str, typer.Option(help="Date of birth, YYYY-MM-DD.")],
+    email: Annotated[str, typer.Option(help="The client's email (required).")],
+    phone: Annotated[str | None, typer.Option(help="Mobile phone (optional: adds a text).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Invite one client: every field but the phone is required (same rules as the roster)."""
+    _invite(
+        as_json,
+        provider=provider,
+        location=location,
+        client_id=client_id,
+        first_name=first_name,
+        last_name=last_name,
+        date_of_birth=dob,
+        email=email,
+        mobile_phone=phone,
+    )
+
+
+@invite_app.command("dependent")
+def invite_dependent(
+    provider: ProviderOpt,
+    location: Annotated[str, typer.Option(help="Location name.")],
+    client_id: Annotated[str, typer.Option(help="The dependent's Client ID / MRN.")],
+    first_name: Annotated[str, typer.Option(help="The dependent's first name.")],
+    last_name: Annotated[str, typer.Option(help="The dependent's last name.")],
+    dob: Annotated[str, typer.Option(help="The dependent's date of birth, YYYY-MM-DD.")],
+    guardian_first_name: Annotated[str, typer.Option()],
+    guardian_last_name: Annotated[str, typer.Option()],
+    email: Annotated[str, typer.Option(help="The guardian's email (required).")],
+    phone: Annotated[str | None, typer.Option(help="The guardian's mobile phone.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Invite a dependent through their guardian (the guardian's email and phone)."""
+    _invite(
+        as_json,
+        provider=provider,
+        location=location,
+        client_id=client_id,
+        first_name=first_name,
+        last_name=last_name,
+        date_of_birth=dob,
+        email=email,
+        mobile_phone=phone,
+        guardian_first_name=guardian_first_name,
+        guardian_last_name=guardian_last_name,
+    )
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*["" if row.get(c) is None else str(row.get(c)) for c in columns])
+    out.print(table)
+
+
+@invitations_app.command("list")
+def invitations_list(
+    provider: ProviderOpt,
+    location: LocationOpt = None,
+    search: Annotated[str | None, typer.Option(help="Client or guardian name.")] = None,
+    status: Annotated[
+        str | None,
+        typer.Option(help="Queued, Sent, Registered, Invited, Opted-Out, Connected or New."),
+    ] = None,
+    sort: SortOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Invitations of a provider with their status and the last time each was sent."""
+    from openslots.connectors.database import get_engine
+    from openslots.connectors.database.listings import list_invitations
+
+    _ensure_schema()
+    provider_id, location_id = _run(as_json, lambda: _ids(provider, location))
+
+    def query() -> list[dict[str, Any]]:
+        with get_engine().connect() as conn:
+            return list_invitations(
+                conn, provider_id, location_id=location_id, search=search, status=status, sort=sort
+            )
+
+    try:
+        rows = _run(as_json, query)
+    except ValueError:
+        raise _fail(f"unknown status {status!r}", as_json, code=2) from None
+    if as_json:
+        _emit_json(rows)
+        return
+    _table(
+        rows,
+        [
+            "id",
+            "status",
+            "client_id",
+            "first_name",
+            "last_name",
+            "guardian_first_name",
+            "guardian_last_name",
+            "location",
+            "last_sent_at",
+            "resend_permitted",
+        ],
+    )
+
+
+@invitations_app.command("resend")
+def invitations_resend(
+    invitation_id: int, actor: ActorOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Queue an invitation again; refused (with the reason) for Opted-Out, Connected and New."""
+    from openslots.connectors.database import get_engine
+    from openslots.connectors.database.lifecycle import resend
+
+    _ensure_schema()
+
+    def run() -> str:
+        with get_engine().begin() as conn:
+            return resend(conn, invitation_id, _actor(actor))
+
+    key = _run(as_json, run)
+    if as_json:
+        _emit_json({"invitation_id": invitation_id, "queued": key})
+    else:
+        err.print(
+            f"invitation {invitation_id} queued again ({key}); send it with `openslots outbox send`"
+        )
+
+
+def _lifecycle_command(
+    as_json: bool, action: Callable[[Any], Any], done: str, payload: dict[str, Any]
+) -> None:
+    from openslots.connectors.database import get_engine
+
+    _ensure_schema()
+
+    def run() -> Any:
+        with get_engine().begin() as conn:
+            return action(conn)
+
+    result = _run(as_json, run)
+    if as_json:
+        _emit_json(payload | {"result": result})
+    else:
+        err.print(done)
+
+
+@invitations_app.command("request")
+def invitations_request(
+    invitation_id: int, actor: ActorOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Send a provider-initiated request to a Registered client's app (status Invited)."""
+    from openslots.connectors.database.lifecycle import request_connection
+
+    _lifecycle_command(
+        as_json,
+        lambda c: request_connection(c, invitation_id, _actor(actor)),
+        f"invitation {invitation_id}: request sent to the app (Invited)",
+        {"invitation_id": invitation_id, "status": "Invited"},
+    )
+
+
+@invitations_app.command("accept")
+def invitations_accept(invitation_id: int, as_json: JsonOpt = False) -> None:
+    """Record the client's acceptance of a request (what the app's backend reports): the
+    connection is approved and the invitation becomes Connected."""
+    from openslots.connectors.database.lifecycle import accept_request
+
+    _lifecycle_command(
+        as_json,
+        lambda c: accept_request(c, invitation_id),
+        f"invitation {invitation_id}: accepted, connection approved (Connected)",
+        {"invitation_id": invitation_id, "status": "Connected"},
+    )
+
+
+@registrations_app.command("import")
+def registrations_import_command(
+    path: Annotated[
+        Path, typer.Argument(help="CSV or JSON-lines file.", exists=True, dir_okay=False)
+    ],
+    as_json: JsonOpt = False,
+) -> None:
+    """Apply mobile registrations: DOB matches approve at once, others register or request.
+
+    Fields: email, date_of_birth, first_name, last_name, mobile_phone, provider, location,
+    and for a guardian registering a dependent: dependent_first_name, dependent_last_name,
+    dependent_date_of_birth.
+    """
+    from openslots.flows.registrations import registrations_import
+
+    _ensure_schema()
+    counts = _run(as_json, lambda: registrations_import(str(path.resolve())))
+    if as_json:
+        _emit_json(counts)
+        return
+    err.print(
+        f"{counts['registrations']} registrations: {counts['dob_matches']} approved by "
+        f"Date of Birth Match, {counts['registered']} registered, "
+        f"{counts['pending_requests']} pending requests, {counts['rejected']} rejected"
+    )
+    _print_findings("rejected", counts["rejections"])
+
+
+@connections_app.command("list")
+def connections_list(
+    provider: ProviderOpt,
+    location: LocationOpt = None,
+    status: Annotated[
+        str | None, typer.Option(help="Pending, Approved, Paused or Declined.")
+    ] = None,
+    priority: Annotated[str | None, typer.Option(help="A priority label.")] = None,
+    search: Annotated[str | None, typer.Option(help="Name, email or MRN.")] = None,
+    sort: SortOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Connections with status, priority, Client ID/MRN and whether they receive Alerts."""
+    from openslots.connectors.database import get_engine
+    from openslots.connectors.database.listings import list_connections
+
+    _ensure_schema()
+    provider_id, location_id = _run(as_json, lambda: _ids(provider, location))
+
+    def query() -> list[dict[str, Any]]:
+        with get_engine().connect() as conn:
+            return list_connections(
+                conn,
+                provider_id,
+                location_id=location_id,
+                status=status,
+                priority=priority,
+                search=search,
+                sort=sort,
+            )
+
+    rows = _run(as_json, query)
+    if as_json:
+        _emit_json(rows)
+        return
+    _table(
+        rows,
+        [
+            "id",
+            "status",
+            "priority",
+            "first_name",
+            "last_name",
+            "client_id",
+            "location",
+            "receives_alerts",
+        ],
+    )
+
+
+class StatusChoice(StrEnum):
+    approved = "approved"
+    pending = "pending"
+    paused = "paused"
+    declined = "declined"
+
+
+@connections_app.command("set-status")
+def connections_set_status(
+    connection_id: int,
+    status: StatusChoice,
+    reason: ReasonOpt = None,
+    actor: ActorOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Approve, pause, decline or set a connection back to pending (audited)."""
+    from openslots.connectors.database.lifecycle import set_connection_status
+    from openslots.domain.statuses import ConnectionStatus
+
+    new = ConnectionStatus(status.value.capitalize())
+    _lifecycle_command(
+        as_json,
+        lambda c: str(set_connection_status(c, connection_id, new, _actor(actor), reason)),
+        f"connection {connection_id}: {new}",
+        {"connection_id": connection_id, "status": new},
+    )
+
+
+@connections_app.command("set-priority")
+def connections_set_priority(
+    connection_id: int, label: str, actor: ActorOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Set the practice's priority label (it never changes who is alerted)."""
+    from openslots.connectors.database.lifecycle import set_priority
+    from openslots.settings import get_settings
+
+    labels = get_settings().priority_labels
+    _lifecycle_command(
+        as_json,
+        lambda c: set_priority(c, connection_id, label, labels, _actor(actor)),
+        f"connection {connection_id}: priority {label}",
+        {"connection_id": connection_id, "priority": label},
+    )
+
+
+@connections_app.command("set-mrn")
+def connections_set_mrn(
+    connection_id: int,
+    mrn: str,
+    reason: ReasonOpt = None,
+    actor: ActorOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Set the Client ID / MRN (integrated providers alert only connections with one)."""
+    from openslots.connectors.database.lifecycle import set_mrn
+
+    _lifecycle_command(
+        as_json,
+        lambda c: set_mrn(c, connection_id, mrn, _actor(actor), reason),
+        f"connection {connection_id}: MRN set",
+        {"connection_id": connection_id},
+    )
+
+
+@app.command("audit")
+def audit_command(
+    connection: Annotated[int | None, typer.Option(help="Connection id.")] = None,
+    invitation: Annotated[int | None, typer.Option(help="Invitation id.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every recorded change of a connection or invitation: who, when, from, to, why."""
+    from openslots.connectors.database import get_engine
+    from openslots.connectors.database.listings import audit_events
+
+    if (connection is None) == (invitation is None):
+        raise _fail("give exactly one of --connection or --invitation", as_json, code=2)
+    _ensure_schema()
+    entity, entity_id = ("connection", connection) if connection else ("invitation", invitation)
+    with get_engine().connect() as conn:
+        events = audit_events(conn, entity, int(entity_id or 0))
+    if as_json:
+        _emit_json(events)
+        return
+    _table(events, ["at", "actor", "action", "from", "to", "reason"])
+
+
+def _opt(
+    opt_in: bool,
+    provider: str,
+    email: str | None,
+    phone: str | None,
+    reason: str | None,
+    actor: str | None,
+    as_json: bool,
+) -> None:
+    from openslots.connectors.database import get_engine
+    from openslots.connectors.database import lifecycle as life
+    from openslots.connectors.database.models import Channel
+    from openslots.domain.phone import to_e164
+    from openslots.settings import get_settings
+
+    if (email is None) == (phone is None):
+        raise _fail("give exactly one of --email or --phone", as_json, code=2)
+    _ensure_schema()
+    if email is not None:
+        channel, address = Channel.EMAIL, email.strip().lower()
+    else:
+        channel = Channel.SMS
+        address = to_e164(phone or "", get_settings().phone_region) or ""
+        if not address:
+            raise _fail("--phone is not a valid mobile number", as_json, code=2)
+
+    def run() -> int:
+        with get_engine().begin() as conn:
+            provider_id = life.provider_id_for(conn, provider)
+            action = life.opt_in if opt_in else life.opt_out
+            return action(conn, provider_id, channel, address, _actor(actor), reason)
+
+    changed = _run(as_json, run)
+    word = "opted in" if opt_in else "opted out"
+    if as_json:
+        _emit_json(
+            {
+                "provider": provider,
+                "channel": str(channel),
+                "action": word,
+                "invitations_changed": changed,
+            }
+        )
+    else:
+        err.print(f"{word} of {provider}'s messages ({channel}); {changed} invitation(s) changed")
+
+
+@app.command("opt-out")
+def opt_out_command(
+    provider: ProviderOpt,
+    email: Annotated[str | None, typer.Option(help="The email that opts out.")] = None,
+    phone: Annotated[str | None, typer.Option(help="The mobile phone that opts out.")] = None,
+    reason: ReasonOpt = None,
+    actor: ActorOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Never contact this email or phone for this provider again, on any channel."""
+    _opt(False, provider, email, phone, reason, actor, as_json)
+
+
+@app.command("opt-in")
+def opt_in_command(
+    provider: ProviderOpt,
+    email: Annotated[str | None, typer.Option()] = None,
+    phone: Annotated[str | None, typer.Option()] = None,
+    reason: ReasonOpt = None,
+    actor: ActorOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Reverse an opt-out (audited); invitations return to their earlier status."""
+    _opt(True, provider, email, phone, reason, actor, as_json)
 
 
 # --- demo --------------------------------------------------------------------------------

@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     chunk_size: int = Field(default=100_000, ge=1, description="Roster rows validated per chunk.")
     dispatch_batch_size: int = Field(default=500, ge=1)
     lease_seconds: int = Field(default=300, ge=1)
+    priority_labels: list[str] = Field(
+        default=["High", "Normal", "Low"],
+        description="The practice's own priority labels (JSON list); they never change who "
+        "is alerted.",
+    )
     debug_unsafe_errors: bool = Field(
         default=False,
         description="Chain the original exception (which may quote patient data) to step "

@@ -42,11 +42,11 @@ RULE_MESSAGES: dict[str, str] = {
     "required": "{field} is required",
     "too_long": "{field} is longer than {limit} characters",
     "name_characters": "{field} may contain only letters, apostrophes, hyphens, spaces and dots",
-    "date_format": "date_of_birth must be written YYYY-MM-DD (use 1970-01-01 when unknown); "
+    "date_format": "{field} must be written YYYY-MM-DD (use 1970-01-01 when unknown); "
     "day/month orders such as MM/DD/YYYY are ambiguous and are not guessed",
-    "real_date": "date_of_birth is not a real calendar date",
-    "not_in_future": "date_of_birth is in the future",
-    "not_over_130_years": "date_of_birth is more than 130 years ago",
+    "real_date": "{field} is not a real calendar date",
+    "not_in_future": "{field} is in the future",
+    "not_over_130_years": "{field} is more than 130 years ago",
     "email_format": "email must be a valid address such as name@example.org",
     "guardian_names_together": "a dependent's row needs both guardian_first_name and "
     "guardian_last_name",

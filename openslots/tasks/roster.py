@@ -6,10 +6,11 @@ Each task touches patient data only through the database and returns ids and cou
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import pandas as pd
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
@@ -103,29 +104,34 @@ def stage_roster(batch_id: int, path: str) -> StageCounts:
     """Stream the file in chunks: validate each (pandera, lazy), stage accepted rows, record
     rejections and warnings. Memory is bounded by the chunk size, not the file size."""
     settings = get_settings()
-    engine = get_engine(settings)
-    logger = run_logger()
-    total = rejected = warnings = 0
     try:
         layout = sniff_layout(Path(path))
         if layout.ignored:
-            logger.info("ignoring %d unknown column(s)", len(layout.ignored))
-        for first_line, chunk, done in iter_chunks(Path(path), layout, settings.chunk_size):
-            result = validate_chunk(chunk, first_line, settings.phone_region)
-            with engine.begin() as conn:
-                repo.stage_rows(conn, batch_id, result.accepted)
-                repo.record_findings(conn, batch_id, result.rejections + result.warnings)
-            total += result.total_rows
-            rejected += len({r.line for r in result.rejections})
-            warnings += len(result.warnings)
-            logger.info(
-                "validated %d rows (%.0f%% of file), %d rejected", total, done * 100, rejected
-            )
-            for listener in progress_listeners:
-                listener(total, done)
+            run_logger().info("ignoring %d unknown column(s)", len(layout.ignored))
+        chunks = iter_chunks(Path(path), layout, settings.chunk_size)
+        return stage_chunks(batch_id, chunks)
     except Exception as exc:
         _fail(batch_id, exc)
         raise
+
+
+def stage_chunks(batch_id: int, chunks: Iterable[tuple[int, pd.DataFrame, float]]) -> StageCounts:
+    """Validate and stage (first line, chunk with canonical columns, fraction done) chunks."""
+    settings = get_settings()
+    engine = get_engine(settings)
+    logger = run_logger()
+    total = rejected = warnings = 0
+    for first_line, chunk, done in chunks:
+        result = validate_chunk(chunk, first_line, settings.phone_region)
+        with engine.begin() as conn:
+            repo.stage_rows(conn, batch_id, result.accepted)
+            repo.record_findings(conn, batch_id, result.rejections + result.warnings)
+        total += result.total_rows
+        rejected += len({r.line for r in result.rejections})
+        warnings += len(result.warnings)
+        logger.info("validated %d rows (%.0f%% of file), %d rejected", total, done * 100, rejected)
+        for listener in progress_listeners:
+            listener(total, done)
     return StageCounts(total, rejected, warnings)
 
 

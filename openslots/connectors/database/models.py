@@ -165,6 +165,9 @@ class Invitation(Timestamped, Base):
         _enum(InvitationStatus, "invitation_status"), default=InvitationStatus.QUEUED
     )
     batch_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    # The status an opt-out replaced, restored by an opt-in.
+    status_before_opt_out: Mapped[str | None] = mapped_column(String(16))
+    requested_at: Mapped[dt.datetime | None]  # provider-initiated request sent to the app
     first_sent_at: Mapped[dt.datetime | None]
     last_sent_at: Mapped[dt.datetime | None]
     send_count: Mapped[int] = mapped_column(Integer, default=0)
@@ -272,3 +275,41 @@ class RosterStaging(Base):
     guardian_last_name: Mapped[str | None] = mapped_column(String(100))
     # ok: to apply; connected: matches an Approved connection (sync: refresh, no invitation)
     state: Mapped[str] = mapped_column(String(16), default="ok", server_default="ok")
+
+
+class Registration(Base):
+    """A mobile-app registration as the app's backend reports it (patient data)."""
+
+    __tablename__ = "registrations"
+    __table_args__ = (Index("ix_registrations_email_dob", "email", "date_of_birth"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254))  # lower-cased
+    date_of_birth: Mapped[dt.date] = mapped_column(Date)
+    first_name: Mapped[str] = mapped_column(String(100))
+    last_name: Mapped[str] = mapped_column(String(100))
+    mobile_phone: Mapped[str | None] = mapped_column(String(20))
+    dependent_first_name: Mapped[str | None] = mapped_column(String(100))
+    dependent_last_name: Mapped[str | None] = mapped_column(String(100))
+    dependent_date_of_birth: Mapped[dt.date | None] = mapped_column(Date)
+    provider_id: Mapped[int | None] = mapped_column(ForeignKey("providers.id", ondelete="SET NULL"))
+    location_id: Mapped[int | None] = mapped_column(ForeignKey("locations.id", ondelete="SET NULL"))
+    outcome: Mapped[str] = mapped_column(String(32), default="registered")
+    received_at: Mapped[dt.datetime] = mapped_column(default=_now, server_default=func.now())
+
+
+class AuditEvent(Base):
+    """Who changed what, when, from what to what, and why (connections, invitations, opt-outs)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_entity", "entity", "entity_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    entity: Mapped[str] = mapped_column(String(32))
+    entity_id: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(32))
+    from_value: Mapped[str | None] = mapped_column(String(254))
+    to_value: Mapped[str | None] = mapped_column(String(254))
+    actor: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=_now, server_default=func.now())

@@ -1,0 +1,52 @@
+"""Who may receive an Alert, as one query. It must agree with
+`openslots.domain.statuses.eligible_for_alerts` (tests/connectors/test_eligibility.py)."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, Exists, Select, and_, func, not_, or_, select
+
+from openslots.connectors.database.models import Channel, OptOut, Provider
+from openslots.connectors.database.models import Connection as ConnectionRow
+from openslots.domain.statuses import ConnectionStatus
+
+
+def opted_out_clause() -> Exists:
+    """True when the connection's email or phone opted out of its provider."""
+    return (
+        select(OptOut.id)
+        .where(
+            OptOut.provider_id == ConnectionRow.provider_id,
+            or_(
+                and_(OptOut.channel == Channel.EMAIL, OptOut.address == ConnectionRow.email),
+                and_(OptOut.channel == Channel.SMS, OptOut.address == ConnectionRow.mobile_phone),
+            ),
+        )
+        .exists()
+    )
+
+
+def eligible_connections(
+    provider_id: int | None = None, location_id: int | None = None
+) -> Select[int]:
+    """Approved only; for an integrated provider also an MRN; never an opted-out contact."""
+    has_mrn = and_(ConnectionRow.mrn.is_not(None), func.trim(ConnectionRow.mrn) != "")
+    query = (
+        select(ConnectionRow.id)
+        .join(Provider, Provider.id == ConnectionRow.provider_id)
+        .where(
+            ConnectionRow.status == ConnectionStatus.APPROVED,
+            or_(Provider.integrated.is_(False), has_mrn),
+            not_(opted_out_clause()),
+        )
+    )
+    if provider_id is not None:
+        query = query.where(ConnectionRow.provider_id == provider_id)
+    if location_id is not None:
+        query = query.where(ConnectionRow.location_id == location_id)
+    return query
+
+
+def eligible_connection_ids(
+    conn: Connection, provider_id: int | None = None, location_id: int | None = None
+) -> set[int]:
+    return set(conn.execute(eligible_connections(provider_id, location_id)).scalars())

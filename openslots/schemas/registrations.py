@@ -1,0 +1,169 @@
+"""Mobile registrations as the app's backend reports them: columns, pandera model, validation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import pandera.pandas as pa
+from pandera.errors import SchemaErrors
+from pandera.typing import Series
+
+from openslots.domain import contact
+from openslots.domain.phone import normalise_phones
+from openslots.schemas.roster import Rejection, rule_message
+
+REGISTRATION_COLUMNS = (
+    "email",
+    "date_of_birth",
+    "first_name",
+    "last_name",
+    "mobile_phone",
+    "provider",
+    "location",
+    "dependent_first_name",
+    "dependent_last_name",
+    "dependent_date_of_birth",
+)
+REQUIRED = ("email", "date_of_birth", "first_name", "last_name")
+EXTRA_MESSAGES = {
+    "provider_and_location": "provider and location go together: name both or neither",
+    "dependent_fields_together": "a dependent needs dependent_first_name, dependent_last_name "
+    "and dependent_date_of_birth",
+}
+
+
+class RegistrationRow(pa.DataFrameModel):
+    """A normalised registration chunk; `dob` / `dependent_dob` are the parsed dates."""
+
+    email: Series[str]
+    date_of_birth: Series[str]
+    first_name: Series[str]
+    last_name: Series[str]
+    mobile_phone: Series[str]
+    provider: Series[str]
+    location: Series[str]
+    dependent_first_name: Series[str]
+    dependent_last_name: Series[str]
+    dependent_date_of_birth: Series[str]
+    dob: Series[pd.Timestamp] = pa.Field(nullable=True)
+    dependent_dob: Series[pd.Timestamp] = pa.Field(nullable=True)
+
+    class Config:
+        strict = False
+        coerce = False
+
+    @pa.check(*REQUIRED, name="required")
+    @classmethod
+    def required(cls, values: pd.Series) -> pd.Series:
+        return values != ""
+
+    @pa.check("email", name="email_format")
+    @classmethod
+    def email_format(cls, values: pd.Series) -> pd.Series:
+        return (values == "") | contact.is_valid_email(values)
+
+    @pa.check(
+        "first_name",
+        "last_name",
+        "dependent_first_name",
+        "dependent_last_name",
+        name="name_characters",
+    )
+    @classmethod
+    def name_characters(cls, values: pd.Series) -> pd.Series:
+        return (values == "") | contact.is_valid_name(values)
+
+    @pa.check("date_of_birth", "dependent_date_of_birth", name="date_format")
+    @classmethod
+    def date_format(cls, values: pd.Series) -> pd.Series:
+        return (values == "") | contact.has_date_format(values)
+
+    @pa.check("dob", "dependent_dob", name="not_in_future")
+    @classmethod
+    def not_in_future(cls, dob: pd.Series) -> pd.Series:
+        return dob.isna() | (dob <= contact.date_bounds()[1])
+
+    @pa.check("dob", "dependent_dob", name="not_over_130_years")
+    @classmethod
+    def not_over_130_years(cls, dob: pd.Series) -> pd.Series:
+        return dob.isna() | (dob >= contact.date_bounds()[0])
+
+    @pa.dataframe_check(name="real_date")
+    @classmethod
+    def real_date(cls, frame: pd.DataFrame) -> pd.Series:
+        return ~contact.has_date_format(frame["date_of_birth"]) | frame["dob"].notna()
+
+    @pa.dataframe_check(name="provider_and_location")
+    @classmethod
+    def provider_and_location(cls, frame: pd.DataFrame) -> pd.Series:
+        return (frame["provider"] == "") == (frame["location"] == "")
+
+    @pa.dataframe_check(name="dependent_fields_together")
+    @classmethod
+    def dependent_fields_together(cls, frame: pd.DataFrame) -> pd.Series:
+        given = (
+            (frame["dependent_first_name"] != "").astype(int)
+            + (frame["dependent_last_name"] != "").astype(int)
+            + (frame["dependent_date_of_birth"] != "").astype(int)
+        )
+        return given.isin([0, 3])
+
+
+_FRAME_FIELDS = {
+    "real_date": "date_of_birth",
+    "provider_and_location": "location",
+    "dependent_fields_together": "dependent_date_of_birth",
+}
+_DERIVED = {"dob": "date_of_birth", "dependent_dob": "dependent_date_of_birth"}
+
+
+@dataclass
+class RegistrationChunk:
+    accepted: pd.DataFrame
+    rejections: list[Rejection]
+    warnings: list[Rejection]
+
+
+def validate_registrations(raw: pd.DataFrame, first_line: int, region: str) -> RegistrationChunk:
+    """Normalise and validate registrations; `first_line` numbers rows (CSV header = line 1)."""
+    raw = raw.fillna("")
+    lines = pd.Series(range(first_line, first_line + len(raw)), index=raw.index)
+    frame = pd.DataFrame(index=raw.index)
+    for column in REGISTRATION_COLUMNS:
+        frame[column] = contact.clean_text(raw[column]) if column in raw else ""
+    frame["email"] = frame["email"].str.lower()
+    frame["mobile_phone"], bad_phone = normalise_phones(frame["mobile_phone"], region)
+    frame["dob"] = contact.parse_dates(frame["date_of_birth"])
+    frame["dependent_dob"] = contact.parse_dates(frame["dependent_date_of_birth"])
+    found: dict[tuple[int, str], Rejection] = {}
+    try:
+        RegistrationRow.validate(frame, lazy=True)
+    except SchemaErrors as errors:
+        cases = errors.failure_cases.drop(columns=["failure_case"]).dropna(subset=["index"])
+        for context, column, check, index in cases[
+            ["schema_context", "column", "check", "index"]
+        ].itertuples(index=False):
+            rule = str(check)
+            if context == "DataFrameSchema":
+                field = _FRAME_FIELDS.get(rule, "row")
+            else:
+                field = _DERIVED.get(str(column), str(column))
+            line = int(lines.loc[index])
+            message = EXTRA_MESSAGES.get(rule) or rule_message(rule, field)
+            found.setdefault((line, field), Rejection(line, field, rule, message))
+    rejected = {line for line, _ in found}
+    keep = ~lines.isin(rejected)
+    warnings = [
+        Rejection(
+            int(line),
+            "mobile_phone",
+            "mobile_number",
+            rule_message("mobile_number", "mobile_phone", region=region),
+            "warning",
+        )
+        for line in lines[bad_phone & keep]
+    ]
+    accepted = frame[keep].copy()
+    accepted.insert(0, "line", lines[keep].astype("int64"))
+    return RegistrationChunk(accepted, sorted(found.values(), key=lambda r: r.line), warnings)
