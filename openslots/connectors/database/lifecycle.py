@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 
@@ -78,10 +79,12 @@ def location_id_for(conn: Connection, provider_id: int, location: str) -> int:
 # --- connections ---------------------------------------------------------------------------
 
 
-def _connection(conn: Connection, connection_id: int) -> ConnectionRow:
+def _connection(conn: Connection, connection_id: int) -> Any:
     row = conn.execute(
-        select(ConnectionRow).where(ConnectionRow.id == connection_id)
-    ).scalar_one_or_none()
+        select(
+            ConnectionRow.id, ConnectionRow.status, ConnectionRow.mrn, ConnectionRow.priority
+        ).where(ConnectionRow.id == connection_id)
+    ).one_or_none()
     if row is None:
         raise LifecycleError(f"no connection {connection_id}")
     return row

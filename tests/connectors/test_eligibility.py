@@ -1,0 +1,94 @@
+"""Who may receive an Alert: the pure rule and the database query agree on any connection set."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Engine, delete, insert
+
+from openslots.connectors.database.eligibility import eligible_connection_ids
+from openslots.connectors.database.models import Connection as ConnectionRow
+from openslots.connectors.database.models import Location, OptOut, Provider
+from openslots.domain.statuses import ConnectionStatus, eligible_for_alerts
+
+EMAILS = ["a@example.org", "b@example.org", "c@example.org"]
+PHONES = [None, "+14155550001", "+14155550002"]
+
+connection_sets = st.lists(
+    st.tuples(
+        st.sampled_from([0, 1]),  # provider: 0 plain, 1 EHR-integrated
+        st.sampled_from(list(ConnectionStatus)),
+        st.sampled_from([None, "", "  ", "MRN-1"]),
+        st.sampled_from(EMAILS),
+        st.sampled_from(PHONES),
+    ),
+    max_size=12,
+)
+opt_out_sets = st.lists(
+    st.tuples(
+        st.sampled_from([0, 1]),
+        st.sampled_from(["email", "sms"]),
+        st.sampled_from(EMAILS + [p for p in PHONES if p]),
+    ),
+    max_size=4,
+    unique=True,
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(connections=connection_sets, opt_outs=opt_out_sets)
+def test_query_and_pure_rule_agree(db: Engine, connections, opt_outs) -> None:
+    with db.begin() as conn:
+        for table in (ConnectionRow, OptOut, Location, Provider):
+            conn.execute(delete(table))
+        providers = [
+            conn.execute(
+                insert(Provider).values(name=f"P{i}", integrated=bool(i)).returning(Provider.id)
+            ).scalar_one()
+            for i in (0, 1)
+        ]
+        locations = [
+            conn.execute(
+                insert(Location).values(provider_id=p, name="L").returning(Location.id)
+            ).scalar_one()
+            for p in providers
+        ]
+        for provider, channel, address in opt_outs:
+            conn.execute(
+                insert(OptOut).values(
+                    provider_id=providers[provider], channel=channel, address=address
+                )
+            )
+        expected = set()
+        for provider, status, mrn, email, phone in connections:
+            cid = conn.execute(
+                insert(ConnectionRow)
+                .values(
+                    provider_id=providers[provider],
+                    location_id=locations[provider],
+                    first_name="T",
+                    last_name="T",
+                    date_of_birth=dt.date(1990, 1, 1),
+                    email=email,
+                    mobile_phone=phone,
+                    status=status,
+                    mrn=mrn,
+                )
+                .returning(ConnectionRow.id)
+            ).scalar_one()
+            opted_out = (provider, "email", email) in opt_outs or (
+                phone is not None and (provider, "sms", phone) in opt_outs
+            )
+            if eligible_for_alerts(
+                status,
+                integrated=bool(provider),
+                has_mrn=bool(mrn and mrn.strip()),
+                opted_out=opted_out,
+            ):
+                expected.add(cid)
+    with db.connect() as conn:
+        assert eligible_connection_ids(conn) == expected
