@@ -37,7 +37,7 @@ def person(n: int, **overrides: str) -> list[str]:
         "client_id": f"{n:05d}",
         "first_name": f"Test{chr(65 + n % 26)}",
         "last_name": "Example",
-        "date_of_birth": (dt.date(1980, 1, 1) + dt.timedelta(days=n)).isoformat(),
+        "date_of_birth": (dt.date(1960, 1, 1) + dt.timedelta(days=n % 15_000)).isoformat(),
         "email": f"client{n}@example.org",
         "mobile_phone": f"(415) 555-{n % 10000:04d}",
     }

@@ -2,10 +2,13 @@
 
 Everything is read as text (`dtype=str`, `keep_default_na=False`) so leading zeros of Client
 IDs and phone numbers survive. Line numbers are the ones a spreadsheet shows: header = line 1.
+Columns are read by position, so duplicate or unknown header names do no harm, and a few
+fields beyond the header are tolerated (Excel's trailing delimiters) and checked per row.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import itertools
@@ -16,102 +19,136 @@ from pathlib import Path
 import pandas as pd
 
 from openslots.errors import RosterFileError
-from openslots.schemas.roster import REQUIRED_COLUMNS, map_header
+from openslots.schemas.roster import BLANK, EXTRA, REQUIRED_COLUMNS, map_header
 
 SNIFF_BYTES = 1 << 20
 DELIMITERS = (",", ";", "\t", "|")
+EXTRA_SLACK = 16  # fields beyond the header a row may carry before the file is unreadable
 
 
 @dataclass(frozen=True)
 class CsvLayout:
     encoding: str
     delimiter: str
-    columns: dict[str, str]  # file header -> canonical column
+    header_line: int  # 1-based line of the header (blank lines before it are skipped)
+    width: int  # number of header fields
+    columns: dict[int, str]  # header position -> canonical column
     ignored: tuple[str, ...]  # header names we do not use
 
 
 def sniff_layout(path: Path) -> CsvLayout:
-    """Encoding (UTF-8, with or without BOM, else Windows-1252 as Excel writes), delimiter,
-    and the header mapping. Raises RosterFileError naming a missing required column."""
+    """Encoding (UTF-8 with or without BOM, UTF-16 with BOM, else Windows-1252 as Excel
+    writes), delimiter, and the header mapping. Raises RosterFileError naming a missing
+    required column."""
     try:
-        head = (
-            path.read_bytes()[:SNIFF_BYTES] if path.stat().st_size <= SNIFF_BYTES else _head(path)
-        )
+        with path.open("rb") as handle:
+            head = handle.read(SNIFF_BYTES)
     except FileNotFoundError:
         raise RosterFileError(f"file not found: {path}") from None
     except IsADirectoryError:
         raise RosterFileError(f"is a directory, not a CSV file: {path}") from None
-    if not head.strip():
+    encoding = _encoding(path, head)
+    text = head.decode(encoding, errors="ignore").lstrip("\ufeff")
+    lines = text.splitlines()
+    blank_before = 0
+    while blank_before < len(lines) and not lines[blank_before].strip(" ,;\t|"):
+        blank_before += 1
+    if blank_before == len(lines):
         raise RosterFileError("the file is empty; expected a header line", line=1)
-    encoding = "utf-8-sig"
-    try:
-        # A multi-byte character may be cut at the sniff boundary: ignore only the tail.
-        head.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        if exc.start < len(head) - 4:
-            encoding = "cp1252"
-    text = head.decode(encoding, errors="ignore")
-    first_line = text.splitlines()[0] if text.splitlines() else ""
+    first_line = lines[blank_before]
     delimiter = max(DELIMITERS, key=first_line.count)
     header = next(csv.reader(io.StringIO(first_line), delimiter=delimiter), [])
-    columns = map_header(header)
-    missing = [name for name in REQUIRED_COLUMNS if name not in columns.values()]
+    mapping = map_header(header)
+    columns = {header.index(original): canonical for original, canonical in mapping.items()}
+    missing = [name for name in REQUIRED_COLUMNS if name not in mapping.values()]
     if missing:
         raise RosterFileError(
             f"required column missing: {', '.join(missing)} (header names match ignoring case, "
-            "spaces and underscores; see `openslots roster template`)",
-            line=1,
+            "spaces and punctuation; see `openslots roster template`)",
+            line=blank_before + 1,
             column=missing[0],
         )
-    ignored = tuple(name for name in header if name not in columns)
-    return CsvLayout(encoding, delimiter, columns, ignored)
+    ignored = tuple(name for name in header if name not in mapping)
+    return CsvLayout(encoding, delimiter, blank_before + 1, len(header), columns, ignored)
 
 
-def _head(path: Path) -> bytes:
-    with path.open("rb") as handle:
-        return handle.read(SNIFF_BYTES)
+def _encoding(path: Path, head: bytes) -> str:
+    """UTF-8 only when the whole file decodes as UTF-8: a Windows-1252 'é' on the last line of
+    a nightly export must not fail the file after a million rows."""
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)) or head[:4096].count(0) > 8:
+        raise RosterFileError(
+            "the file looks like UTF-16/32 without a byte-order mark; save it as 'CSV UTF-8'"
+        )
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with path.open("rb") as handle:
+            while block := handle.read(SNIFF_BYTES):
+                decoder.decode(block)
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return "cp1252"
+    return "utf-8-sig"
 
 
 def iter_chunks(
     path: Path, layout: CsvLayout, chunk_size: int
 ) -> Iterator[tuple[int, pd.DataFrame, float]]:
-    """Yield (line of the chunk's first row, chunk with canonical names, fraction of file read)."""
+    """Yield (line of the chunk's first row, chunk, fraction of the file read).
+
+    The chunk has the canonical columns found in the header plus two flags: `_blank` (every
+    field empty, including unknown columns) and `_extra_fields` (non-empty fields past the
+    header, i.e. an unquoted delimiter inside a value).
+    """
     size = max(path.stat().st_size, 1)
+    names = [f"f{i}" for i in range(layout.width + EXTRA_SLACK)]
     handle = path.open("rb")
     reader = pd.read_csv(
         handle,
+        header=None,
+        names=names,
+        skiprows=layout.header_line,
         dtype=str,
         keep_default_na=False,
         na_filter=False,
         encoding=layout.encoding,
         sep=layout.delimiter,
-        # No usecols: with it, pandas silently drops a row's extra fields, and an unquoted
-        # comma in a name would shift values into the wrong columns unnoticed.
         chunksize=chunk_size,
         skip_blank_lines=False,
+        index_col=False,
         engine="c",
     )
-    line = 2
+    line = layout.header_line + 1
     try:
         with handle, reader:
             for chunk in reader:
                 done = min(handle.tell() / size, 1.0)
-                yield line, chunk[list(layout.columns)].rename(columns=layout.columns), done
+                yield line, _canonical(chunk.fillna(""), layout), done
                 line += len(chunk)
     except pd.errors.ParserError as exc:
         raise RosterFileError(_parser_message(exc), line=_parser_line(exc)) from None
     except UnicodeDecodeError:
-        raise RosterFileError(
-            f"the file is not valid {layout.encoding} text after the first megabyte; "
-            "save it as 'CSV UTF-8'"
-        ) from None
+        raise RosterFileError(f"the file is not valid {layout.encoding} text") from None
+
+
+def _canonical(chunk: pd.DataFrame, layout: CsvLayout) -> pd.DataFrame:
+    known = pd.DataFrame(
+        {canonical: chunk[f"f{position}"] for position, canonical in layout.columns.items()},
+        index=chunk.index,
+    )
+    stripped = chunk.apply(lambda column: column.str.strip() != "")
+    extra = stripped[[f"f{i}" for i in range(layout.width, layout.width + EXTRA_SLACK)]]
+    known[BLANK] = ~stripped.any(axis=1)
+    known[EXTRA] = extra.any(axis=1)
+    return known
 
 
 def _parser_line(exc: Exception) -> int | None:
     words = str(exc).replace(",", " ").split()
     for before, word in itertools.pairwise(words):
         if before == "line" and word.isdigit():
-            return int(word)
+            return int(word)  # pandas counts the file's own lines, skipped ones included
     return None
 
 
@@ -119,8 +156,8 @@ def _parser_message(exc: Exception) -> str:
     text = str(exc)
     if "Expected" in text and "fields" in text:
         return (
-            "the row has more fields than the header; quote values that contain the "
-            "delimiter, or remove the extra separators"
+            f"the row has over {EXTRA_SLACK} more fields than the header; quote values that "
+            "contain the delimiter"
         )
     if "EOF" in text:
         return "a quoted value is never closed"

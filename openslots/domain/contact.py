@@ -7,6 +7,7 @@ array operations; the patterns are plain enough for both Python's `re` and pyarr
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 
 import pandas as pd
 
@@ -22,8 +23,28 @@ UNKNOWN_DOB = "1970-01-01"  # the seed's recommended placeholder; a valid date l
 
 
 def clean_text(values: pd.Series) -> pd.Series:
-    """Trim surrounding white space (including non-breaking spaces Excel likes to leave)."""
-    return values.fillna("").astype("str").str.replace("\u00a0", " ", regex=False).str.strip()
+    """NFC-normalise (macOS exports decompose accents) and trim white space, including the
+    non-breaking spaces Excel likes to leave."""
+    text = values.fillna("").astype("str").str.normalize("NFC")
+    return text.str.replace("\u00a0", " ", regex=False).str.strip()
+
+
+def name_key(first: str, last: str) -> str:
+    """How names are compared everywhere (database-independent: SQLite's lower() is ASCII-only).
+
+    >>> name_key("ÉMILIE ", "José") == name_key("émilie", "JOSÉ")
+    True
+    """
+
+    def fold(text: str) -> str:
+        return " ".join(unicodedata.normalize("NFC", text).casefold().split())
+
+    return f"{fold(first)}|{fold(last)}"
+
+
+def name_keys(first: pd.Series, last: pd.Series) -> pd.Series:
+    """`name_key` for whole columns (values already cleaned by `clean_text`)."""
+    return first.str.casefold() + "|" + last.str.casefold()
 
 
 def normalise_email(values: pd.Series) -> pd.Series:

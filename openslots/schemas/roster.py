@@ -18,6 +18,7 @@ from pandera.typing import Series
 
 from openslots.domain import contact
 from openslots.domain.phone import normalise_phones
+from openslots.errors import RosterFileError
 
 # Canonical column -> header spellings seen in practice (compared after `header_key`).
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
@@ -33,6 +34,8 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
 REQUIRED_COLUMNS = ("client_id", "first_name", "last_name", "date_of_birth", "email")
 OPTIONAL_COLUMNS = ("mobile_phone", "guardian_first_name", "guardian_last_name")
 ROSTER_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
+BLANK = "_blank"  # set by the CSV reader: every field of the row, known or not, is empty
+EXTRA = "_extra_fields"  # set by the CSV reader: non-empty fields past the header
 TEMPLATE_HEADER = (
     "Client ID,First Name,Last Name,Date of Birth,Email,Mobile Phone,"
     "Guardian First Name,Guardian Last Name"
@@ -41,6 +44,10 @@ TEMPLATE_HEADER = (
 RULE_MESSAGES: dict[str, str] = {
     "required": "{field} is required",
     "too_long": "{field} is longer than {limit} characters",
+    "control_characters": "{field} contains control characters (tabs, line breaks or invisible "
+    "codes)",
+    "extra_fields": "the row has more fields than the header: a value probably contains the "
+    "delimiter without quotes",
     "name_characters": "{field} may contain only letters, apostrophes, hyphens, spaces and dots",
     "date_format": "{field} must be written YYYY-MM-DD (use 1970-01-01 when unknown); "
     "day/month orders such as MM/DD/YYYY are ambiguous and are not guessed",
@@ -79,6 +86,7 @@ class Rejection:
         return asdict(self)
 
 
+CONTROL_CHARACTERS = r"[\x00-\x1f\x7f]"
 # Column widths of the database (openslots.connectors.database.models).
 MAX_LENGTHS = {
     "client_id": 64,
@@ -95,8 +103,9 @@ def rule_message(rule: str, field: str, **extra: object) -> str:
 
 
 def header_key(name: str) -> str:
-    """Header comparison key: case, spaces, underscores, dashes and a BOM do not matter."""
-    return "".join(ch for ch in name.lstrip("\ufeff").lower() if ch not in " _-\t")
+    """Header comparison key: only letters and digits count (case, spaces, NBSP, underscores,
+    dashes, a BOM do not)."""
+    return "".join(ch for ch in name.casefold() if ch.isalnum())
 
 
 def map_header(header: list[str]) -> dict[str, str]:
@@ -133,6 +142,19 @@ class RosterRow(pa.DataFrameModel):
     @classmethod
     def required(cls, values: pd.Series) -> pd.Series:
         return values != ""
+
+    @pa.check(
+        "client_id",
+        "first_name",
+        "last_name",
+        "email",
+        "guardian_first_name",
+        "guardian_last_name",
+        name="control_characters",
+    )
+    @classmethod
+    def control_characters(cls, values: pd.Series) -> pd.Series:
+        return ~values.str.contains(CONTROL_CHARACTERS, regex=True).fillna(False).astype(bool)
 
     @pa.check("client_id", name="too_long")
     @classmethod
@@ -233,7 +255,10 @@ def validate_chunk(raw: pd.DataFrame, first_line: int, region: str) -> ChunkResu
     """
     raw = raw.fillna("")
     lines = pd.Series(range(first_line, first_line + len(raw)), index=raw.index)
-    not_blank = (raw.astype("str").apply(lambda col: col.str.strip() != "")).any(axis=1)
+    if BLANK in raw:
+        not_blank = ~raw[BLANK].astype(bool)
+    else:
+        not_blank = raw.astype("str").apply(lambda col: col.str.strip() != "").any(axis=1)
     raw, lines = raw[not_blank], lines[not_blank]
     frame, bad_phone = normalise_chunk(raw, region)
 
@@ -242,6 +267,11 @@ def validate_chunk(raw: pd.DataFrame, first_line: int, region: str) -> ChunkResu
         RosterRow.validate(frame, lazy=True)
     except SchemaErrors as errors:
         rejections = _rejections_from(errors.failure_cases, lines)
+    if EXTRA in raw:
+        rejections += [
+            Rejection(int(line), "row", "extra_fields", rule_message("extra_fields", "row"))
+            for line in lines[raw[EXTRA].astype(bool)]
+        ]
 
     rejected_lines = {r.line for r in rejections}
     accepted_mask = ~lines.isin(rejected_lines)
@@ -261,12 +291,22 @@ def validate_chunk(raw: pd.DataFrame, first_line: int, region: str) -> ChunkResu
 
 
 def _order(rejection: Rejection) -> tuple[int, int, str]:
-    return (rejection.line, ROSTER_COLUMNS.index(rejection.field), rejection.rule)
+    position = ROSTER_COLUMNS.index(rejection.field) if rejection.field in ROSTER_COLUMNS else -1
+    return (rejection.line, position, rejection.rule)
 
 
 def _rejections_from(failure_cases: pd.DataFrame, lines: pd.Series) -> list[Rejection]:
     """(line, field, rule) per failure; the failure_case column holds raw values and is dropped."""
-    cases = failure_cases.drop(columns=["failure_case"]).dropna(subset=["index"])
+    cases = failure_cases.drop(columns=["failure_case"])
+    unplaced = cases[cases["index"].isna()]
+    if len(unplaced):
+        # A check that failed as a whole (it raised, or a column is missing or mistyped) says
+        # nothing about rows: accepting the chunk would let every row through unchecked.
+        raise RosterFileError(
+            f"validation rule {unplaced['check'].iloc[0]!s} could not be applied to "
+            f"column {unplaced['column'].iloc[0]!s}"
+        )
+    cases = cases.dropna(subset=["index"])
     found: dict[tuple[int, str], Rejection] = {}
     columns = ["schema_context", "column", "check", "index"]
     for context, column, check, index in cases[columns].itertuples(index=False):

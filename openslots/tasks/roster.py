@@ -24,7 +24,6 @@ from openslots.connectors.database.models import (
     ImportBatch,
     ImportMode,
     ImportRejection,
-    Provider,
 )
 from openslots.errors import OpenslotsError, RosterRejectedError
 from openslots.schemas.roster import validate_chunk
@@ -39,10 +38,6 @@ progress_listeners: list[Callable[[int, float], None]] = []
 @dataclass(frozen=True)
 class ImportStart:
     batch_id: int
-    provider_id: int
-    location_id: int
-    provider_created: bool
-    location_created: bool
 
 
 @dataclass(frozen=True)
@@ -78,24 +73,14 @@ class ImportSummary:
 def start_import(
     path: str, provider: str, location: str, mode: str, strict: bool, integrated: bool
 ) -> ImportStart:
-    """Create the provider/location on first use and open an import batch."""
+    """Open an import batch (the provider and location are resolved when it applies)."""
     require_current_schema()
     with get_engine().begin() as conn:
-        target = repo.ensure_target(conn, provider, location, integrated=integrated, create=True)
-        batch_id = repo.start_batch(conn, target, Path(path).name, ImportMode(mode), strict)
-    logger = run_logger()
-    if target.provider_created or target.location_created:
-        logger.info(
-            "created provider %s / location %s (first use)", target.provider_id, target.location_id
+        batch_id = repo.start_batch(
+            conn, provider, location, integrated, Path(path).name, ImportMode(mode), strict
         )
-    logger.info("import batch %s started (mode=%s, strict=%s)", batch_id, mode, strict)
-    return ImportStart(
-        batch_id,
-        target.provider_id,
-        target.location_id,
-        target.provider_created,
-        target.location_created,
-    )
+    run_logger().info("import batch %s started (mode=%s, strict=%s)", batch_id, mode, strict)
+    return ImportStart(batch_id)
 
 
 @task(name="stage-roster", cache_policy=NO_CACHE)
@@ -139,28 +124,31 @@ def stage_chunks(batch_id: int, chunks: Iterable[tuple[int, pd.DataFrame, float]
 @phi_safe("apply-roster")
 def apply_roster(batch_id: int, staged: StageCounts) -> ImportSummary:
     """In one transaction: drop in-file duplicates, match connections (reject rows of clients
-    already Approved in invite mode), upsert clients, map MRNs, queue invitations."""
+    already Approved in invite mode), then, unless a strict import found rejections, create the
+    provider/location on first use, upsert clients, map MRNs and queue invitations."""
     engine = get_engine()
     try:
         with engine.begin() as conn:
             batch = conn.execute(
                 select(
-                    ImportBatch.provider_id,
-                    ImportBatch.location_id,
+                    ImportBatch.provider_name,
+                    ImportBatch.location_name,
+                    ImportBatch.integrated,
                     ImportBatch.mode,
                     ImportBatch.strict,
                 ).where(ImportBatch.id == batch_id)
             ).one()
-            integrated = conn.execute(
-                select(Provider.integrated).where(Provider.id == batch.provider_id)
-            ).scalar_one()
-            target = repo.Target(batch.provider_id, batch.location_id, integrated, False, False)
             mode = ImportMode(batch.mode)
-
             duplicates = repo.reject_in_file_duplicates(conn, batch_id)
-            outcome = repo.match_connections(conn, batch_id, target, mode)
+            provider_id = repo.provider_id_named(conn, batch.provider_name)
+            outcome = (
+                repo.match_connections(conn, batch_id, provider_id, mode)
+                if provider_id is not None
+                else repo.MatchOutcome([], [])
+            )
             repo.record_findings(conn, batch_id, duplicates + outcome.rejections + outcome.reviews)
             rejected = staged.rejected + len(duplicates) + len(outcome.rejections)
+            strict_failure = None
             if batch.strict and rejected:
                 repo.clear_staging(conn, batch_id)
                 repo.finish_batch(
@@ -175,12 +163,18 @@ def apply_roster(batch_id: int, staged: StageCounts) -> ImportSummary:
                 )
                 strict_failure = RosterRejectedError(batch_id, rejected, staged.total_rows)
             else:
-                strict_failure = None
+                target = repo.ensure_target(
+                    conn,
+                    batch.provider_name,
+                    batch.location_name,
+                    integrated=batch.integrated,
+                    create=True,
+                )
                 new_clients, updated_clients = repo.count_client_changes(
                     conn, batch_id, target.provider_id
                 )
                 repo.upsert_clients(conn, batch_id, target.provider_id)
-                repo.apply_mrn_updates(conn, target.provider_id, outcome)
+                mapped = repo.apply_mrn_updates(conn, batch_id, target.provider_id)
                 queued = repo.queue_invitations(conn, batch_id, target)
                 repo.clear_staging(conn, batch_id)
                 summary = ImportSummary(
@@ -193,14 +187,21 @@ def apply_roster(batch_id: int, staged: StageCounts) -> ImportSummary:
                     warnings=staged.warnings,
                     new_clients=new_clients,
                     updated_clients=updated_clients,
-                    mrns_mapped=len(outcome.mrn_updates),
+                    mrns_mapped=mapped,
                     needs_review=len(outcome.reviews),
                     queued_invitations=queued,
                 )
                 counts = summary.as_dict()
                 for key in ("batch_id", "mode", "status"):
                     counts.pop(key)
-                repo.finish_batch(conn, batch_id, BatchStatus.COMPLETED, **counts)
+                repo.finish_batch(
+                    conn,
+                    batch_id,
+                    BatchStatus.COMPLETED,
+                    provider_id=target.provider_id,
+                    location_id=target.location_id,
+                    **counts,
+                )
     except Exception as exc:
         _fail(batch_id, exc)
         raise

@@ -24,8 +24,23 @@ def run(*args: str) -> tuple[int, object]:
 
 def invite(n: int, **extra: str) -> tuple[int, object]:
     row = person(n)
-    args = ["invite", "client", *WHERE, "--client-id", row[0], "--first-name", row[1],
-            "--last-name", row[2], "--dob", row[3], "--email", row[4], "--phone", row[5]]
+    args = [
+        "invite",
+        "client",
+        *WHERE,
+        "--client-id",
+        row[0],
+        "--first-name",
+        row[1],
+        "--last-name",
+        row[2],
+        "--dob",
+        row[3],
+        "--email",
+        row[4],
+        "--phone",
+        row[5],
+    ]
     for key, value in extra.items():
         args += [f"--{key.replace('_', '-')}", value]
     return run(*args)
@@ -36,9 +51,25 @@ def test_invite_list_resend_and_refusals(db: Engine) -> None:
     assert code == 0 and report["queued_invitations"] == 1
     code, report = invite(2, dob="1990/01/01")
     assert code == 1 and report["rejections"][0]["rule"] == "date_format"
-    code, report = run("invite", "dependent", *WHERE, "--client-id", "D1", "--first-name", "Kid",
-                       "--last-name", "Example", "--dob", "2018-01-01", "--guardian-first-name",
-                       "Gina", "--guardian-last-name", "Example", "--email", "gina@example.org")
+    code, report = run(
+        "invite",
+        "dependent",
+        *WHERE,
+        "--client-id",
+        "D1",
+        "--first-name",
+        "Kid",
+        "--last-name",
+        "Example",
+        "--dob",
+        "2018-01-01",
+        "--guardian-first-name",
+        "Gina",
+        "--guardian-last-name",
+        "Example",
+        "--email",
+        "gina@example.org",
+    )
     assert code == 0 and report["queued_invitations"] == 1
 
     code, rows = run("invitations", "list", "--provider", "Dr. Screens", "--search", "gina")
@@ -46,8 +77,16 @@ def test_invite_list_resend_and_refusals(db: Engine) -> None:
     code, refused = run("invitations", "resend", "1")
     assert code == 1 and "still queued" in refused["error"]
     assert run("outbox", "send")[0] == 0
-    code, rows = run("invitations", "list", "--provider", "Dr. Screens", "--status", "Sent",
-                     "--sort", "client_id:desc")
+    code, rows = run(
+        "invitations",
+        "list",
+        "--provider",
+        "Dr. Screens",
+        "--status",
+        "Sent",
+        "--sort",
+        "client_id:desc",
+    )
     assert [r["client_id"] for r in rows] == ["D1", "00001"]
     assert all(r["last_sent_at"] for r in rows)
     code, resent = run("invitations", "resend", "1")
@@ -68,19 +107,42 @@ def test_registrations_import_csv_and_jsonl(db: Engine, tmp_path: Path) -> None:
     )
     code, counts = run("registrations", "import", str(csv_file))
     assert code == 0
-    assert {k: counts[k] for k in ("registrations", "dob_matches", "registered",
-                                   "pending_requests", "rejected")} == {
-        "registrations": 4, "dob_matches": 1, "registered": 1, "pending_requests": 1,
-        "rejected": 1}
+    assert {
+        k: counts[k]
+        for k in ("registrations", "dob_matches", "registered", "pending_requests", "rejected")
+    } == {
+        "registrations": 4,
+        "dob_matches": 1,
+        "registered": 1,
+        "pending_requests": 1,
+        "rejected": 1,
+    }
     assert [(r["line"], r["field"], r["rule"]) for r in counts["rejections"]] == [
-        (4, "date_of_birth", "date_format")]
+        (4, "date_of_birth", "date_format")
+    ]
     jsonl = tmp_path / "more.jsonl"
-    jsonl.write_text("\n".join(json.dumps(r) for r in [
-        {"email": "kid.parent@example.org", "date_of_birth": "1980-01-01", "first_name": "P",
-         "last_name": "Q", "provider": "Nobody", "location": "Nowhere"},
-        {"email": "ok@example.org", "date_of_birth": "1980-01-01", "first_name": "O",
-         "last_name": "K"},
-    ]) + "\n")
+    jsonl.write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {
+                    "email": "kid.parent@example.org",
+                    "date_of_birth": "1980-01-01",
+                    "first_name": "P",
+                    "last_name": "Q",
+                    "provider": "Nobody",
+                    "location": "Nowhere",
+                },
+                {
+                    "email": "ok@example.org",
+                    "date_of_birth": "1980-01-01",
+                    "first_name": "O",
+                    "last_name": "K",
+                },
+            ]
+        )
+        + "\n"
+    )
     code, counts = run("registrations", "import", str(jsonl))
     assert (counts["registered"], counts["rejected"]) == (1, 1)
     assert counts["rejections"][0]["line"] == 1
@@ -89,7 +151,9 @@ def test_registrations_import_csv_and_jsonl(db: Engine, tmp_path: Path) -> None:
     code, rows = run("connections", "list", "--provider", "Dr. Screens", "--sort", "id")
     assert code == 0
     assert [(r["id"], r["status"], r["client_id"], r["receives_alerts"]) for r in rows] == [
-        (1, "Approved", "00001", True), (2, "Pending", None, False)]
+        (1, "Approved", "00001", True),
+        (2, "Pending", None, False),
+    ]
     assert {"first_name", "last_name", "client_id", "status", "id"} <= set(rows[0])
     code, invitations = run("invitations", "list", "--provider", "Dr. Screens", "--sort", "id")
     assert [r["status"] for r in invitations] == ["Connected", "Registered"]
@@ -105,17 +169,31 @@ def test_connection_commands_audit_and_opt_out(db: Engine, tmp_path: Path) -> No
     run("outbox", "send")
     from openslots.api import register_from_app
 
-    register_from_app(email="someone@example.org", date_of_birth="1970-01-01", first_name="S",
-                      last_name="O", provider="Dr. Screens", location="Main")
-    assert run("connections", "set-status", "1", "approved", "--actor", "bob",
-               "--reason", "verified")[0] == 0
+    register_from_app(
+        email="someone@example.org",
+        date_of_birth="1970-01-01",
+        first_name="S",
+        last_name="O",
+        provider="Dr. Screens",
+        location="Main",
+    )
+    assert (
+        run("connections", "set-status", "1", "approved", "--actor", "bob", "--reason", "verified")[
+            0
+        ]
+        == 0
+    )
     assert run("connections", "set-priority", "1", "High")[0] == 0
     code, refused = run("connections", "set-priority", "1", "Whenever")
     assert code == 1 and "unknown priority" in refused["error"]
     assert run("connections", "set-mrn", "1", "M-77")[0] == 0
     code, events = run("audit", "--connection", "1")
     assert [(e["action"], e["to"]) for e in events] == [
-        ("status", "Pending"), ("status", "Approved"), ("priority", "High"), ("mrn", "M-77")]
+        ("status", "Pending"),
+        ("status", "Approved"),
+        ("priority", "High"),
+        ("mrn", "M-77"),
+    ]
     assert events[1]["actor"] == "bob" and events[1]["reason"] == "verified"
 
     code, out = run("opt-out", "--provider", "Dr. Screens", "--phone", "(415) 555-0001")

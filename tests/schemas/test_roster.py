@@ -181,15 +181,105 @@ def test_missing_required_column_fails_the_whole_file(tmp_path: Path) -> None:
     assert "email" in str(error.value)
 
 
-def test_row_with_extra_fields_names_its_line(tmp_path: Path) -> None:
+def test_extra_fields_reject_the_row_and_trailing_delimiters_do_not(tmp_path: Path) -> None:
     path = tmp_path / "r.csv"
     path.write_text(
-        ",".join(HEADER) + "\n" + ",".join(person(1)) + "\n" + ",".join(person(2)) + ",extra\n"
+        ",".join(HEADER)
+        + "\n"
+        + ",".join(person(1))
+        + ",\n"  # Excel's trailing delimiter on the first data row
+        + ",".join(person(2))
+        + ",extra\n"  # an unquoted comma inside a value
+        + ",".join(person(3))
+        + ",,\n"
+    )
+    accepted, rejections, _, total = validate_file(path)
+    assert total == 3 and accepted["line"].tolist() == [2, 4]
+    assert findings(rejections) == {(3, "row", "extra_fields")}
+    assert accepted["client_id"].tolist() == ["00001", "00003"]  # nothing shifted
+
+
+def test_far_too_many_fields_fail_the_file_naming_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "r.csv"
+    path.write_text(
+        "\n\n"
+        + ",".join(HEADER)
+        + "\n"
+        + ",".join(person(1))
+        + "\n"
+        + ",".join(person(2))
+        + "," * 40
+        + "x\n"
     )
     with pytest.raises(RosterFileError) as error:
         validate_file(path)
-    assert error.value.line == 3
+    assert error.value.line == 5  # two blank lines, the header, line 4, then this one
+
+
+def test_messy_exports_still_read(tmp_path: Path) -> None:
+    # NBSP inside header names, a blank line before the header, a row with only a note.
+    header = [
+        "Client\u00a0ID",
+        "First Name",
+        "Last Name",
+        "Date of Birth",
+        "E-mail\u00a0",
+        "Mobile Phone",
+        "Notes",
+    ]
+    path = tmp_path / "r.csv"
+    path.write_text(
+        "\n" + ",".join(header) + "\n" + ",".join([*person(1), ""]) + "\n" + ",,,,,,call back\n"
+    )
+    accepted, rejections, _, total = validate_file(path)
+    assert total == 2 and accepted["line"].tolist() == [3]
+    assert {(line, rule) for line, _, rule in findings(rejections)} == {(4, "required")}
+
+
+def test_late_windows_1252_and_utf16(tmp_path: Path) -> None:
+    rows = [person(n) for n in range(1, 20_001)] + [person(20_001, first_name="José")]
+    path = roster_file(tmp_path / "big.csv", rows, encoding="cp1252")
+    assert path.stat().st_size > 1 << 20
+    accepted, rejections, _, _ = validate_file(path, chunk_size=5000)
+    assert rejections == [] and accepted["first_name"].iloc[-1] == "José"
+    utf16 = roster_file(tmp_path / "u16.csv", [person(1, first_name="Zoë")], encoding="utf-16")
+    accepted, rejections, _, _ = validate_file(utf16)
+    assert rejections == [] and accepted["first_name"].tolist() == ["Zoë"]
+
+
+def test_decomposed_accents_and_control_characters(tmp_path: Path) -> None:
+    import unicodedata
+
+    nfd = unicodedata.normalize("NFD", "José")
+    path = roster_file(
+        tmp_path / "r.csv",
+        [
+            person(1, first_name=nfd),
+            person(2, client_id="A1\x00"),
+            person(3, last_name="Tab\tName"),
+        ],
+    )
+    accepted, rejections, _, _ = validate_file(path)
+    assert accepted["first_name"].tolist() == ["José"]
+    assert accepted["first_name"].iloc[0] == unicodedata.normalize("NFC", "José")
+    assert findings(rejections) == {
+        (3, "client_id", "control_characters"),
+        (4, "last_name", "control_characters"),
+    }
+
+
+def test_quoted_line_breaks_across_chunk_boundaries_keep_line_numbers(tmp_path: Path) -> None:
+    rows = [person(n) for n in range(1, 10)]
+    rows[3][2] = "Multi\nLine"  # a quoted value with a line break: one spreadsheet row
+    rows[6][4] = "bad"
+    path = roster_file(tmp_path / "r.csv", rows)
+    _, rejections, _, total = validate_file(path, chunk_size=2)
+    assert total == 9
+    assert findings(rejections) == {
+        (5, "last_name", "control_characters"),
+        (8, "email", "email_format"),
+    }
 
 
 def test_header_key_ignores_case_spaces_underscores_bom() -> None:
-    assert header_key("\ufeffDate_of birth") == header_key("DATEOFBIRTH") == "dateofbirth"
+    assert header_key("\ufeffDate_of birth") == header_key("DATE-OF\u00a0BIRTH") == "dateofbirth"

@@ -231,3 +231,89 @@ def test_chunks_stream_through_staging(db: Engine, tmp_path: Path, monkeypatch) 
         (52, "email", "email_format"),
         (53, "client_id", "duplicate_client_id"),
     }
+
+
+def test_duplicate_chains_always_point_at_a_kept_row(db: Engine, tmp_path: Path) -> None:
+    rows = [
+        person(1, client_id="A1", first_name="Ann"),
+        person(1, client_id="A2", first_name="Ann"),  # same person as line 2
+        person(3, client_id="A2", first_name="Bob"),  # same Client ID as line 3 (rejected)
+    ]
+    summary = run_import(roster_file(tmp_path / "r.csv", rows))
+    # Line 3 repeats line 2's person; once it is rejected, line 4's Client ID A2 is free.
+    assert rejections(db, summary.batch_id) == {(3, "email", "duplicate_person")}
+    with db.connect() as conn:
+        message = conn.execute(select(ImportRejection.message)).scalar_one()
+        refs = set(conn.execute(select(Client.client_ref)).scalars())
+    assert "line 2" in message
+    assert refs == {"A1", "A2"}
+    assert (summary.accepted, summary.rejected) == (2, 1)
+
+
+def test_ambiguous_match_with_an_approved_connection_is_reviewed_not_guessed(
+    db: Engine, tmp_path: Path
+) -> None:
+    row = person(1, first_name="Ann", last_name="Lee", email="third@example.org")
+    connection(
+        db,
+        PROVIDER,
+        LOCATION,
+        person(1, first_name="Ann", last_name="Lee", email="one@example.org"),
+        status=ConnectionStatus.APPROVED,
+    )
+    connection(
+        db,
+        PROVIDER,
+        LOCATION,
+        person(1, first_name="Ann", last_name="Lee", email="two@example.org"),
+    )
+    for mode in ("invite", "sync"):
+        summary = run_import(roster_file(tmp_path / f"{mode}.csv", [row]), mode=mode)
+        assert (summary.accepted, summary.rejected, summary.needs_review) == (1, 0, 1), mode
+        assert rejections(db, summary.batch_id, "review") == {(2, "client_id", "ambiguous_match")}
+        assert summary.queued_invitations == 0 and summary.mrns_mapped == 0
+
+
+def test_non_ascii_names_match_the_same_on_every_database(db: Engine, tmp_path: Path) -> None:
+    registered = person(1, first_name="Émilie", last_name="José", email="other@example.org")
+    cid = connection(db, PROVIDER, LOCATION, registered)
+    rows = [
+        person(1, first_name="ÉMILIE", last_name="JOSÉ"),  # tier 3: name + DOB, any case
+        person(2, client_id="X2", first_name="Łucja", email="l@example.org"),
+        person(2, client_id="X3", first_name="łUCJA", email="l@example.org"),  # same person
+    ]
+    summary = run_import(roster_file(tmp_path / "r.csv", rows), mode="sync")
+    assert summary.mrns_mapped == 1
+    assert rejections(db, summary.batch_id) == {(4, "email", "duplicate_person")}
+    with db.connect() as conn:
+        assert (
+            conn.execute(select(ConnectionRow.mrn).where(ConnectionRow.id == cid)).scalar_one()
+            == "00001"
+        )
+
+
+def test_a_failed_strict_import_leaves_no_provider_behind(db: Engine, tmp_path: Path) -> None:
+    from openslots.connectors.database.models import Location, Provider
+
+    path = roster_file(tmp_path / "r.csv", [person(1, email="x")])
+    with pytest.raises(RosterRejectedError):
+        run_import(path, strict=True)
+    assert count(db, Provider) == 0 and count(db, Location) == 0
+
+
+def test_sync_reimport_with_approved_connections_changes_nothing(
+    db: Engine, tmp_path: Path
+) -> None:
+    rows = [person(1), person(2)]
+    connection(db, PROVIDER, LOCATION, rows[0], status=ConnectionStatus.APPROVED)
+    path = roster_file(tmp_path / "r.csv", rows)
+    first = run_import(path, mode="sync")
+    second = run_import(path, mode="sync")
+    assert (first.mrns_mapped, first.queued_invitations) == (1, 1)
+    assert (
+        second.new_clients,
+        second.updated_clients,
+        second.mrns_mapped,
+        second.queued_invitations,
+        second.needs_review,
+    ) == (0, 0, 0, 0, 0)

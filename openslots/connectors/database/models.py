@@ -18,10 +18,12 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from openslots.domain.contact import name_key
 from openslots.domain.statuses import ConnectionStatus, InvitationStatus
 
 NAMING_CONVENTION = {
@@ -71,6 +73,13 @@ def _enum(enum: type[StrEnum], name: str) -> Enum:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def _name_key_default(context: Any) -> str:
+    """Computed from the names on every INSERT (Core or ORM); an UPDATE of a name must set
+    name_key too."""
+    params = context.get_current_parameters()
+    return name_key(params.get("first_name") or "", params.get("last_name") or "")
 
 
 class Base(DeclarativeBase):
@@ -134,7 +143,7 @@ class Connection(Timestamped, Base):
     __table_args__ = (
         Index("ix_connections_provider_mrn", "provider_id", "mrn"),
         Index("ix_connections_provider_email_dob", "provider_id", "email", "date_of_birth"),
-        Index("ix_connections_provider_dob", "provider_id", "date_of_birth"),
+        Index("ix_connections_provider_dob_name", "provider_id", "date_of_birth", "name_key"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -146,6 +155,7 @@ class Connection(Timestamped, Base):
     date_of_birth: Mapped[dt.date] = mapped_column(Date)
     email: Mapped[str] = mapped_column(String(254))  # stored lower-cased
     mobile_phone: Mapped[str | None] = mapped_column(String(20))
+    name_key: Mapped[str] = mapped_column(String(201), default=_name_key_default)
     status: Mapped[ConnectionStatus] = mapped_column(
         _enum(ConnectionStatus, "connection_status"), default=ConnectionStatus.PENDING
     )
@@ -215,8 +225,13 @@ class ImportBatch(Base):
     __tablename__ = "import_batches"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id", ondelete="CASCADE"))
-    location_id: Mapped[int] = mapped_column(ForeignKey("locations.id", ondelete="CASCADE"))
+    # Resolved (and created on first use) only when the file applies: a failed or strict-
+    # rejected import leaves no provider behind.
+    provider_name: Mapped[str] = mapped_column(String(200))
+    location_name: Mapped[str] = mapped_column(String(200))
+    integrated: Mapped[bool] = mapped_column(Boolean, default=False)
+    provider_id: Mapped[int | None] = mapped_column(ForeignKey("providers.id", ondelete="CASCADE"))
+    location_id: Mapped[int | None] = mapped_column(ForeignKey("locations.id", ondelete="CASCADE"))
     source: Mapped[str] = mapped_column(String(500))
     mode: Mapped[ImportMode] = mapped_column(_enum(ImportMode, "import_mode"))
     strict: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -273,8 +288,34 @@ class RosterStaging(Base):
     mobile_phone: Mapped[str | None] = mapped_column(String(20))
     guardian_first_name: Mapped[str | None] = mapped_column(String(100))
     guardian_last_name: Mapped[str | None] = mapped_column(String(100))
-    # ok: to apply; connected: matches an Approved connection (sync: refresh, no invitation)
+    first_key: Mapped[str] = mapped_column(String(100))  # casefolded first name
+    name_key: Mapped[str] = mapped_column(String(201))  # see domain.contact.name_key
+    # ok: to apply; connected: matches an Approved connection (sync: refresh, no invitation);
+    # held: matches several people, kept for review without an invitation
     state: Mapped[str] = mapped_column(String(16), default="ok", server_default="ok")
+
+
+class RosterMatch(Base):
+    """Staged rows x the connections they match (best tier only), while a batch applies."""
+
+    __tablename__ = "roster_matches"
+    __table_args__ = (
+        Index("ix_roster_matches_batch_row", "batch_id", "row_id"),
+        Index("ix_roster_matches_batch_connection", "batch_id", "connection_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch_id: Mapped[int] = mapped_column(Integer)
+    row_id: Mapped[int] = mapped_column(Integer)
+    line: Mapped[int] = mapped_column(Integer)
+    client_ref: Mapped[str] = mapped_column(String(64))
+    connection_id: Mapped[int] = mapped_column(Integer)
+    connection_mrn: Mapped[str | None] = mapped_column(String(64))
+    approved: Mapped[bool] = mapped_column(Boolean)
+    person_key: Mapped[str] = mapped_column(String(300))
+    tier: Mapped[int] = mapped_column(Integer)
+    ambiguous: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    shared: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Registration(Base):

@@ -39,10 +39,10 @@ from openslots.connectors.database.models import (
     ImportRejection,
     Location,
     Provider,
+    RosterMatch,
     RosterStaging,
 )
-from openslots.domain.matching import Candidate, plan_mrn_mapping
-from openslots.domain.statuses import ConnectionStatus
+from openslots.domain.contact import name_keys
 from openslots.errors import ConfigurationError
 from openslots.schemas.roster import Rejection, rule_message
 
@@ -57,6 +57,8 @@ STAGING_COLUMNS = (
     "mobile_phone",
     "guardian_first_name",
     "guardian_last_name",
+    "first_key",
+    "name_key",
 )
 CLIENT_FIELDS = (
     "first_name",
@@ -84,6 +86,11 @@ class Target:
     integrated: bool
     provider_created: bool
     location_created: bool
+
+
+def provider_id_named(conn: Connection, provider: str) -> int | None:
+    found = conn.execute(select(Provider.id).where(Provider.name == provider)).scalar_one_or_none()
+    return None if found is None else int(found)
 
 
 def ensure_target(
@@ -124,13 +131,21 @@ def ensure_target(
 
 
 def start_batch(
-    conn: Connection, target: Target, source: str, mode: ImportMode, strict: bool
+    conn: Connection,
+    provider: str,
+    location: str,
+    integrated: bool,
+    source: str,
+    mode: ImportMode,
+    strict: bool,
 ) -> int:
+    """Open a batch. The provider and location are resolved when the batch applies."""
     return conn.execute(
         insert(ImportBatch)
         .values(
-            provider_id=target.provider_id,
-            location_id=target.location_id,
+            provider_name=provider,
+            location_name=location,
+            integrated=integrated,
             source=source,
             mode=mode,
             strict=strict,
@@ -173,6 +188,8 @@ def stage_rows(conn: Connection, batch_id: int, accepted: pd.DataFrame) -> None:
             "mobile_phone": accepted["mobile_phone"],
             "guardian_first_name": accepted["guardian_first_name"],
             "guardian_last_name": accepted["guardian_last_name"],
+            "first_key": accepted["first_name"].str.casefold(),
+            "name_key": name_keys(accepted["first_name"], accepted["last_name"]),
         }
     )
     if conn.dialect.name == "postgresql":
@@ -203,31 +220,39 @@ def _copy_rows(conn: Connection, frame: pd.DataFrame) -> None:
 
 
 def reject_in_file_duplicates(conn: Connection, batch_id: int) -> list[Rejection]:
-    """Keep the first of rows sharing a Client ID, or an email + date of birth + first name."""
-    rows = conn.execute(
+    """Keep the first row of each client: a row is rejected when a row kept before it has the
+    same Client ID, or the same email + date of birth + first name; the message names that
+    kept row. Only rows involved in some duplicate are read (normally a handful)."""
+    involved = conn.execute(
         text(
             """
-            SELECT id, line, first_ref_line, first_person_line FROM (
-              SELECT id, line,
-                MIN(line) OVER (PARTITION BY client_ref) AS first_ref_line,
-                MIN(line) OVER (PARTITION BY email, date_of_birth, lower(first_name))
-                  AS first_person_line
+            SELECT id, line, client_ref, email, date_of_birth, first_key FROM (
+              SELECT id, line, client_ref, email, date_of_birth, first_key,
+                COUNT(*) OVER (PARTITION BY client_ref) AS same_ref,
+                COUNT(*) OVER (PARTITION BY email, date_of_birth, first_key) AS same_person
               FROM roster_staging WHERE batch_id = :batch
-            ) ranked
-            WHERE line > first_ref_line OR line > first_person_line
+            ) counted
+            WHERE same_ref > 1 OR same_person > 1
+            ORDER BY line
             """
         ),
         {"batch": batch_id},
     ).all()
-    findings = []
-    for _id, line, first_ref_line, first_person_line in rows:
-        if line > first_ref_line:
-            rule, other = "duplicate_client_id", first_ref_line
+    kept_refs: dict[str, int] = {}
+    kept_people: dict[tuple[object, ...], int] = {}
+    findings, rejected_ids = [], []
+    for row_id, line, ref, email, dob, first_key in involved:
+        person = (email, dob, first_key)
+        if ref in kept_refs:
+            rule, field, other = "duplicate_client_id", "client_id", kept_refs[ref]
+        elif person in kept_people:
+            rule, field, other = "duplicate_person", "email", kept_people[person]
         else:
-            rule, other = "duplicate_person", first_person_line
-        field = "client_id" if rule == "duplicate_client_id" else "email"
+            kept_refs[ref] = kept_people[person] = line
+            continue
         findings.append(Rejection(line, field, rule, rule_message(rule, field, other_line=other)))
-    _delete_staged(conn, [row[0] for row in rows])
+        rejected_ids.append(row_id)
+    _delete_staged(conn, rejected_ids)
     return findings
 
 
@@ -236,22 +261,39 @@ def _delete_staged(conn: Connection, ids: list[int]) -> None:
         conn.execute(delete(RosterStaging).where(RosterStaging.id.in_(ids[start : start + 10_000])))
 
 
-_CANDIDATES_SQL = """
-SELECT s.id, s.line, s.client_ref, c.id, c.mrn, c.status,
+# Tier 1: Client ID = MRN; 2: email + date of birth; 3: name key + date of birth. A row only
+# takes the matches of its best tier.
+_TIER_JOINS = (
+    "c.mrn = s.client_ref",
+    "c.email = s.email AND c.date_of_birth = s.date_of_birth",
+    "c.date_of_birth = s.date_of_birth AND c.name_key = s.name_key",
+)
+_MATCH_SQL = """
+SELECT s.batch_id, s.id, s.line, s.client_ref, c.id, c.mrn,
+       CASE WHEN c.status = 'Approved' THEN {true} ELSE {false} END,
        c.email || '|' || CAST(c.date_of_birth AS VARCHAR(10)), {tier}
 FROM roster_staging s JOIN connections c ON c.provider_id = :provider AND {join}
 WHERE s.batch_id = :batch {exclude}
 """
-_TIER_JOINS = (
-    "c.mrn = s.client_ref",
-    "c.email = s.email AND c.date_of_birth = s.date_of_birth",
-    "c.date_of_birth = s.date_of_birth AND lower(c.first_name) = lower(s.first_name) "
-    "AND lower(c.last_name) = lower(s.last_name)",
-)
 
 
-def _candidates(conn: Connection, batch_id: int, provider_id: int) -> list[Candidate]:
-    """Each row's matching connections, from its best tier only (one UNION ALL statement)."""
+@dataclass
+class MatchOutcome:
+    rejections: list[Rejection]  # invite mode: rows of clients already Approved
+    reviews: list[Rejection]
+
+
+def match_connections(
+    conn: Connection, batch_id: int, provider_id: int, mode: ImportMode
+) -> MatchOutcome:
+    """Match staged rows to the provider's connections, set-wise, and decide what each may do.
+
+    Never guessed: a row matching connections of several people (ambiguous) is held for review
+    without an invitation; two rows claiming one connection (shared), or a connection holding
+    a different MRN, go to review unchanged. An unambiguous match to an Approved connection is
+    rejected in invite mode (the seed's rule) and kept without an invitation in sync mode.
+    """
+    true, false_ = ("TRUE", "FALSE") if conn.dialect.name == "postgresql" else ("1", "0")
     parts = []
     for tier, join in enumerate(_TIER_JOINS, start=1):
         exclude = "".join(
@@ -259,69 +301,102 @@ def _candidates(conn: Connection, batch_id: int, provider_id: int) -> list[Candi
             f" AND {earlier.replace('c.', f'c{n}.')})"
             for n, earlier in enumerate(_TIER_JOINS[: tier - 1], start=1)
         )
-        parts.append(_CANDIDATES_SQL.format(tier=tier, join=join, exclude=exclude))
-    result = conn.execute(
-        text(" UNION ALL ".join(parts)), {"batch": batch_id, "provider": provider_id}
-    )
-    return [
-        Candidate(
-            row_id=row[0],
-            line=row[1],
-            client_ref=row[2],
-            connection_id=row[3],
-            connection_mrn=row[4],
-            connection_status=ConnectionStatus(row[5]),
-            person_key=row[6],
-            tier=row[7],
+        parts.append(
+            _MATCH_SQL.format(true=true, false=false_, tier=tier, join=join, exclude=exclude)
         )
-        for row in result
-    ]
+    params = {"batch": batch_id, "provider": provider_id}
+    conn.execute(
+        text(
+            "INSERT INTO roster_matches (batch_id, row_id, line, client_ref, connection_id, "
+            "connection_mrn, approved, person_key, tier) " + " UNION ALL ".join(parts)
+        ),
+        params,
+    )
+    mark = "UPDATE roster_matches SET {flag} = {true} WHERE batch_id = :batch AND {key} IN ({q})"
+    conn.execute(
+        text(
+            mark.format(
+                flag="ambiguous",
+                true=true,
+                key="row_id",
+                q=(
+                    "SELECT row_id FROM roster_matches WHERE batch_id = :batch GROUP BY row_id "
+                    "HAVING COUNT(DISTINCT person_key) > 1"
+                ),
+            )
+        ),
+        params,
+    )
 
-
-@dataclass
-class MatchOutcome:
-    rejections: list[Rejection]  # invite mode: rows of clients already Approved
-    reviews: list[Rejection]
-    mrn_updates: dict[int, str]  # connection id -> MRN to set (it has none)
-    linked: dict[int, str]  # connection id -> client_ref it belongs to
-
-
-def match_connections(
-    conn: Connection, batch_id: int, target: Target, mode: ImportMode
-) -> MatchOutcome:
-    """Match staged rows to the provider's connections and decide what each match may do.
-
-    Rows matching an Approved connection are rejected in invite mode (the seed's rule) and
-    kept without an invitation in sync mode (state `connected`)."""
-    candidates = _candidates(conn, batch_id, target.provider_id)
-    plan = plan_mrn_mapping(candidates)
     rejections: list[Rejection] = []
-    approved_ids = sorted(plan.approved_rows)
-    if mode is ImportMode.INVITE and approved_ids:
-        lines = {c.row_id: c.line for c in candidates}
+    approved = list(
+        conn.execute(
+            text(
+                f"SELECT DISTINCT row_id, line FROM roster_matches WHERE batch_id = :batch "
+                f"AND approved = {true} AND ambiguous = {false_}"
+            ),
+            params,
+        )
+    )
+    if approved and mode is ImportMode.INVITE:
+        rule = "approved_connection_exists"
         rejections = [
-            Rejection(
-                lines[row_id],
-                "client_id",
-                "approved_connection_exists",
-                rule_message("approved_connection_exists", "client_id"),
-            )
-            for row_id in approved_ids
+            Rejection(line, "client_id", rule, rule_message(rule, "client_id"))
+            for _row, line in approved
         ]
-        _delete_staged(conn, approved_ids)
-        plan = plan_mrn_mapping(c for c in candidates if c.row_id not in plan.approved_rows)
-    elif approved_ids:
-        for start in range(0, len(approved_ids), 10_000):
+        row_ids = [row for row, _line in approved]
+        _delete_staged(conn, row_ids)
+        for start in range(0, len(row_ids), 10_000):
             conn.execute(
-                update(RosterStaging)
-                .where(RosterStaging.id.in_(approved_ids[start : start + 10_000]))
-                .values(state="connected")
+                delete(RosterMatch).where(
+                    RosterMatch.batch_id == batch_id,
+                    RosterMatch.row_id.in_(row_ids[start : start + 10_000]),
+                )
             )
+    elif approved:
+        _set_state(conn, batch_id, "connected", f"approved = {true} AND ambiguous = {false_}")
+    _set_state(conn, batch_id, "held", f"ambiguous = {true}")
+
+    conn.execute(
+        text(
+            mark.format(
+                flag="shared",
+                true=true,
+                key="connection_id",
+                q=(
+                    f"SELECT connection_id FROM roster_matches WHERE batch_id = :batch "
+                    f"AND ambiguous = {false_} GROUP BY connection_id "
+                    f"HAVING COUNT(DISTINCT client_ref) > 1"
+                ),
+            )
+        ),
+        params,
+    )
+    review_sql = {
+        "ambiguous_match": f"ambiguous = {true}",
+        "shared_connection": f"ambiguous = {false_} AND shared = {true}",
+        "mrn_conflict": f"ambiguous = {false_} AND shared = {false_} "
+        "AND connection_mrn IS NOT NULL AND connection_mrn <> client_ref",
+    }
     reviews = [
         Rejection(line, "client_id", rule, rule_message(rule, "client_id"), "review")
-        for line, rule in plan.reviews
+        for rule, where in review_sql.items()
+        for (line,) in conn.execute(
+            text(f"SELECT DISTINCT line FROM roster_matches WHERE batch_id = :batch AND {where}"),
+            params,
+        )
     ]
-    return MatchOutcome(rejections, reviews, plan.mrn_updates, plan.linked)
+    return MatchOutcome(rejections, sorted(reviews, key=lambda r: (r.line, r.rule)))
+
+
+def _set_state(conn: Connection, batch_id: int, state: str, where: str) -> None:
+    conn.execute(
+        text(
+            f"UPDATE roster_staging SET state = :state WHERE batch_id = :batch AND id IN "
+            f"(SELECT row_id FROM roster_matches WHERE batch_id = :batch AND {where})"
+        ),
+        {"batch": batch_id, "state": state},
+    )
 
 
 def count_client_changes(conn: Connection, batch_id: int, provider_id: int) -> tuple[int, int]:
@@ -367,28 +442,29 @@ def upsert_clients(conn: Connection, batch_id: int, provider_id: int) -> None:
     conn.execute(statement)
 
 
-def apply_mrn_updates(conn: Connection, provider_id: int, outcome: MatchOutcome) -> None:
-    """Set the MRN where a connection has none, and link every matched connection to its
-    client record (after `upsert_clients`, so the client exists)."""
-    if outcome.mrn_updates:
-        conn.execute(
-            text(
-                "UPDATE connections SET mrn = :ref, updated_at = :now "
-                "WHERE id = :cid AND mrn IS NULL"
-            ),
-            [{"cid": cid, "ref": ref, "now": _now()} for cid, ref in outcome.mrn_updates.items()],
-        )
-    if outcome.linked:
-        conn.execute(
-            text(
-                "UPDATE connections SET client_id = (SELECT id FROM clients "
-                "WHERE provider_id = :provider AND client_ref = :ref) WHERE id = :cid"
-            ),
-            [
-                {"cid": cid, "ref": ref, "provider": provider_id}
-                for cid, ref in outcome.linked.items()
-            ],
-        )
+def apply_mrn_updates(conn: Connection, batch_id: int, provider_id: int) -> int:
+    """Set the MRN of unambiguously matched connections that have none, then link every such
+    connection holding the row's MRN to its client record. Returns the MRNs set."""
+    false_ = "FALSE" if conn.dialect.name == "postgresql" else "0"
+    usable = f"m.batch_id = :batch AND m.ambiguous = {false_} AND m.shared = {false_}"
+    params = {"batch": batch_id, "provider": provider_id, "now": _now()}
+    mapped = conn.execute(
+        text(
+            f"UPDATE connections SET mrn = m.client_ref, updated_at = :now FROM roster_matches m "
+            f"WHERE m.connection_id = connections.id AND {usable} AND connections.mrn IS NULL"
+        ),
+        params,
+    ).rowcount
+    conn.execute(
+        text(
+            f"UPDATE connections SET client_id = c.id FROM roster_matches m JOIN clients c "
+            f"ON c.provider_id = :provider AND c.client_ref = m.client_ref "
+            f"WHERE m.connection_id = connections.id AND {usable} "
+            f"AND connections.mrn = m.client_ref"
+        ),
+        params,
+    )
+    return int(mapped or 0)
 
 
 def queue_invitations(conn: Connection, batch_id: int, target: Target) -> int:
@@ -444,6 +520,7 @@ def queue_invitations(conn: Connection, batch_id: int, target: Target) -> int:
 
 def clear_staging(conn: Connection, batch_id: int) -> None:
     conn.execute(delete(RosterStaging).where(RosterStaging.batch_id == batch_id))
+    conn.execute(delete(RosterMatch).where(RosterMatch.batch_id == batch_id))
 
 
 def finish_batch(conn: Connection, batch_id: int, status: BatchStatus, **counts: object) -> None:

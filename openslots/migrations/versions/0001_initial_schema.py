@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 15:38:03.028915
+Create Date: 2026-11-26 16:11:41.420360
 """
 
 from __future__ import annotations
@@ -19,6 +19,27 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.create_table(
+        "audit_log",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("entity", sa.String(length=32), nullable=False),
+        sa.Column("entity_id", sa.Integer(), nullable=False),
+        sa.Column("action", sa.String(length=32), nullable=False),
+        sa.Column("from_value", sa.String(length=254), nullable=True),
+        sa.Column("to_value", sa.String(length=254), nullable=True),
+        sa.Column("actor", sa.String(length=100), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=True),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            nullable=False,
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_log")),
+    )
+    with op.batch_alter_table("audit_log", schema=None) as batch_op:
+        batch_op.create_index("ix_audit_log_entity", ["entity", "entity_id"], unique=False)
+
     op.create_table(
         "providers",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -40,6 +61,28 @@ def upgrade() -> None:
         sa.UniqueConstraint("name", name=op.f("uq_providers_name")),
     )
     op.create_table(
+        "roster_matches",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("batch_id", sa.Integer(), nullable=False),
+        sa.Column("row_id", sa.Integer(), nullable=False),
+        sa.Column("line", sa.Integer(), nullable=False),
+        sa.Column("client_ref", sa.String(length=64), nullable=False),
+        sa.Column("connection_id", sa.Integer(), nullable=False),
+        sa.Column("connection_mrn", sa.String(length=64), nullable=True),
+        sa.Column("approved", sa.Boolean(), nullable=False),
+        sa.Column("person_key", sa.String(length=300), nullable=False),
+        sa.Column("tier", sa.Integer(), nullable=False),
+        sa.Column("ambiguous", sa.Boolean(), server_default=sa.false(), nullable=False),
+        sa.Column("shared", sa.Boolean(), server_default=sa.false(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_roster_matches")),
+    )
+    with op.batch_alter_table("roster_matches", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_roster_matches_batch_connection", ["batch_id", "connection_id"], unique=False
+        )
+        batch_op.create_index("ix_roster_matches_batch_row", ["batch_id", "row_id"], unique=False)
+
+    op.create_table(
         "roster_staging",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("batch_id", sa.Integer(), nullable=False),
@@ -52,6 +95,8 @@ def upgrade() -> None:
         sa.Column("mobile_phone", sa.String(length=20), nullable=True),
         sa.Column("guardian_first_name", sa.String(length=100), nullable=True),
         sa.Column("guardian_last_name", sa.String(length=100), nullable=True),
+        sa.Column("first_key", sa.String(length=100), nullable=False),
+        sa.Column("name_key", sa.String(length=201), nullable=False),
         sa.Column("state", sa.String(length=16), server_default="ok", nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_roster_staging")),
     )
@@ -59,9 +104,6 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_roster_staging_batch_ref", ["batch_id", "client_ref"], unique=False
         )
-    if op.get_bind().dialect.name == "postgresql":
-        # Staging is rebuilt from the file after any failure: skip the write-ahead log.
-        op.execute("ALTER TABLE roster_staging SET UNLOGGED")
 
     op.create_table(
         "clients",
@@ -173,6 +215,7 @@ def upgrade() -> None:
         sa.Column("date_of_birth", sa.Date(), nullable=False),
         sa.Column("email", sa.String(length=254), nullable=False),
         sa.Column("mobile_phone", sa.String(length=20), nullable=True),
+        sa.Column("name_key", sa.String(length=201), nullable=False),
         sa.Column(
             "status",
             sa.Enum(
@@ -223,7 +266,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("connections", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_connections_provider_dob", ["provider_id", "date_of_birth"], unique=False
+            "ix_connections_provider_dob_name",
+            ["provider_id", "date_of_birth", "name_key"],
+            unique=False,
         )
         batch_op.create_index(
             "ix_connections_provider_email_dob",
@@ -235,8 +280,11 @@ def upgrade() -> None:
     op.create_table(
         "import_batches",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("provider_id", sa.Integer(), nullable=False),
-        sa.Column("location_id", sa.Integer(), nullable=False),
+        sa.Column("provider_name", sa.String(length=200), nullable=False),
+        sa.Column("location_name", sa.String(length=200), nullable=False),
+        sa.Column("integrated", sa.Boolean(), nullable=False),
+        sa.Column("provider_id", sa.Integer(), nullable=True),
+        sa.Column("location_id", sa.Integer(), nullable=True),
         sa.Column("source", sa.String(length=500), nullable=False),
         sa.Column(
             "mode",
@@ -319,6 +367,8 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("batch_id", sa.Integer(), nullable=True),
+        sa.Column("status_before_opt_out", sa.String(length=16), nullable=True),
+        sa.Column("requested_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("first_sent_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_sent_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("send_count", sa.Integer(), nullable=False),
@@ -359,6 +409,45 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("invitations", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_invitations_batch_id"), ["batch_id"], unique=False)
+
+    op.create_table(
+        "registrations",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("email", sa.String(length=254), nullable=False),
+        sa.Column("date_of_birth", sa.Date(), nullable=False),
+        sa.Column("first_name", sa.String(length=100), nullable=False),
+        sa.Column("last_name", sa.String(length=100), nullable=False),
+        sa.Column("mobile_phone", sa.String(length=20), nullable=True),
+        sa.Column("dependent_first_name", sa.String(length=100), nullable=True),
+        sa.Column("dependent_last_name", sa.String(length=100), nullable=True),
+        sa.Column("dependent_date_of_birth", sa.Date(), nullable=True),
+        sa.Column("provider_id", sa.Integer(), nullable=True),
+        sa.Column("location_id", sa.Integer(), nullable=True),
+        sa.Column("outcome", sa.String(length=32), nullable=False),
+        sa.Column(
+            "received_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            nullable=False,
+        ),
+        sa.ForeignKeyConstraint(
+            ["location_id"],
+            ["locations.id"],
+            name=op.f("fk_registrations_location_id_locations"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["provider_id"],
+            ["providers.id"],
+            name=op.f("fk_registrations_provider_id_providers"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_registrations")),
+    )
+    with op.batch_alter_table("registrations", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_registrations_email_dob", ["email", "date_of_birth"], unique=False
+        )
 
     op.create_table(
         "import_rejections",
@@ -431,6 +520,11 @@ def upgrade() -> None:
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.create_index("ix_outbox_status_id", ["status", "id"], unique=False)
 
+    if op.get_bind().dialect.name == "postgresql":
+        # Staging and match tables are rebuilt from the file after any failure: skip the WAL.
+        op.execute("ALTER TABLE roster_staging SET UNLOGGED")
+        op.execute("ALTER TABLE roster_matches SET UNLOGGED")
+
 
 def downgrade() -> None:
     with op.batch_alter_table("outbox", schema=None) as batch_op:
@@ -441,6 +535,10 @@ def downgrade() -> None:
         batch_op.drop_index("ix_import_rejections_batch_line")
 
     op.drop_table("import_rejections")
+    with op.batch_alter_table("registrations", schema=None) as batch_op:
+        batch_op.drop_index("ix_registrations_email_dob")
+
+    op.drop_table("registrations")
     with op.batch_alter_table("invitations", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_invitations_batch_id"))
 
@@ -449,7 +547,7 @@ def downgrade() -> None:
     with op.batch_alter_table("connections", schema=None) as batch_op:
         batch_op.drop_index("ix_connections_provider_mrn")
         batch_op.drop_index("ix_connections_provider_email_dob")
-        batch_op.drop_index("ix_connections_provider_dob")
+        batch_op.drop_index("ix_connections_provider_dob_name")
 
     op.drop_table("connections")
     op.drop_table("opt_outs")
@@ -462,4 +560,13 @@ def downgrade() -> None:
         batch_op.drop_index("ix_roster_staging_batch_ref")
 
     op.drop_table("roster_staging")
+    with op.batch_alter_table("roster_matches", schema=None) as batch_op:
+        batch_op.drop_index("ix_roster_matches_batch_row")
+        batch_op.drop_index("ix_roster_matches_batch_connection")
+
+    op.drop_table("roster_matches")
     op.drop_table("providers")
+    with op.batch_alter_table("audit_log", schema=None) as batch_op:
+        batch_op.drop_index("ix_audit_log_entity")
+
+    op.drop_table("audit_log")
