@@ -28,6 +28,7 @@ pytestmark = pytest.mark.usefixtures("prefect_harness")
 PATIENTS = [
     person(
         1,
+        client_id="MRN-QX77311",
         first_name="Quillonara",
         last_name="Vexbridge",
         email="quillonara.v@example.org",
@@ -36,6 +37,7 @@ PATIENTS = [
     ),
     person(
         2,
+        client_id="MRN-QX77312",
         first_name="Marisoleth",
         last_name="Drangwick",
         email="mari.dr@example.org",
@@ -45,6 +47,7 @@ PATIENTS = [
     # Rejected rows: their values reach validation and error paths.
     person(
         3,
+        client_id="MRN-QX77313",
         first_name="Ostrevanya",
         last_name="Plimbury",
         email="ostre@@example.org",
@@ -53,6 +56,7 @@ PATIENTS = [
     ),
     person(
         4,
+        client_id="MRN-QX77314",
         first_name="Tessivane9",
         last_name="Korrowdale",
         email="tess.k@example.org",
@@ -61,7 +65,7 @@ PATIENTS = [
     ),
 ]
 PHI = sorted(
-    {value for row in PATIENTS for value in row[1:]}
+    {value for row in PATIENTS for value in row}
     | {"+19175550147", "9175550147", "+16465550199", "Vexbridge"}
 )
 
