@@ -14,7 +14,7 @@ def roster_sync(
     path: str,
     provider: str,
     location: str,
-    mode: Literal["invite", "sync"] = "sync",
+    mode: Literal["invite", "sync"] = "invite",
     strict: bool = False,
     integrated: bool = False,
 ) -> dict[str, object]:
