@@ -1,0 +1,27 @@
+"""HL7 errors: each names the segment, field and rule (HL7 ERR-style), never a value."""
+
+from __future__ import annotations
+
+from openslots.errors import OpenslotsError
+
+
+class Hl7Error(OpenslotsError):
+    """Base of HL7 problems. `location` is like "PID-7"; `code` is the HL7 table 0357 code."""
+
+    code = "207"  # application internal error
+
+    def __init__(self, message: str, location: str | None = None):
+        self.location = location
+        super().__init__(f"{location}: {message}" if location else message)
+
+
+class Hl7ParseError(Hl7Error):
+    """The message cannot be read as HL7 at all (AR)."""
+
+    code = "102"  # data type error / unreadable
+
+
+class Hl7ContentError(Hl7Error):
+    """The message is HL7 but cannot be applied (AE): a required field is missing or invalid."""
+
+    code = "101"  # required field missing
