@@ -13,8 +13,9 @@ EPIC_A04 = "\r".join(
         "MSH|^~\\&|EPIC|NORTHCLINIC|OPENSLOTS|OS|20261126120000||ADT^A04^ADT_A01|EPC0001|P|2.5.1"
         "|||||||UNICODE UTF-8",
         "EVN|A04|20261126120000",
-        "PID|1||E1001^^^NORTH^MR~999-00-1111^^^SSA^SS||Núñez^Inés^M||19800102|F|||1 Main St^^Town^NY"
-        "||^PRN^PH^^1^212^5550102~^PRN^CP^^1^917^5550147~^NET^Internet^ines.n@example.org",
+        "PID|1||E1001^^^NORTH^MR~999-00-1111^^^SSA^SS||Núñez^Inés^M||19800102|F|||"
+        "1 Main St^^Town^NY||^PRN^PH^^1^212^5550102~^PRN^CP^^1^917^5550147"
+        "~^NET^Internet^ines.n@example.org",
         "PV1|1|O|CARDIO^101^1^NORTHCLINIC||||D77^Rivera^Maria^^^Dr|||||||||||V1",
     ]
 )
