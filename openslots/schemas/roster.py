@@ -121,8 +121,10 @@ def map_header(header: list[str]) -> dict[str, str]:
     return mapping
 
 
-class RosterRow(pa.DataFrameModel):
-    """A normalised roster chunk. `dob` is the parsed `date_of_birth` (NaT when unparseable)."""
+class PatientRow(pa.DataFrameModel):
+    """A normalised chunk of patients, from any source. `dob` is the parsed `date_of_birth`
+    (NaT when unparseable). Email is optional here: it is needed to invite, not to know a
+    patient (HL7 feeds mostly carry none)."""
 
     client_id: Series[str]
     first_name: Series[str]
@@ -138,7 +140,7 @@ class RosterRow(pa.DataFrameModel):
         strict = False
         coerce = False
 
-    @pa.check("client_id", "first_name", "last_name", "date_of_birth", "email", name="required")
+    @pa.check("client_id", "first_name", "last_name", "date_of_birth", name="required")
     @classmethod
     def required(cls, values: pd.Series) -> pd.Series:
         return values != ""
@@ -215,6 +217,15 @@ class RosterRow(pa.DataFrameModel):
         return (frame["guardian_first_name"] == "") == (frame["guardian_last_name"] == "")
 
 
+class RosterRow(PatientRow):
+    """The seed's bulk roster: every row is an invitation to send, so the email is required."""
+
+    @pa.check("email", name="required")
+    @classmethod
+    def email_required(cls, values: pd.Series) -> pd.Series:
+        return values != ""
+
+
 # Where a failure on a derived column is reported, and dataframe-wide checks' field.
 _REPORTED_FIELD = {"dob": "date_of_birth"}
 _FRAME_CHECK_FIELD = {
@@ -247,7 +258,9 @@ def normalise_chunk(raw: pd.DataFrame, region: str) -> tuple[pd.DataFrame, pd.Se
     return frame, bad_phone
 
 
-def validate_chunk(raw: pd.DataFrame, first_line: int, region: str) -> ChunkResult:
+def validate_chunk(
+    raw: pd.DataFrame, first_line: int, region: str, model: type[PatientRow] = RosterRow
+) -> ChunkResult:
     """Validate one chunk whose first data row is spreadsheet line `first_line`.
 
     Blank rows (every field empty, as Excel leaves at the end of a sheet) are skipped and do
@@ -264,7 +277,7 @@ def validate_chunk(raw: pd.DataFrame, first_line: int, region: str) -> ChunkResu
 
     rejections: list[Rejection] = []
     try:
-        RosterRow.validate(frame, lazy=True)
+        model.validate(frame, lazy=True)
     except SchemaErrors as errors:
         rejections = _rejections_from(errors.failure_cases, lines)
     if EXTRA in raw:

@@ -126,6 +126,12 @@ def apply_roster(batch_id: int, staged: StageCounts) -> ImportSummary:
     """In one transaction: drop in-file duplicates, match connections (reject rows of clients
     already Approved in invite mode), then, unless a strict import found rejections, create the
     provider/location on first use, upsert clients, map MRNs and queue invitations."""
+    return apply_batch(batch_id, staged)
+
+
+def apply_batch(batch_id: int, staged: StageCounts, *, feed: bool = False) -> ImportSummary:
+    """`apply_roster` as a plain function. A `feed` batch (HL7) queues invitations only when
+    the provider invites feed patients automatically."""
     engine = get_engine()
     try:
         with engine.begin() as conn:
@@ -175,7 +181,8 @@ def apply_roster(batch_id: int, staged: StageCounts) -> ImportSummary:
                 )
                 repo.upsert_clients(conn, batch_id, target.provider_id)
                 mapped = repo.apply_mrn_updates(conn, batch_id, target.provider_id)
-                queued = repo.queue_invitations(conn, batch_id, target)
+                invite = not feed or repo.auto_invites(conn, target.provider_id)
+                queued = repo.queue_invitations(conn, batch_id, target) if invite else 0
                 repo.clear_staging(conn, batch_id)
                 summary = ImportSummary(
                     batch_id=batch_id,

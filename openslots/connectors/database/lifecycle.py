@@ -234,12 +234,12 @@ def resend(conn: Connection, invitation_id: int, actor: str) -> str:
 
 
 def queue_invitation_messages(conn: Connection, invitation_id: int, attempt: int) -> None:
-    phone = conn.execute(
-        select(Client.mobile_phone)
+    email, phone = conn.execute(
+        select(Client.email, Client.mobile_phone)
         .join(Invitation, Invitation.client_id == Client.id)
         .where(Invitation.id == invitation_id)
-    ).scalar_one()
-    channels = [Channel.EMAIL] + ([Channel.SMS] if phone else [])
+    ).one()
+    channels = ([Channel.EMAIL] if email else []) + ([Channel.SMS] if phone else [])
     conn.execute(
         insert(OutboxMessage),
         [

@@ -18,8 +18,10 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    LargeBinary,
     false,
     func,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -100,6 +102,8 @@ class Provider(Timestamped, Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     integrated: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Whether new patients from the EHR feed with an email or phone are invited automatically.
+    auto_invite: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
 
 class Location(Timestamped, Base):
@@ -129,7 +133,8 @@ class Client(Timestamped, Base):
     first_name: Mapped[str] = mapped_column(String(100))
     last_name: Mapped[str] = mapped_column(String(100))
     date_of_birth: Mapped[dt.date] = mapped_column(Date)
-    email: Mapped[str] = mapped_column(String(254))
+    # Required to invite, not to know a patient: EHR feeds often carry none.
+    email: Mapped[str | None] = mapped_column(String(254))
     mobile_phone: Mapped[str | None] = mapped_column(String(20))
     guardian_first_name: Mapped[str | None] = mapped_column(String(100))
     guardian_last_name: Mapped[str | None] = mapped_column(String(100))
@@ -284,7 +289,7 @@ class RosterStaging(Base):
     first_name: Mapped[str] = mapped_column(String(100))
     last_name: Mapped[str] = mapped_column(String(100))
     date_of_birth: Mapped[dt.date] = mapped_column(Date)
-    email: Mapped[str] = mapped_column(String(254))
+    email: Mapped[str | None] = mapped_column(String(254))
     mobile_phone: Mapped[str | None] = mapped_column(String(20))
     guardian_first_name: Mapped[str | None] = mapped_column(String(100))
     guardian_last_name: Mapped[str | None] = mapped_column(String(100))
@@ -354,3 +359,52 @@ class AuditEvent(Base):
     actor: Mapped[str] = mapped_column(String(100))
     reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(default=_now, server_default=func.now())
+
+
+class Hl7Message(Base):
+    """Every HL7 message received, stored before it is acknowledged (raw bytes: patient data)."""
+
+    __tablename__ = "hl7_messages"
+    __table_args__ = (
+        Index(
+            "ix_hl7_messages_identity",
+            "sending_application",
+            "sending_facility",
+            "control_id",
+            "content_hash",
+        ),
+        Index("ix_hl7_messages_status_id", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sending_application: Mapped[str] = mapped_column(String(180), default="")
+    sending_facility: Mapped[str] = mapped_column(String(180), default="")
+    control_id: Mapped[str] = mapped_column(String(199), default="")
+    message_type: Mapped[str] = mapped_column(String(20), default="")
+    content_hash: Mapped[str] = mapped_column(String(64))
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    source: Mapped[str] = mapped_column(String(16))  # mllp | file
+    # stored -> applied | ignored | error; a redelivery is counted, never stored twice
+    status: Mapped[str] = mapped_column(String(16), default="stored")
+    error: Mapped[str | None] = mapped_column(Text)  # segment, field and rule; never a value
+    control_id_reused: Mapped[bool] = mapped_column(Boolean, default=False)
+    received_at: Mapped[dt.datetime] = mapped_column(default=_now, server_default=func.now())
+    processed_at: Mapped[dt.datetime | None]
+
+
+class Slot(Base):
+    """An appointment slot the EHR's schedule feed opened (cancel/delete) or filled (book)."""
+
+    __tablename__ = "slots"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slot_key: Mapped[str] = mapped_column(String(400), unique=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id", ondelete="CASCADE"))
+    location_id: Mapped[int] = mapped_column(ForeignKey("locations.id", ondelete="CASCADE"))
+    filler_id: Mapped[str] = mapped_column(String(100))
+    start: Mapped[str] = mapped_column(String(24))  # HL7 DTM as sent (local time of the EHR)
+    duration_minutes: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))  # open | filled
+    message_id: Mapped[int | None] = mapped_column(Integer)
+    opened_at: Mapped[dt.datetime | None]
+    filled_at: Mapped[dt.datetime | None]

@@ -88,6 +88,12 @@ class Target:
     location_created: bool
 
 
+def auto_invites(conn: Connection, provider_id: int) -> bool:
+    return bool(
+        conn.execute(select(Provider.auto_invite).where(Provider.id == provider_id)).scalar_one()
+    )
+
+
 def provider_id_named(conn: Connection, provider: str) -> int | None:
     found = conn.execute(select(Provider.id).where(Provider.name == provider)).scalar_one_or_none()
     return None if found is None else int(found)
@@ -468,7 +474,8 @@ def apply_mrn_updates(conn: Connection, batch_id: int, provider_id: int) -> int:
 
 
 def queue_invitations(conn: Connection, batch_id: int, target: Target) -> int:
-    """One invitation per new client x location, plus its outbox messages, in this transaction.
+    """One invitation per new client x location, plus its outbox messages (email when there is
+    an address, SMS when there is a mobile phone), in this transaction.
 
     Skipped: rows matching an Approved connection (sync mode), clients already invited at this
     location, and anyone whose email or phone opted out of this provider (on any channel).
@@ -489,6 +496,7 @@ def queue_invitations(conn: Connection, batch_id: int, target: Target) -> int:
             FROM roster_staging s
             JOIN clients c ON c.provider_id = :provider AND c.client_ref = s.client_ref
             WHERE s.batch_id = :batch AND s.state = 'ok'
+              AND (c.email IS NOT NULL OR c.mobile_phone IS NOT NULL)
               AND NOT EXISTS (SELECT 1 FROM invitations i
                               WHERE i.client_id = c.id AND i.location_id = :location)
               AND NOT EXISTS (SELECT 1 FROM opt_outs o WHERE o.provider_id = :provider
@@ -505,7 +513,8 @@ def queue_invitations(conn: Connection, batch_id: int, target: Target) -> int:
                                 created_at)
             SELECT 'invite:' || CAST(i.id AS VARCHAR(20)) || ':1:email', 'invitation', 'email',
                    i.id, 'pending', 0, :now
-            FROM invitations i WHERE i.batch_id = :batch
+            FROM invitations i JOIN clients c ON c.id = i.client_id
+            WHERE i.batch_id = :batch AND c.email IS NOT NULL
             UNION ALL
             SELECT 'invite:' || CAST(i.id AS VARCHAR(20)) || ':1:sms', 'invitation', 'sms',
                    i.id, 'pending', 0, :now

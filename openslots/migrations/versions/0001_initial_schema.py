@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 16:11:41.420360
+Create Date: 2026-11-26 16:20:30.152732
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -41,10 +42,41 @@ def upgrade() -> None:
         batch_op.create_index("ix_audit_log_entity", ["entity", "entity_id"], unique=False)
 
     op.create_table(
+        "hl7_messages",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("sending_application", sa.String(length=180), nullable=False),
+        sa.Column("sending_facility", sa.String(length=180), nullable=False),
+        sa.Column("control_id", sa.String(length=199), nullable=False),
+        sa.Column("message_type", sa.String(length=20), nullable=False),
+        sa.Column("content_hash", sa.String(length=64), nullable=False),
+        sa.Column("raw", sa.LargeBinary(), nullable=False),
+        sa.Column("source", sa.String(length=16), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("control_id_reused", sa.Boolean(), nullable=False),
+        sa.Column(
+            "received_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            nullable=False,
+        ),
+        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_hl7_messages")),
+    )
+    with op.batch_alter_table("hl7_messages", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_hl7_messages_identity",
+            ["sending_application", "sending_facility", "control_id", "content_hash"],
+            unique=False,
+        )
+        batch_op.create_index("ix_hl7_messages_status_id", ["status", "id"], unique=False)
+
+    op.create_table(
         "providers",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("integrated", sa.Boolean(), nullable=False),
+        sa.Column("auto_invite", sa.Boolean(), server_default=sa.true(), nullable=False),
         sa.Column(
             "created_at",
             sa.DateTime(timezone=True),
@@ -91,7 +123,7 @@ def upgrade() -> None:
         sa.Column("first_name", sa.String(length=100), nullable=False),
         sa.Column("last_name", sa.String(length=100), nullable=False),
         sa.Column("date_of_birth", sa.Date(), nullable=False),
-        sa.Column("email", sa.String(length=254), nullable=False),
+        sa.Column("email", sa.String(length=254), nullable=True),
         sa.Column("mobile_phone", sa.String(length=20), nullable=True),
         sa.Column("guardian_first_name", sa.String(length=100), nullable=True),
         sa.Column("guardian_last_name", sa.String(length=100), nullable=True),
@@ -113,7 +145,7 @@ def upgrade() -> None:
         sa.Column("first_name", sa.String(length=100), nullable=False),
         sa.Column("last_name", sa.String(length=100), nullable=False),
         sa.Column("date_of_birth", sa.Date(), nullable=False),
-        sa.Column("email", sa.String(length=254), nullable=False),
+        sa.Column("email", sa.String(length=254), nullable=True),
         sa.Column("mobile_phone", sa.String(length=20), nullable=True),
         sa.Column("guardian_first_name", sa.String(length=100), nullable=True),
         sa.Column("guardian_last_name", sa.String(length=100), nullable=True),
@@ -450,6 +482,34 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "slots",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("slot_key", sa.String(length=400), nullable=False),
+        sa.Column("provider_id", sa.Integer(), nullable=False),
+        sa.Column("location_id", sa.Integer(), nullable=False),
+        sa.Column("filler_id", sa.String(length=100), nullable=False),
+        sa.Column("start", sa.String(length=24), nullable=False),
+        sa.Column("duration_minutes", sa.Integer(), nullable=True),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("message_id", sa.Integer(), nullable=True),
+        sa.Column("opened_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("filled_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["location_id"],
+            ["locations.id"],
+            name=op.f("fk_slots_location_id_locations"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["provider_id"],
+            ["providers.id"],
+            name=op.f("fk_slots_provider_id_providers"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_slots")),
+        sa.UniqueConstraint("slot_key", name=op.f("uq_slots_slot_key")),
+    )
+    op.create_table(
         "import_rejections",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("batch_id", sa.Integer(), nullable=False),
@@ -535,6 +595,7 @@ def downgrade() -> None:
         batch_op.drop_index("ix_import_rejections_batch_line")
 
     op.drop_table("import_rejections")
+    op.drop_table("slots")
     with op.batch_alter_table("registrations", schema=None) as batch_op:
         batch_op.drop_index("ix_registrations_email_dob")
 
@@ -566,6 +627,11 @@ def downgrade() -> None:
 
     op.drop_table("roster_matches")
     op.drop_table("providers")
+    with op.batch_alter_table("hl7_messages", schema=None) as batch_op:
+        batch_op.drop_index("ix_hl7_messages_status_id")
+        batch_op.drop_index("ix_hl7_messages_identity")
+
+    op.drop_table("hl7_messages")
     with op.batch_alter_table("audit_log", schema=None) as batch_op:
         batch_op.drop_index("ix_audit_log_entity")
 
