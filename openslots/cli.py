@@ -50,6 +50,10 @@ app.add_typer(invite_app, name="invite")
 app.add_typer(invitations_app, name="invitations")
 app.add_typer(connections_app, name="connections")
 app.add_typer(registrations_app, name="registrations")
+hl7_app = typer.Typer(
+    help="HL7 v2 feeds (ADT patients, SIU schedules): files and MLLP.", no_args_is_help=True
+)
+app.add_typer(hl7_app, name="hl7")
 
 err = Console(stderr=True)
 out = Console()
@@ -855,6 +859,111 @@ def opt_in_command(
 ) -> None:
     """Reverse an opt-out (audited); invitations return to their earlier status."""
     _opt(True, provider, email, phone, reason, actor, as_json)
+
+
+# --- HL7 ----------------------------------------------------------------------------------
+
+
+def _print_hl7(counts: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _emit_json(counts)
+        return
+    table = Table(show_header=False, box=None)
+    for key, value in counts.items():
+        table.add_row(key.replace("_", " "), f"{value:,}")
+    err.print(table)
+    if counts.get("errors"):
+        err.print("see `openslots hl7 errors`; after a fix, `openslots hl7 reprocess --all`")
+
+
+@hl7_app.command("import")
+def hl7_import_command(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Files or directories of messages (one or many per file, MLLP-framed or not)."
+        ),
+    ],
+    as_json: JsonOpt = False,
+) -> None:
+    """Store every message, then apply them: ADT patients (same rules as the roster, email
+    optional), A40 merges, SIU cancellations/bookings as open/filled slots."""
+    from openslots.flows.hl7_ingest import hl7_import
+
+    _ensure_schema()
+    counts = _run(as_json, lambda: hl7_import([str(p.resolve()) for p in paths]))
+    _print_hl7(counts, as_json)
+
+
+@hl7_app.command("listen")
+def hl7_listen(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port (0: any free port).")] = 2575,
+    ingest: Annotated[
+        bool, typer.Option(help="Apply stored messages in batches (the hl7-ingest flow).")
+    ] = True,
+) -> None:
+    """Accept MLLP-framed messages; each is stored before its ACK (AA/AE/AR) goes back."""
+    import asyncio
+
+    from openslots.connectors.hl7.mllp import MllpListener
+    from openslots.settings import get_settings
+
+    _ensure_schema()
+
+    def run_ingest() -> object:
+        from openslots.flows.hl7_ingest import hl7_ingest
+
+        return hl7_ingest()
+
+    listener = MllpListener(get_settings(), host, port, run_ingest if ingest else None)
+
+    async def main() -> None:
+        task = asyncio.create_task(listener.serve())
+        await listener.ready.wait()
+        err.print(f"listening for MLLP on {host}:{listener.port} (Ctrl-C to stop)")
+        await task
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        stats = listener.stats
+        err.print(f"stopped: {stats.received:,} messages, acks {stats.acked}")
+
+
+@hl7_app.command("errors")
+def hl7_errors(as_json: JsonOpt = False) -> None:
+    """Stored messages that failed, with the segment, field and rule (the error queue)."""
+    from openslots.connectors.database import get_engine
+    from openslots.connectors.database.hl7_store import errors
+
+    _ensure_schema()
+    with get_engine().connect() as conn:
+        rows = errors(conn)
+    if as_json:
+        _emit_json(rows)
+        return
+    _table(rows, ["id", "message_type", "control_id", "sending_facility", "error"])
+
+
+@hl7_app.command("reprocess")
+def hl7_reprocess(
+    message_ids: Annotated[list[int] | None, typer.Argument(help="Message ids.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every failed message.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Queue failed messages again (after a fix) and apply them."""
+    from openslots.connectors.database import get_engine
+    from openslots.connectors.database.hl7_store import requeue
+    from openslots.flows.hl7_ingest import hl7_ingest
+
+    if bool(message_ids) == all_:
+        raise _fail("give message ids or --all", as_json, code=2)
+    _ensure_schema()
+    with get_engine().begin() as conn:
+        queued = requeue(conn, None if all_ else message_ids)
+    counts = _run(as_json, hl7_ingest)
+    _print_hl7({"requeued": queued} | counts, as_json)
 
 
 # --- demo --------------------------------------------------------------------------------

@@ -43,6 +43,31 @@ class Settings(BaseSettings):
         description="The practice's own priority labels (JSON list); they never change who "
         "is alerted.",
     )
+    hl7_assigning_authority: str | None = Field(
+        default=None,
+        description="PID-3 assigning authority whose identifier is the MRN when "
+        "no identifier has type MR.",
+    )
+    hl7_default_provider: str | None = Field(
+        default=None,
+        description="Provider for feed messages without PV1-7 / AIP-3 "
+        "(default: the sending facility).",
+    )
+    hl7_default_location: str | None = Field(
+        default=None,
+        description="Location for feed messages without PV1-3 / AIL-3 "
+        "(default: the sending facility).",
+    )
+    hl7_batch_size: int = Field(
+        default=20_000,
+        ge=1,
+        description="Stored messages per ingest step; also the listener's hand-over threshold.",
+    )
+    hl7_batch_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="The listener hands stored messages to ingest at least this often.",
+    )
     debug_unsafe_errors: bool = Field(
         default=False,
         description="Chain the original exception (which may quote patient data) to step "

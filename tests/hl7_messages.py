@@ -44,11 +44,11 @@ MEDITECH_A28_MINOR = "\r\n".join(
     ]
 )
 
-# A feed with its own separators (MSH-1 '#', MSH-2 '$%\\*') and escaped separators in a name.
+# A feed with its own separators (MSH-1 '#', MSH-2 '$%\\*'), an escaped separator in PID-11.
 CUSTOM_SEPARATORS_A31 = "\r".join(
     [
         "MSH#$%\\*#LEGACY#EASTSIDE#OPENSLOTS#OS#20261126122000##ADT$A31#LG-4004#P#2.5",
-        "PID#1##L4004$$$EAST$MR##Smith\\F\\Jones$Pat##19600229#U",
+        "PID#1##L4004$$$EAST$MR##O'Neil-Jones$Pat##19600229#U###Unit 4\\F\\B$$Eastville",
         "PV1#1#O#ORTHO$$$EASTSIDE####D3$Haddad$Samir",
     ]
 )

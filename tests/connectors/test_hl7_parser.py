@@ -55,7 +55,8 @@ def test_custom_separators_and_escapes() -> None:
     message = parse(m.CUSTOM_SEPARATORS_A31)
     assert message.encoding == Encoding("#", "$", "%", "\\", "*")
     patient = extract_patient(message)
-    assert (patient.mrn, patient.family, patient.dob) == ("L4004", "Smith#Jones", "19600229")
+    assert (patient.mrn, patient.family, patient.dob) == ("L4004", "O'Neil-Jones", "19600229")
+    assert message.component(message.field(message.first("PID"), 11), 1) == "Unit 4#B"
     assert unescape("a\\S\\b\\T\\c\\R\\d\\E\\e\\X41\\", Encoding()) == "a^b&c~d\\eA"
     assert unescape('""', Encoding()) == ""
 

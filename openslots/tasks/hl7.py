@@ -1,0 +1,425 @@
+"""HL7 ingest: store files of messages, then apply stored messages in batches.
+
+ADT demographics become patient rows that go through the roster's own validation, MRN mapping
+and invitation queueing (one import batch per provider and location); SIU messages open and
+fill slots; A40 merges MRNs. Tasks return counts only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from sqlalchemy import Connection, Engine, delete, insert, select, update
+
+from openslots.connectors.database import get_engine, require_current_schema
+from openslots.connectors.database import hl7_store as store
+from openslots.connectors.database import roster as repo
+from openslots.connectors.database.models import Client, ImportMode, ImportRejection, Slot
+from openslots.connectors.database.models import Connection as ConnectionRow
+from openslots.connectors.hl7.ack import DEMOGRAPHIC_EVENTS
+from openslots.connectors.hl7.parser import (
+    Appointment,
+    Header,
+    Patient,
+    extract_appointment,
+    extract_patient,
+    parse,
+)
+from openslots.errors import RosterFileError
+from openslots.schemas.roster import ROSTER_COLUMNS, PatientRow, Rejection, validate_chunk
+from openslots.settings import Settings, get_settings
+from openslots.tasks._safety import phi_safe, run_logger
+from openslots.tasks.roster import StageCounts, apply_batch
+
+FIELD_LOCATIONS = {
+    "client_id": "PID-3",
+    "first_name": "PID-5.2",
+    "last_name": "PID-5.1",
+    "date_of_birth": "PID-7",
+    "email": "PID-13",
+    "mobile_phone": "PID-13",
+    "guardian_first_name": "NK1-2.2",
+    "guardian_last_name": "NK1-2.1",
+    "row": "PID",
+}
+FRAME = re.compile(rb"\x0b(.*?)\x1c\r?", re.S)
+MESSAGE_START = re.compile(rb"(?:^|[\r\n])(?=MSH)")
+
+
+@dataclass
+class Hl7Counts:
+    messages: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    ignored: int = 0
+    errors: int = 0
+    rows_accepted: int = 0
+    rows_rejected: int = 0
+    not_invitable: int = 0
+    slots_opened: int = 0
+    slots_filled: int = 0
+    providers_created: int = 0
+    control_ids_reused: int = 0
+
+    def add(self, other: Hl7Counts) -> None:
+        for key, value in asdict(other).items():
+            setattr(self, key, getattr(self, key) + value)
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def split_messages(data: bytes) -> list[bytes]:
+    """Messages in a file: MLLP-framed, or one after another, each starting with MSH."""
+    data = data.removeprefix(b"\xef\xbb\xbf")
+    if b"\x0b" in data:
+        return [m for m in FRAME.findall(data) if m.strip()]
+    parts = MESSAGE_START.split(data)
+    return [p.strip(b"\r\n") for p in parts if p.strip()]
+
+
+def message_files(paths: list[str]) -> list[Path]:
+    found: list[Path] = []
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            found += sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file() and p.suffix.lower() not in (".md", ".tsv", ".txt", ".json")
+            )
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise RosterFileError(f"no such file or directory: {path}")
+    return found
+
+
+@task(name="store-hl7-files", cache_policy=NO_CACHE)
+@phi_safe("store-hl7-files")
+def store_files(paths: list[str]) -> Hl7Counts:
+    """Store every message of the files (or directories of files) given."""
+    settings = get_settings()
+    require_current_schema(settings)
+    counts = Hl7Counts()
+    engine = get_engine(settings)
+    for path in message_files(paths):
+        raws = split_messages(path.read_bytes())
+        with engine.begin() as conn:
+            results = store.store_messages(conn, raws, "file", settings.hl7_assigning_authority)
+        counts.messages += len(results)
+        counts.duplicates += sum(r.duplicate for r in results)
+        counts.errors += sum(r.ack_code != "AA" and not r.duplicate for r in results)
+    run_logger().info(
+        "stored %d messages (%d duplicates, %d unreadable or incomplete)",
+        counts.messages,
+        counts.duplicates,
+        counts.errors,
+    )
+    return counts
+
+
+@task(name="ingest-hl7", cache_policy=NO_CACHE)
+@phi_safe("ingest-hl7")
+def ingest_stored() -> Hl7Counts:
+    """Apply every stored message, in batches of `OPENSLOTS_HL7_BATCH_SIZE`."""
+    return ingest_all(get_settings())
+
+
+def ingest_all(settings: Settings) -> Hl7Counts:
+    engine = get_engine(settings)
+    total = Hl7Counts()
+    while True:
+        with engine.begin() as conn:
+            claimed = store.claim_stored(conn, settings.hl7_batch_size)
+            if not claimed:
+                break
+            # Claimed rows are marked in the same transaction on PostgreSQL (SKIP LOCKED).
+            store.mark(conn, [(i, "applying", None) for i, _ in claimed])
+        total.add(ingest_batch(settings, claimed))
+    run_logger().info(
+        "ingest: %d applied, %d ignored, %d errors, %d slots opened, %d filled",
+        total.applied,
+        total.ignored,
+        total.errors,
+        total.slots_opened,
+        total.slots_filled,
+    )
+    return total
+
+
+def ingest_batch(settings: Settings, claimed: list[tuple[int, bytes]]) -> Hl7Counts:
+    counts = Hl7Counts(messages=len(claimed))
+    outcomes: dict[int, tuple[str, str | None]] = {}
+    patients: list[tuple[int, Header, Patient]] = []
+    merges: list[tuple[int, Patient]] = []
+    schedules: list[tuple[int, Header, Appointment]] = []
+    for message_id, raw in claimed:
+        try:
+            message = parse(raw)
+            header = message.header
+            if header.message_type == "ADT" and header.trigger_event in DEMOGRAPHIC_EVENTS:
+                patients.append(
+                    (message_id, header, extract_patient(message, settings.hl7_assigning_authority))
+                )
+            elif header.message_type == "ADT" and header.trigger_event == "A40":
+                merges.append(
+                    (message_id, extract_patient(message, settings.hl7_assigning_authority))
+                )
+            elif header.message_type == "SIU" and header.trigger_event in (
+                "S12",
+                "S13",
+                "S15",
+                "S17",
+            ):
+                schedules.append((message_id, header, extract_appointment(message)))
+            else:
+                outcomes[message_id] = ("ignored", None)
+        except Exception as exc:
+            outcomes[message_id] = ("error", _reason(exc))
+    engine = get_engine(settings)
+    _apply_patients(settings, patients, outcomes, counts)
+    with engine.begin() as conn:
+        for message_id, patient in merges:
+            _merge(conn, patient)
+            outcomes[message_id] = ("applied", None)
+        for message_id, header, appointment in schedules:
+            outcomes[message_id] = _schedule(
+                conn, settings, message_id, header, appointment, counts
+            )
+        store.mark(conn, [(i, status, error) for i, (status, error) in outcomes.items()])
+    for status, _error in outcomes.values():
+        if status == "applied":
+            counts.applied += 1
+        elif status == "ignored":
+            counts.ignored += 1
+        else:
+            counts.errors += 1
+    return counts
+
+
+def _reason(exc: Exception) -> str:
+    from openslots.errors import OpenslotsError
+
+    return str(exc) if isinstance(exc, OpenslotsError) else f"{type(exc).__name__} while applying"
+
+
+def _where(
+    settings: Settings, header: Header, provider_name: str, provider_id: str, location: str
+) -> tuple[str, str]:
+    provider = provider_name or provider_id
+    if provider and provider_id and provider_name:
+        provider = f"{provider_name} ({provider_id})"
+    provider = provider or settings.hl7_default_provider or header.sending_facility or "EHR"
+    location = location or settings.hl7_default_location or header.sending_facility or "Main"
+    return provider[:200], location[:200]
+
+
+def _row(header: Header, patient: Patient) -> dict[str, str]:
+    """A roster row: a minor with a guardian becomes a dependent reached through the guardian."""
+    dob = patient.dob
+    iso = f"{dob[:4]}-{dob[4:6]}-{dob[6:8]}" if len(dob) == 8 and dob.isdigit() else dob
+    row = {
+        "client_id": patient.mrn,
+        "first_name": patient.given,
+        "last_name": patient.family,
+        "date_of_birth": iso,
+        "email": patient.email,
+        "mobile_phone": patient.phone,
+        "guardian_first_name": "",
+        "guardian_last_name": "",
+    }
+    if patient.guardian_family and _is_minor(iso, header.timestamp):
+        row |= {
+            "guardian_first_name": patient.guardian_given,
+            "guardian_last_name": patient.guardian_family,
+            "email": patient.guardian_email or patient.email,
+            "mobile_phone": patient.guardian_phone or patient.phone,
+        }
+    return row
+
+
+def _is_minor(iso_dob: str, timestamp: str) -> bool:
+    try:
+        born = dt.date.fromisoformat(iso_dob)
+    except ValueError:
+        return False
+    try:
+        on = dt.datetime.strptime(timestamp[:8], "%Y%m%d").date()
+    except ValueError:
+        on = dt.date.today()
+    return (on.year - born.year - ((on.month, on.day) < (born.month, born.day))) < 18
+
+
+def _apply_patients(
+    settings: Settings,
+    patients: list[tuple[int, Header, Patient]],
+    outcomes: dict[int, tuple[str, str | None]],
+    counts: Hl7Counts,
+) -> None:
+    """Group patients by provider and location; each group is one roster batch (mode sync)."""
+    groups: dict[tuple[str, str], list[tuple[int, dict[str, str]]]] = defaultdict(list)
+    for message_id, header, patient in patients:
+        where = _where(
+            settings, header, patient.provider_name, patient.provider_id, patient.location
+        )
+        groups[where].append((message_id, _row(header, patient)))
+    engine = get_engine(settings)
+    for (provider, location), rows in groups.items():
+        frame = pd.DataFrame([r for _, r in rows], columns=list(ROSTER_COLUMNS), dtype="str")
+        frame.insert(0, "message_id", [i for i, _ in rows])
+        # Later messages about a patient supersede earlier ones in the same batch.
+        latest = frame.drop_duplicates(subset=["client_id"], keep="last")
+        for superseded in frame.loc[~frame.index.isin(latest.index), "message_id"]:
+            outcomes[int(superseded)] = ("applied", None)
+        existed = _provider_exists(engine, provider)
+        with engine.begin() as conn:
+            batch_id = repo.start_batch(
+                conn, provider, location, True, "hl7", ImportMode.SYNC, False
+            )
+        chunk = latest.drop(columns=["message_id"]).reset_index(drop=True)
+        lines = latest["message_id"].tolist()
+        result = validate_chunk(chunk, 0, settings.phone_region, model=PatientRow)
+        accepted = result.accepted.copy()
+        accepted["line"] = [lines[i] for i in accepted["line"]]
+        findings = [
+            Rejection(lines[f.line], f.field, f.rule, f.message, f.severity)
+            for f in result.rejections + result.warnings
+        ]
+        with engine.begin() as conn:
+            repo.stage_rows(conn, batch_id, accepted)
+            repo.record_findings(conn, batch_id, findings)
+        rejected_lines = {f.line for f in findings if f.severity == "error"}
+        summary = apply_batch(
+            batch_id, StageCounts(len(chunk), len(rejected_lines), len(result.warnings)), feed=True
+        )
+        with engine.connect() as conn:
+            batch_errors = conn.execute(
+                select(ImportRejection.line, ImportRejection.field, ImportRejection.message)
+                .where(ImportRejection.batch_id == batch_id, ImportRejection.severity == "error")
+                .order_by(ImportRejection.id)
+            ).all()
+        failed: dict[int, str] = {}
+        for line, field, message in batch_errors:
+            failed.setdefault(int(line), f"{FIELD_LOCATIONS.get(field, 'PID')}: {message}")
+        for message_id in lines:
+            outcomes[message_id] = (
+                ("error", failed[message_id]) if message_id in failed else ("applied", None)
+            )
+        counts.rows_accepted += summary.accepted
+        counts.rows_rejected += summary.rejected
+        counts.not_invitable += int(
+            ((accepted["email"] == "") & (accepted["mobile_phone"] == "")).sum()
+        )
+        counts.providers_created += 0 if existed else 1
+
+
+def _provider_exists(engine: Engine, provider: str) -> bool:
+    with engine.connect() as conn:
+        return repo.provider_id_named(conn, provider) is not None
+
+
+def _merge(conn: Connection, patient: Patient) -> None:
+    """A40: the surviving MRN replaces the old one everywhere; nothing is duplicated."""
+    old, new = patient.merged_mrn, patient.mrn
+    if not old or old == new:
+        return
+    conn.execute(update(ConnectionRow).where(ConnectionRow.mrn == old).values(mrn=new))
+    for client_id, provider_id in conn.execute(
+        select(Client.id, Client.provider_id).where(Client.client_ref == old)
+    ).all():
+        survivor = conn.execute(
+            select(Client.id).where(Client.provider_id == provider_id, Client.client_ref == new)
+        ).scalar_one_or_none()
+        if survivor is None:
+            conn.execute(update(Client).where(Client.id == client_id).values(client_ref=new))
+        else:
+            conn.execute(
+                update(ConnectionRow)
+                .where(ConnectionRow.client_id == client_id)
+                .values(client_id=survivor)
+            )
+            conn.execute(delete(Client).where(Client.id == client_id))
+
+
+def _schedule(
+    conn: Connection,
+    settings: Settings,
+    message_id: int,
+    header: Header,
+    appointment: Appointment,
+    counts: Hl7Counts,
+) -> tuple[str, str | None]:
+    """S15/S17 open the slot, S12 fills it, S13 opens the earlier time and fills the new one."""
+    if not appointment.start:
+        return "error", "AIS-4: the appointment has no start time"
+    provider, location = _where(
+        settings, header, appointment.provider_name, appointment.provider_id, appointment.location
+    )
+    target = repo.ensure_target(conn, provider, location, integrated=True, create=True)
+    counts.providers_created += int(target.provider_created)
+    event = header.trigger_event
+    now = dt.datetime.now(dt.UTC)
+    if event == "S13":
+        previous = conn.execute(
+            select(Slot.id)
+            .where(
+                Slot.filler_id == appointment.filler_id,
+                Slot.provider_id == target.provider_id,
+                Slot.status == "filled",
+            )
+            .order_by(Slot.id.desc())
+        ).first()
+        if previous is not None:
+            conn.execute(
+                update(Slot)
+                .where(Slot.id == previous[0])
+                .values(status="open", opened_at=now, message_id=message_id)
+            )
+            counts.slots_opened += 1
+    status = "open" if event in ("S15", "S17") else "filled"
+    key = "|".join(
+        [
+            appointment.filler_id,
+            str(target.provider_id),
+            str(target.location_id),
+            appointment.start,
+            str(appointment.duration_minutes or ""),
+        ]
+    )
+    existing = conn.execute(select(Slot.id, Slot.status).where(Slot.slot_key == key)).first()
+    stamp = {"opened_at": now} if status == "open" else {"filled_at": now}
+    if existing is None:
+        conn.execute(
+            insert(Slot).values(
+                slot_key=key,
+                provider_id=target.provider_id,
+                location_id=target.location_id,
+                filler_id=appointment.filler_id,
+                start=appointment.start,
+                duration_minutes=appointment.duration_minutes,
+                status=status,
+                message_id=message_id,
+                **stamp,
+            )
+        )
+    elif existing.status != status:
+        conn.execute(
+            update(Slot)
+            .where(Slot.id == existing.id)
+            .values(status=status, message_id=message_id, **stamp)
+        )
+    else:
+        return "applied", None  # already so: a redelivery with a new control id
+    if status == "open":
+        counts.slots_opened += 1
+    else:
+        counts.slots_filled += 1
+    return "applied", None

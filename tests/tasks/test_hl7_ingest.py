@@ -1,0 +1,171 @@
+"""HL7 ingest on SQLite and PostgreSQL: patients, merges, slots, duplicates, the error queue."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select, text
+
+from openslots.connectors.database.models import Client, Hl7Message, Invitation, Slot
+from openslots.connectors.database.models import Connection as ConnectionRow
+from openslots.tasks.hl7 import ingest_stored, split_messages, store_files
+from tests import hl7_messages as m
+from tests.factories import connection
+
+CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "hl7-public"
+
+
+def drop(tmp_path: Path, name: str, *messages: str | bytes) -> str:
+    path = tmp_path / name
+    path.write_bytes(b"\r".join(x.encode() if isinstance(x, str) else x for x in messages))
+    return str(path)
+
+
+def run(*paths: str):
+    stored = store_files.fn(list(paths))
+    return stored, ingest_stored.fn()
+
+
+def rows(db: Engine, query: str) -> list[tuple]:
+    with db.connect() as conn:
+        return [tuple(r) for r in conn.execute(text(query))]
+
+
+def test_split_messages_plain_and_framed() -> None:
+    plain = (m.EPIC_A04 + "\r" + m.CERNER_A08.replace("\n", "\r")).encode()
+    assert len(split_messages(plain)) == 2
+    framed = b"".join(b"\x0b" + x.encode() + b"\x1c\r" for x in (m.EPIC_A04, m.MERGE_A40))
+    assert len(split_messages(framed)) == 2
+
+
+def test_feed_patients_are_stored_mapped_and_invited_when_they_can_be(
+    db: Engine, tmp_path: Path
+) -> None:
+    files = [
+        drop(tmp_path, f"{i}.hl7", t)
+        for i, t in enumerate(
+            [m.EPIC_A04, m.CERNER_A08, m.MEDITECH_A28_MINOR, m.CUSTOM_SEPARATORS_A31]
+        )
+    ]
+    files.append(drop(tmp_path, "latin.hl7", m.LATIN1_A04))
+    stored, counts = run(*files)
+    assert stored.messages == 5
+    assert (counts.applied, counts.errors, counts.rows_accepted) == (5, 0, 5)
+    clients = {
+        r[0]: r[1:]
+        for r in rows(db, "SELECT client_ref, first_name, email, guardian_first_name FROM clients")
+    }
+    assert clients["W6006"][0] == "Jürgen"  # Latin-1 declared in MSH-18
+    assert clients["C2002"][1] is None  # no email: still a known patient (MRN mapping)
+    assert clients["K3003"] == ("Alva", "karin.l@example.org", "Karin")  # minor via guardian
+    with db.connect() as conn:
+        invited = {
+            r
+            for (r,) in conn.execute(
+                select(Client.client_ref).join(Invitation, Invitation.client_id == Client.id)
+            )
+        }
+    assert invited == {"E1001", "K3003", "W6006", "C2002"}  # email or mobile phone
+    assert counts.not_invitable == 1  # L4004: neither email nor phone
+    providers = {r[0] for r in rows(db, "SELECT name FROM providers WHERE integrated")}
+    assert "Maria Rivera (D77)" in providers and "SOUTHHOSP" in providers
+
+
+def test_redelivery_is_not_applied_twice_and_reused_ids_are_flagged(
+    db: Engine, tmp_path: Path
+) -> None:
+    first = drop(tmp_path, "a.hl7", m.EPIC_A04)
+    run(first)
+    stored, counts = run(first)
+    assert (stored.duplicates, counts.messages) == (1, 0)
+    changed = m.EPIC_A04.replace("Inés", "Inez")  # same control id, different content
+    stored, counts = run(drop(tmp_path, "b.hl7", changed))
+    assert (stored.duplicates, counts.applied) == (0, 1)
+    assert rows(db, "SELECT count(*) FROM hl7_messages") == [(2,)]
+    with db.connect() as conn:
+        flagged = conn.execute(select(Hl7Message.control_id_reused).order_by(Hl7Message.id))
+        assert list(flagged.scalars()) == [False, True]
+        assert conn.execute(select(Client.first_name)).scalar_one() == "Inez"
+
+
+def test_merge_replaces_the_mrn_everywhere_without_duplicates(db: Engine, tmp_path: Path) -> None:
+    old = m.EPIC_A04.replace("E1001", "M5999")
+    run(drop(tmp_path, "old.hl7", old))
+    survivor = drop(
+        tmp_path, "new.hl7", m.EPIC_A04.replace("E1001", "M5005").replace("EPC0001", "EPC0002")
+    )
+    run(survivor)
+    cid = connection(
+        db,
+        "Maria Rivera (D77)",
+        "NORTHCLINIC",
+        ["M5999", "Inés", "Núñez", "1980-01-02", "x@example.org", ""],
+        mrn="M5999",
+    )
+    stored, counts = run(drop(tmp_path, "merge.hl7", m.MERGE_A40))
+    assert counts.applied == 1
+    assert [r[0] for r in rows(db, "SELECT client_ref FROM clients ORDER BY 1")] == ["M5005"]
+    with db.connect() as conn:
+        assert (
+            conn.execute(select(ConnectionRow.mrn).where(ConnectionRow.id == cid)).scalar_one()
+            == "M5005"
+        )
+
+
+def test_schedule_feed_opens_and_fills_slots(db: Engine, tmp_path: Path) -> None:
+    run(drop(tmp_path, "book.hl7", m.SIU_S12_BOOKED))
+    run(drop(tmp_path, "cancel.hl7", m.SIU_S15_CANCELLED))
+    booked3 = m.siu("S12", "APT3", "202612031000", "SIU-9")
+    run(drop(tmp_path, "book3.hl7", booked3))
+    stored, counts = run(
+        drop(tmp_path, "more.hl7", m.SIU_S13_RESCHEDULED, m.SIU_S17_DELETED, m.SIU_S26_NO_SHOW)
+    )
+    assert (counts.slots_opened, counts.slots_filled, counts.ignored) == (2, 1, 1)
+    with db.connect() as conn:
+        slots = {
+            (f, s): st for f, s, st in conn.execute(select(Slot.filler_id, Slot.start, Slot.status))
+        }
+    assert slots == {
+        ("APT1", "202612011000"): "open",  # booked, then cancelled
+        ("APT3", "202612031000"): "open",  # the time S13 moved away from
+        ("APT3", "202612031500"): "filled",  # the new time
+        ("APT2", "202612021400"): "open",  # deleted
+    }
+
+
+def test_errors_are_queued_with_a_reason_and_can_be_reprocessed(
+    db: Engine, tmp_path: Path, monkeypatch
+) -> None:
+    from openslots.connectors.database.hl7_store import requeue
+
+    bad_dob = m.EPIC_A04.replace("19800102", "19801302")
+    no_pid3 = m.CERNER_A08.replace("C2002", "")
+    stored, counts = run(
+        drop(tmp_path, "bad.hl7", bad_dob, no_pid3.replace("\n", "\r")),
+        drop(tmp_path, "junk.hl7", b"garbage that is not HL7"),
+    )
+    assert stored.errors == 2 and counts.errors == 1
+    reasons = dict(rows(db, "SELECT control_id, error FROM hl7_messages ORDER BY id"))
+    assert reasons["EPC0001"] == "PID-7: date_of_birth is not a real calendar date"
+    assert reasons["CRN-88"].startswith("PID-3: no patient identifier")
+    assert "19801302" not in str(reasons)
+    with db.begin() as conn:
+        assert requeue(conn, None) == 3
+    _, again = run()
+    assert again.errors == 3  # nothing was fixed: they return to the queue, not lost
+
+
+@pytest.mark.skipif(not CORPUS.exists(), reason="shared/corpus/hl7-public is not present")
+def test_every_public_sample_is_applied_ignored_or_rejected_with_a_reason(db: Engine) -> None:
+    stored, counts = run(str(CORPUS))
+    assert stored.messages >= 60
+    outcomes = rows(db, "SELECT message_type, status, error FROM hl7_messages")
+    assert {status for _, status, _ in outcomes} <= {"applied", "ignored", "error"}
+    for kind, status, error in outcomes:
+        if status == "error":
+            assert error and ":" in error, kind  # names the segment/field and the rule
+        if kind.startswith(("ADT^A01", "ADT^A04", "ADT^A08", "SIU^S12", "SIU^S15")):
+            assert status in ("applied", "error")
+    applied = sum(1 for _, status, _ in outcomes if status == "applied")
+    assert applied >= 40
