@@ -103,7 +103,7 @@ def test_merge_replaces_the_mrn_everywhere_without_duplicates(db: Engine, tmp_pa
         ["M5999", "Inés", "Núñez", "1980-01-02", "x@example.org", ""],
         mrn="M5999",
     )
-    stored, counts = run(drop(tmp_path, "merge.hl7", m.MERGE_A40))
+    _stored, counts = run(drop(tmp_path, "merge.hl7", m.MERGE_A40))
     assert counts.applied == 1
     assert [r[0] for r in rows(db, "SELECT client_ref FROM clients ORDER BY 1")] == ["M5005"]
     with db.connect() as conn:
@@ -118,7 +118,7 @@ def test_schedule_feed_opens_and_fills_slots(db: Engine, tmp_path: Path) -> None
     run(drop(tmp_path, "cancel.hl7", m.SIU_S15_CANCELLED))
     booked3 = m.siu("S12", "APT3", "202612031000", "SIU-9")
     run(drop(tmp_path, "book3.hl7", booked3))
-    stored, counts = run(
+    _stored, counts = run(
         drop(tmp_path, "more.hl7", m.SIU_S13_RESCHEDULED, m.SIU_S17_DELETED, m.SIU_S26_NO_SHOW)
     )
     assert (counts.slots_opened, counts.slots_filled, counts.ignored) == (2, 1, 1)
@@ -158,7 +158,7 @@ def test_errors_are_queued_with_a_reason_and_can_be_reprocessed(
 
 @pytest.mark.skipif(not CORPUS.exists(), reason="shared/corpus/hl7-public is not present")
 def test_every_public_sample_is_applied_ignored_or_rejected_with_a_reason(db: Engine) -> None:
-    stored, counts = run(str(CORPUS))
+    stored, _counts = run(str(CORPUS))
     assert stored.messages >= 60
     outcomes = rows(db, "SELECT message_type, status, error FROM hl7_messages")
     assert {status for _, status, _ in outcomes} <= {"applied", "ignored", "error"}
