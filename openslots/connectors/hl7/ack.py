@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import re
 
 from openslots.connectors.hl7.errors import Hl7ContentError, Hl7Error, Hl7ParseError
 from openslots.connectors.hl7.parser import Message, choose_mrn, identifiers
@@ -61,9 +62,20 @@ def ack(message: Message | None, code: str, error: Hl7Error | None = None) -> by
         f"MSA|{code}|{_safe(control)}" + (f"|{_safe(str(error))}" if error else ""),
     ]
     if error is not None:
-        location = (error.location or "").replace("-", "^")
-        segments.append(f"ERR||{_safe(location)}|{error.code}^^HL70357|E||||{_safe(str(error))}")
+        segments.append(
+            f"ERR||{_location(error.location)}|{error.code}^^HL70357|E||||{_safe(str(error))}"
+        )
     return ("\r".join(segments) + "\r").encode("utf-8")
+
+
+def _location(location: str | None) -> str:
+    """ "PID-5.1" as an ERL: segment ^ sequence ^ field ^ repetition ^ component."""
+    match = re.fullmatch(r"([A-Z0-9]{3})(?:-(\d+)(?:\.(\d+))?)?", location or "")
+    if not match:
+        return ""
+    segment, field, component = match.groups()
+    parts = [segment, "1", field or "", "1" if component else "", component or ""]
+    return "^".join(parts).rstrip("^")
 
 
 def _safe(text: str) -> str:

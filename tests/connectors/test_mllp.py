@@ -1,0 +1,135 @@
+"""The MLLP listener on a loopback port: ACK codes, split frames, many connections, bad input,
+and no acknowledged message lost when the listener is killed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from openslots.connectors.database.models import Client, Hl7Message
+from openslots.connectors.hl7.mllp import MllpListener
+from openslots.settings import get_settings
+from openslots.tasks.hl7 import ingest_all
+from tests import hl7_messages as m
+from tests.mllp_client import START, ack_code, frame, read_ack, send
+
+
+@pytest.fixture
+def listener(db: Engine, monkeypatch) -> Iterator[MllpListener]:
+    monkeypatch.setenv("OPENSLOTS_HL7_BATCH_SECONDS", "0.2")
+    settings = get_settings()
+    server = MllpListener(settings, "127.0.0.1", 0, on_batch=lambda: ingest_all(settings))
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(server.serve())
+
+    def run() -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            loop.run_until_complete(task)
+        loop.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    for _ in range(100):
+        if server.ready.is_set():
+            break
+        time.sleep(0.05)
+    yield server
+    loop.call_soon_threadsafe(task.cancel)
+    thread.join(timeout=10)
+
+
+def stored(db: Engine) -> int:
+    with db.connect() as conn:
+        return conn.execute(select(func.count()).select_from(Hl7Message)).scalar_one()
+
+
+def test_ack_codes_and_many_messages_on_one_connection(listener: MllpListener, db: Engine) -> None:
+    no_mrn = m.EPIC_A04.replace("E1001^^^NORTH^MR~999-00-1111^^^SSA^SS", "").replace(
+        "EPC0001", "EPC0099"
+    )
+    acks = send(
+        listener.port,
+        [m.EPIC_A04, m.SIU_S15_CANCELLED, no_mrn, "not hl7 at all", m.EPIC_A04, m.LATIN1_A04],
+    )
+    assert [ack_code(a) for a in acks] == ["AA", "AA", "AE", "AR", "AA", "AA"]
+    assert "MSA|AA|EPC0001" in acks[0]
+    error_segment = next(s for s in acks[2].split("\r") if s.startswith("ERR"))
+    assert error_segment.startswith("ERR||PID^1^3|101^^HL70357|E")
+    assert "Inés" not in acks[2]
+    assert stored(db) == 5  # the redelivered A04 (5th) was recognised, not stored again
+    for _ in range(100):  # the batcher hands stored messages to ingest
+        with db.connect() as conn:
+            if conn.execute(select(func.count()).select_from(Client)).scalar_one() == 2:
+                break
+        time.sleep(0.1)
+    with db.connect() as conn:
+        refs = set(conn.execute(select(Client.client_ref)).scalars())
+    assert refs == {"E1001", "W6006"}
+
+
+def test_frames_split_across_reads_and_junk_between_frames(listener: MllpListener) -> None:
+    acks = send(listener.port, [m.EPIC_A04, m.MERGE_A40], split=7)
+    assert [ack_code(a) for a in acks] == ["AA", "AA"]
+    with socket.create_connection(("127.0.0.1", listener.port), timeout=10) as sock:
+        sock.sendall(b"\x00\xffnoise" + frame(m.CERNER_A08) + b"trailing junk")
+        assert ack_code(read_ack(sock)) == "AA"
+        sock.sendall(START + b"MSH|^~\\&|TRUNCATED")  # a frame that never ends...
+    acks = send(listener.port, [m.MEDITECH_A28_MINOR])  # ...harms no one else
+    assert ack_code(acks[0]) == "AA"
+
+
+def test_concurrent_connections(listener: MllpListener, db: Engine) -> None:
+    def sender(n: int) -> list[str]:
+        messages = [
+            m.EPIC_A04.replace("EPC0001", f"C{n}-{i}").replace("E1001", f"P{n}x{i}")
+            for i in range(25)
+        ]
+        return [ack_code(a) for a in send(listener.port, messages)]
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(sender, range(8)))
+    assert all(codes == ["AA"] * 25 for codes in results)
+    assert stored(db) == 200
+
+
+def test_a_killed_listener_loses_no_acknowledged_message(db: Engine, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items()}
+    env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "openslots.cli", "hl7", "listen", "--port", "0", "--no-ingest"],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        port = None
+        assert process.stderr is not None
+        for line in process.stderr:
+            found = re.search(r"listening for MLLP on [\d.]+:(\d+)", line)
+            if found:
+                port = int(found.group(1))
+                break
+        assert port, "the listener did not start"
+        messages = [m.EPIC_A04.replace("EPC0001", f"K{i}") for i in range(40)]
+        acks = send(port, messages)
+        assert all(ack_code(a) == "AA" for a in acks)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    with db.connect() as conn:
+        ids = set(conn.execute(select(Hl7Message.control_id)).scalars())
+    assert ids == {f"K{i}" for i in range(40)}
