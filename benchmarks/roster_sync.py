@@ -184,7 +184,9 @@ class Timers:
         self._undo: list[tuple[Any, str, Any]] = []
 
     def wrap(self, owner: Any, name: str, label: str) -> None:
-        original = getattr(owner, name)
+        original = getattr(owner, name, None)
+        if original is None:  # renamed or gone in this version of the code: not timed
+            return
 
         @functools.wraps(original)
         def timed(*args: Any, **kwargs: Any) -> Any:
@@ -201,7 +203,9 @@ class Timers:
 
     def wrap_generator(self, owner: Any, name: str, label: str) -> None:
         """Time only the generator's own work (each `next`), not its consumer's."""
-        original = getattr(owner, name)
+        original = getattr(owner, name, None)
+        if original is None:
+            return
 
         @functools.wraps(original)
         def timed(*args: Any, **kwargs: Any) -> Iterator[Any]:
@@ -242,6 +246,8 @@ def _install_timers(timers: Timers) -> None:
     for name in (
         "record_findings",
         "reject_in_file_duplicates",
+        "provider_id_named",
+        "ensure_target",
         "match_connections",
         "count_client_changes",
         "upsert_clients",
@@ -291,7 +297,7 @@ def run_stages(path: Path, profile: Path | None) -> dict[str, Any]:
 
 def measure(rows: int, seed: int, phone_sample: int, resync: bool, profile: Path | None) -> dict:
     """Everything for one file size, in this (fresh) process."""
-    result: dict[str, Any] = {"rows": rows, "seed": seed}
+    result: dict[str, Any] = {"rows": rows, "seed": seed, "code": _code_version()}
     # Removed at exit, after Prefect's temporary server (registered later, so stopped first).
     home = Path(tempfile.mkdtemp(prefix="openslots-bench-"))
     atexit.register(shutil.rmtree, home, ignore_errors=True)
@@ -362,6 +368,24 @@ def measure(rows: int, seed: int, phone_sample: int, resync: bool, profile: Path
     return result
 
 
+def _code_version() -> str:
+    """The commit measured (the tree may carry uncommitted changes: marked "+dirty")."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "openslots"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return (head or "unknown") + ("+dirty" if dirty else "")
+
+
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -399,7 +423,10 @@ def print_report(results: list[dict], verdict: dict[str, Any]) -> None:
             f"{r['rows'] / r['flow_s']:>9,.0f} {r.get('resync_flow_s', float('nan')):>9.2f}"
         )
     largest = max(results, key=lambda r: r["rows"])
-    print(f"\n(Prefect temporary server warm-up, excluded: {largest['prefect_warmup_s']} s)")
+    print(
+        f"\ncode {largest['code']}; Prefect temporary server warm-up, excluded: "
+        f"{largest['prefect_warmup_s']} s"
+    )
     stages = largest["stages"]
     note = " (under cProfile)" if stages["profiled"] else ""
     print(f"\nStages at {largest['rows']:,} rows via .fn{note}:")

@@ -274,32 +274,36 @@ def _apply_patients(
     engine = get_engine(settings)
     for (provider, location), rows in groups.items():
         frame = pd.DataFrame([r for _, r in rows], columns=list(ROSTER_COLUMNS), dtype="str")
-        frame.insert(0, "message_id", [i for i, _ in rows])
-        # Later messages about a patient supersede earlier ones in the same batch.
-        latest = frame.drop_duplicates(subset=["client_id"], keep="last")
-        for superseded in frame.loc[~frame.index.isin(latest.index), "message_id"]:
-            outcomes[int(superseded)] = ("applied", None)
+        ids = [i for i, _ in rows]
+        result = validate_chunk(frame, 0, settings.phone_region, model=PatientRow)
+        # The latest valid message about a patient wins; earlier valid ones are superseded
+        # (applied through it), invalid ones are errors and supersede nothing.
+        accepted = result.accepted.copy()
+        latest = accepted.drop_duplicates(subset=["client_id"], keep="last")
+        for position in accepted.loc[~accepted.index.isin(latest.index), "line"]:
+            outcomes[ids[int(position)]] = ("applied", None)
+        accepted = latest.copy()
+        accepted["line"] = [ids[int(i)] for i in accepted["line"]]
+        findings = [
+            Rejection(ids[f.line], f.field, f.rule, f.message, f.severity)
+            for f in result.rejections + result.warnings
+        ]
+        lines = [int(i) for i in accepted["line"]] + sorted(
+            {f.line for f in findings if f.severity == "error"}
+        )
         existed = _provider_exists(engine, provider)
         with engine.begin() as conn:
             batch_id = repo.start_batch(
                 conn, provider, location, True, "hl7", ImportMode.SYNC, False
             )
-        chunk = latest.drop(columns=["message_id"]).reset_index(drop=True)
-        lines = latest["message_id"].tolist()
-        result = validate_chunk(chunk, 0, settings.phone_region, model=PatientRow)
-        accepted = result.accepted.copy()
-        accepted["line"] = [lines[i] for i in accepted["line"]]
-        findings = [
-            Rejection(lines[f.line], f.field, f.rule, f.message, f.severity)
-            for f in result.rejections + result.warnings
-        ]
         with engine.begin() as conn:
             repo.stage_rows(conn, batch_id, accepted)
             repo.record_findings(conn, batch_id, findings)
         rejected_lines = {f.line for f in findings if f.severity == "error"}
-        summary = apply_batch(
-            batch_id, StageCounts(len(chunk), len(rejected_lines), len(result.warnings)), feed=True
+        staged = StageCounts(
+            len(accepted) + len(rejected_lines), len(rejected_lines), len(result.warnings)
         )
+        summary = apply_batch(batch_id, staged, feed=True)
         with engine.connect() as conn:
             batch_errors = conn.execute(
                 select(ImportRejection.line, ImportRejection.field, ImportRejection.message)
