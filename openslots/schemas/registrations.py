@@ -11,7 +11,7 @@ from pandera.typing import Series
 
 from openslots.domain import contact
 from openslots.domain.phone import normalise_phones
-from openslots.schemas.roster import Rejection, rule_message
+from openslots.schemas.roster import Rejection, rejections_from, split_accepted
 
 REGISTRATION_COLUMNS = (
     "email",
@@ -136,34 +136,12 @@ def validate_registrations(raw: pd.DataFrame, first_line: int, region: str) -> R
     frame["mobile_phone"], bad_phone = normalise_phones(frame["mobile_phone"], region)
     frame["dob"] = contact.parse_dates(frame["date_of_birth"])
     frame["dependent_dob"] = contact.parse_dates(frame["dependent_date_of_birth"])
-    found: dict[tuple[int, str], Rejection] = {}
+    rejections: list[Rejection] = []
     try:
         RegistrationRow.validate(frame, lazy=True)
     except SchemaErrors as errors:
-        cases = errors.failure_cases.drop(columns=["failure_case"]).dropna(subset=["index"])
-        for context, column, check, index in cases[
-            ["schema_context", "column", "check", "index"]
-        ].itertuples(index=False):
-            rule = str(check)
-            if context == "DataFrameSchema":
-                field = _FRAME_FIELDS.get(rule, "row")
-            else:
-                field = _DERIVED.get(str(column), str(column))
-            line = int(lines.loc[index])
-            message = EXTRA_MESSAGES.get(rule) or rule_message(rule, field)
-            found.setdefault((line, field), Rejection(line, field, rule, message))
-    rejected = {line for line, _ in found}
-    keep = ~lines.isin(rejected)
-    warnings = [
-        Rejection(
-            int(line),
-            "mobile_phone",
-            "mobile_number",
-            rule_message("mobile_number", "mobile_phone", region=region),
-            "warning",
+        rejections = rejections_from(
+            errors.failure_cases, lines, _FRAME_FIELDS, _DERIVED, EXTRA_MESSAGES
         )
-        for line in lines[bad_phone & keep]
-    ]
-    accepted = frame[keep].copy()
-    accepted.insert(0, "line", lines[keep].astype("int64"))
-    return RegistrationChunk(accepted, sorted(found.values(), key=lambda r: r.line), warnings)
+    accepted, warnings = split_accepted(frame, lines, rejections, bad_phone, region)
+    return RegistrationChunk(accepted, sorted(rejections, key=lambda r: r.line), warnings)

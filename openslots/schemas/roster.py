@@ -7,7 +7,6 @@ name the line, the field and the rule, never the rejected value.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -279,27 +278,14 @@ def validate_chunk(
     try:
         model.validate(frame, lazy=True)
     except SchemaErrors as errors:
-        rejections = _rejections_from(errors.failure_cases, lines)
+        rejections = rejections_from(errors.failure_cases, lines)
     if EXTRA in raw:
         rejections += [
             Rejection(int(line), "row", "extra_fields", rule_message("extra_fields", "row"))
             for line in lines[raw[EXTRA].astype(bool)]
         ]
 
-    rejected_lines = {r.line for r in rejections}
-    accepted_mask = ~lines.isin(rejected_lines)
-    warnings = [
-        Rejection(
-            int(line),
-            "mobile_phone",
-            "mobile_number",
-            rule_message("mobile_number", "mobile_phone", region=region),
-            "warning",
-        )
-        for line in lines[bad_phone & accepted_mask]
-    ]
-    accepted = frame[accepted_mask].copy()
-    accepted.insert(0, "line", lines[accepted_mask].astype("int64"))
+    accepted, warnings = split_accepted(frame, lines, rejections, bad_phone, region)
     return ChunkResult(accepted, sorted(rejections, key=_order), warnings, len(frame))
 
 
@@ -308,8 +294,18 @@ def _order(rejection: Rejection) -> tuple[int, int, str]:
     return (rejection.line, position, rejection.rule)
 
 
-def _rejections_from(failure_cases: pd.DataFrame, lines: pd.Series) -> list[Rejection]:
-    """(line, field, rule) per failure; the failure_case column holds raw values and is dropped."""
+def rejections_from(
+    failure_cases: pd.DataFrame,
+    lines: pd.Series,
+    frame_fields: dict[str, str] | None = None,
+    derived: dict[str, str] | None = None,
+    messages: dict[str, str] | None = None,
+) -> list[Rejection]:
+    """(line, field, rule) per pandera failure; the failure_case column holds raw values (PHI)
+    and is dropped first. `frame_fields` names the field a dataframe-wide check reports,
+    `derived` maps computed columns (dob) to the field they come from."""
+    frame_fields = _FRAME_CHECK_FIELD if frame_fields is None else frame_fields
+    derived = _REPORTED_FIELD if derived is None else derived
     cases = failure_cases.drop(columns=["failure_case"])
     unplaced = cases[cases["index"].isna()]
     if len(unplaced):
@@ -325,14 +321,35 @@ def _rejections_from(failure_cases: pd.DataFrame, lines: pd.Series) -> list[Reje
     for context, column, check, index in cases[columns].itertuples(index=False):
         rule = str(check)
         if context == "DataFrameSchema":
-            field = _FRAME_CHECK_FIELD.get(rule, "row")
+            field = frame_fields.get(rule, "row")
         else:
-            field = _REPORTED_FIELD.get(str(column), str(column))
+            field = derived.get(str(column), str(column))
         line = int(lines.loc[index])
+        message = (messages or {}).get(rule) or rule_message(rule, field)
         # One finding per line and field: `required` already explains an empty value.
-        found.setdefault((line, field), Rejection(line, field, rule, rule_message(rule, field)))
+        found.setdefault((line, field), Rejection(line, field, rule, message))
     return list(found.values())
 
 
-def today() -> dt.date:
-    return dt.date.today()
+def split_accepted(
+    frame: pd.DataFrame,
+    lines: pd.Series,
+    rejections: list[Rejection],
+    bad_phone: pd.Series,
+    region: str,
+) -> tuple[pd.DataFrame, list[Rejection]]:
+    """(rows not rejected, with their `line`; phone warnings for those rows)."""
+    keep = ~lines.isin({r.line for r in rejections})
+    warnings = [
+        Rejection(
+            int(line),
+            "mobile_phone",
+            "mobile_number",
+            rule_message("mobile_number", "mobile_phone", region=region),
+            "warning",
+        )
+        for line in lines[bad_phone & keep]
+    ]
+    accepted = frame[keep].copy()
+    accepted.insert(0, "line", lines[keep].astype("int64"))
+    return accepted, warnings

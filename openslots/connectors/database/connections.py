@@ -25,7 +25,9 @@ def add_connection(
     status: ConnectionStatus = ConnectionStatus.PENDING,
     mrn: str | None = None,
     mobile_phone: str | None = None,
+    client_id: int | None = None,
 ) -> int:
+    """Insert a connection (names trimmed, email lower-cased, name key derived); returns its id."""
     return conn.execute(
         insert(ConnectionRow)
         .values(
@@ -38,6 +40,7 @@ def add_connection(
             mobile_phone=mobile_phone,
             status=status,
             mrn=mrn,
+            client_id=client_id,
         )
         .returning(ConnectionRow.id)
     ).scalar_one()

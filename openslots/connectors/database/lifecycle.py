@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 
+from openslots.connectors.database.connections import add_connection
 from openslots.connectors.database.models import (
     AuditEvent,
     Channel,
@@ -326,24 +327,19 @@ def _approve_for_invitation(
         .order_by(ConnectionRow.id)
     ).first()
     if existing is None:
-        connection_id = conn.execute(
-            insert(ConnectionRow)
-            .values(
-                provider_id=inv.provider_id,
-                location_id=inv.location_id,
-                client_id=inv.client_id,
-                first_name=inv.first_name,
-                last_name=inv.last_name,
-                date_of_birth=inv.date_of_birth,
-                email=inv.email,
-                mobile_phone=mobile_phone or inv.mobile_phone,
-                status=ConnectionStatus.APPROVED,
-                mrn=inv.client_ref,
-                created_at=_now(),
-                updated_at=_now(),
-            )
-            .returning(ConnectionRow.id)
-        ).scalar_one()
+        connection_id = add_connection(
+            conn,
+            provider_id=inv.provider_id,
+            location_id=inv.location_id,
+            client_id=inv.client_id,
+            first_name=inv.first_name,
+            last_name=inv.last_name,
+            date_of_birth=inv.date_of_birth,
+            email=inv.email or "",
+            mobile_phone=mobile_phone or inv.mobile_phone,
+            status=ConnectionStatus.APPROVED,
+            mrn=inv.client_ref,
+        )
         audit(
             conn,
             "connection",
@@ -526,22 +522,17 @@ def _request_from_app(
     ).scalar_one_or_none()
     if existing is not None:
         return int(existing)
-    connection_id = conn.execute(
-        insert(ConnectionRow)
-        .values(
-            provider_id=provider_id,
-            location_id=location_id,
-            first_name=first or "",
-            last_name=last or "",
-            date_of_birth=dob,
-            email=reg.email,
-            mobile_phone=reg.mobile_phone,
-            status=ConnectionStatus.PENDING,
-            created_at=_now(),
-            updated_at=_now(),
-        )
-        .returning(ConnectionRow.id)
-    ).scalar_one()
+    connection_id = add_connection(
+        conn,
+        provider_id=provider_id,
+        location_id=location_id,
+        first_name=first or "",
+        last_name=last or "",
+        date_of_birth=dob,
+        email=reg.email,
+        mobile_phone=reg.mobile_phone,
+        status=ConnectionStatus.PENDING,
+    )
     audit(
         conn,
         "connection",
