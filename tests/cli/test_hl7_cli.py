@@ -25,20 +25,36 @@ def test_import_errors_and_reprocess(db: Engine, tmp_path: Path) -> None:
     folder = tmp_path / "drop"
     folder.mkdir()
     (folder / "a.hl7").write_text("\r".join([m.EPIC_A04, m.SIU_S15_CANCELLED, m.LAB_RESULT]))
-    (folder / "b.hl7").write_bytes(b"\x0b" + m.EPIC_A04.replace("19800102", "1980").encode()
-                                   .replace(b"EPC0001", b"EPC0777") + b"\x1c\r")
+    (folder / "b.hl7").write_bytes(
+        b"\x0b"
+        + m.EPIC_A04.replace("19800102", "1980").encode().replace(b"EPC0001", b"EPC0777")
+        + b"\x1c\r"
+    )
     code, counts = run("hl7", "import", str(folder))
     assert code == 0
-    expected = {"messages": 4, "applied": 2, "duplicates": 0, "ignored": 1, "errors": 1,
-                "rows_accepted": 1, "rows_rejected": 1, "slots_opened": 1, "slots_filled": 0}
+    expected = {
+        "messages": 4,
+        "applied": 2,
+        "duplicates": 0,
+        "ignored": 1,
+        "errors": 1,
+        "rows_accepted": 1,
+        "rows_rejected": 1,
+        "slots_opened": 1,
+        "slots_filled": 0,
+    }
     assert {k: counts[k] for k in expected} == expected
     code, again = run("hl7", "import", str(folder))
     assert (again["messages"], again["duplicates"], again["applied"]) == (4, 4, 0)
     code, errors = run("hl7", "errors")
     assert [(e["control_id"], e["error"]) for e in errors] == [
-        ("EPC0777", "PID-7: date_of_birth must be written YYYY-MM-DD (use 1970-01-01 when "
-                    "unknown); day/month orders such as MM/DD/YYYY are ambiguous and are not "
-                    "guessed")]
+        (
+            "EPC0777",
+            "PID-7: date_of_birth must be written YYYY-MM-DD (use 1970-01-01 when "
+            "unknown); day/month orders such as MM/DD/YYYY are ambiguous and are not "
+            "guessed",
+        )
+    ]
     code, counts = run("hl7", "reprocess", str(errors[0]["id"]))
     assert code == 0 and counts["requeued"] == 1 and counts["errors"] == 1
     result = runner.invoke(app, ["hl7", "reprocess"])

@@ -255,3 +255,27 @@ def test_invitation_list_searches_guardians_and_sorts(db: Engine, tmp_path: Path
         assert [r["id"] for r in list_invitations(conn, 1, sort="last_name")] == [2, 1]
         assert [r["id"] for r in list_invitations(conn, 1, sort="last_name:desc")] == [1, 2]
         assert all(r["last_sent_at"] is not None for r in list_invitations(conn, 1))
+
+
+def test_approving_a_dependent_makes_the_guardians_invitation_new(
+    db: Engine, tmp_path: Path
+) -> None:
+    guardian_email = "parent@example.org"
+    rows = [
+        [*person(1, email=guardian_email, date_of_birth="2016-05-05"), "Gina", "Parent"],
+        [*person(2, email=guardian_email, first_name="Gina", last_name="Parent"), "", ""],
+    ]
+    invited(db, tmp_path, rows, header=GUARDIAN_HEADER)
+    register_from_app(
+        email=guardian_email,
+        date_of_birth="1999-01-01",
+        first_name="Gina",
+        last_name="Parent",
+        provider=PROVIDER,
+        location=LOCATION,
+    )  # no match
+    assert (invitation_status(db, 1), invitation_status(db, 2)) == ("Registered", "Registered")
+    with db.begin() as conn:
+        life.request_connection(conn, 1, "tester")
+        life.accept_request(conn, 1)
+    assert (invitation_status(db, 1), invitation_status(db, 2)) == ("Connected", "New")

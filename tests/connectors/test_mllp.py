@@ -81,6 +81,14 @@ def test_ack_codes_and_many_messages_on_one_connection(listener: MllpListener, d
     assert refs == {"E1001", "W6006"}
 
 
+def test_python_hl7_client_talks_to_the_listener(listener: MllpListener) -> None:
+    from hl7.client import MLLPClient
+
+    with MLLPClient("127.0.0.1", listener.port) as client:
+        replies = [client.send_message(text) for text in (m.EPIC_A04, m.SIU_S12_BOOKED)]
+    assert [ack_code(reply.decode()[1:-2]) for reply in replies] == ["AA", "AA"]
+
+
 def test_frames_split_across_reads_and_junk_between_frames(listener: MllpListener) -> None:
     acks = send(listener.port, [m.EPIC_A04, m.MERGE_A40], split=7)
     assert [ack_code(a) for a in acks] == ["AA", "AA"]

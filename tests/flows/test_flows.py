@@ -140,15 +140,33 @@ def test_no_patient_data_from_hl7_reaches_prefect(db: Engine, tmp_path: Path) ->
     from openslots.flows.hl7_ingest import hl7_import
     from tests import hl7_messages as m
 
-    secret = m.EPIC_A04.replace("Núñez", "Zorvandelle").replace("Inés", "Quibriana").replace(
-        "ines.n@example.org", "quibriana.z@example.org").replace("E1001", "MRN-ZQ4471")
-    invalid = secret.replace("EPC0001", "EPC0002").replace("19800102", "19801340").replace(
-        "MRN-ZQ4471", "MRN-ZQ4472")
+    secret = (
+        m.EPIC_A04.replace("Núñez", "Zorvandelle")
+        .replace("Inés", "Quibriana")
+        .replace("ines.n@example.org", "quibriana.z@example.org")
+        .replace("E1001", "MRN-ZQ4471")
+    )
+    invalid = (
+        secret.replace("EPC0001", "EPC0002")
+        .replace("19800102", "19801340")
+        .replace("MRN-ZQ4471", "MRN-ZQ4472")
+    )
     path = tmp_path / "feed.hl7"
     path.write_text("\r".join([secret, invalid]))
     counts = hl7_import([str(path)])
     assert (counts["applied"], counts["errors"]) == (1, 1)
     stored = _prefect_text()
-    leaks = [v for v in ("Zorvandelle", "Quibriana", "quibriana.z@example.org", "MRN-ZQ4471",
-                         "MRN-ZQ4472", "19801340", "9175550147") if v in stored]
+    leaks = [
+        v
+        for v in (
+            "Zorvandelle",
+            "Quibriana",
+            "quibriana.z@example.org",
+            "MRN-ZQ4471",
+            "MRN-ZQ4472",
+            "19801340",
+            "9175550147",
+        )
+        if v in stored
+    ]
     assert leaks == []

@@ -140,6 +140,45 @@ def _connect_invitation(conn: Connection, client_id: int, location_id: int, acto
         actor,
         "connection approved",
     )
+    _mark_others_new(conn, invitation.id, actor)
+
+
+def _mark_others_new(conn: Connection, invitation_id: int, actor: str) -> None:
+    """Seed: New = a person with this email is Connected with the provider (a guardian whose
+    dependent connected); those invitations cannot be resent."""
+    provider_id, email = conn.execute(
+        select(Invitation.provider_id, Client.email)
+        .join(Client, Client.id == Invitation.client_id)
+        .where(Invitation.id == invitation_id)
+    ).one()
+    if not email:
+        return
+    others = conn.execute(
+        select(Invitation.id, Invitation.status)
+        .join(Client, Client.id == Invitation.client_id)
+        .where(
+            Invitation.provider_id == provider_id,
+            Client.email == email,
+            Invitation.id != invitation_id,
+            Invitation.status.in_(
+                [
+                    InvitationStatus.QUEUED,
+                    InvitationStatus.SENT,
+                    InvitationStatus.REGISTERED,
+                    InvitationStatus.INVITED,
+                ]
+            ),
+        )
+    ).all()
+    for other in others:
+        _set_invitation_status(
+            conn,
+            other.id,
+            InvitationStatus(other.status),
+            InvitationStatus.NEW,
+            actor,
+            "another person with this email is Connected",
+        )
 
 
 def set_priority(
@@ -376,6 +415,7 @@ def _approve_for_invitation(
     _set_invitation_status(
         conn, invitation_id, InvitationStatus(inv.status), InvitationStatus.CONNECTED, actor, reason
     )
+    _mark_others_new(conn, invitation_id, actor)
     return int(connection_id)
 
 
