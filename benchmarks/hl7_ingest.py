@@ -26,10 +26,14 @@ written `\\r`-separated to 100 files of N/100 messages:
   after the commit); msg/s, and every ACK must be AA.
 
 Everything runs in the dedicated database `openslots_bench` (created if missing; its `public`
-schema is dropped and recreated before each phase), or with --sqlite in a SQLite file in a
-temporary OPENSLOTS_HOME. The database `test` is never touched. Targets: end to end
->= 5,000 msg/s and >= 50x hl7apy; MLLP >= 2,000 msg/s from 8 senders. A miss is reported, not
-an error: this is a measurement, it exits 0 whenever it ran.
+schema is dropped and recreated before each phase; --database openslots_bench_x picks another
+of that prefix when someone else is using it), or with --sqlite in a SQLite file in a
+temporary OPENSLOTS_HOME. The database `test` is never touched. Before starting, the script
+waits (--wait-alone) until no one else has a session on the database, then samples, while it
+runs, the load average and any other session on it, and says so in the report.
+
+Targets: end to end >= 5,000 msg/s and >= 50x hl7apy; MLLP >= 2,000 msg/s from 8 senders. A
+miss is reported, not an error: this is a measurement, it exits 0 whenever it ran.
 """
 
 from __future__ import annotations
@@ -56,6 +60,8 @@ from typing import Any
 
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 BENCH_DB = "openslots_bench"
+# Our sessions carry this name, so sessions of anyone else on the database can be told apart.
+APP_NAME = "openslots-hl7-bench"
 TARGET_RATE = 5_000.0
 TARGET_VS_HL7APY = 50.0
 TARGET_MLLP = 2_000.0
@@ -75,9 +81,11 @@ STYLES = (("A04", 0.4), ("A08", 0.35), ("A28", 0.25))
 
 
 def _conninfo(dbname: str) -> str:
-    if dbname == "test":  # the test suite's database: never
-        raise SystemExit("refusing to use the database 'test'")
-    return f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname={dbname}"
+    if dbname != "postgres" and not dbname.startswith(BENCH_DB):  # never `test`, nor others
+        raise SystemExit(f"refusing to use the database {dbname!r}")
+    return (
+        f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname={dbname} application_name={APP_NAME}"
+    )
 
 
 def _log(message: str) -> None:
@@ -236,18 +244,21 @@ def rate_fast_parser(messages: list[bytes]) -> dict[str, Any]:
 class Database:
     """The benchmark's database: `openslots_bench` on PostgreSQL, or a SQLite file."""
 
-    def __init__(self, sqlite: bool, home: Path):
+    def __init__(self, sqlite: bool, home: Path, dbname: str = BENCH_DB):
+        _conninfo(dbname)  # refuses `test` and anything not named like the bench database
         self.sqlite = sqlite
+        self.dbname = dbname
         self.path = home / "bench.db"
         self.url = (
             f"sqlite:///{self.path}"
             if sqlite
-            else f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{BENCH_DB}"
+            else f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{dbname}"
+            f"?application_name={APP_NAME}"
         )
 
     @property
     def name(self) -> str:
-        return "SQLite" if self.sqlite else "PostgreSQL"
+        return "SQLite" if self.sqlite else f"PostgreSQL ({self.dbname})"
 
     def ensure(self) -> None:
         if self.sqlite:
@@ -256,10 +267,10 @@ class Database:
 
         with psycopg.connect(_conninfo("postgres"), autocommit=True) as conn:
             exists = conn.execute(
-                "SELECT 1 FROM pg_database WHERE datname = %s", (BENCH_DB,)
+                "SELECT 1 FROM pg_database WHERE datname = %s", (self.dbname,)
             ).fetchone()
             if not exists:
-                conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
+                conn.execute(f'CREATE DATABASE "{self.dbname}"')
 
     def reset(self) -> None:
         """An empty, migrated schema (pooled connections dropped first)."""
@@ -273,24 +284,26 @@ class Database:
         else:
             import psycopg
 
-            with psycopg.connect(_conninfo(BENCH_DB), autocommit=True) as conn:
-                # A closed connection's backend exits a moment later: only warn about a
-                # session that stays (someone else using the database would skew the figures).
-                for _ in range(20):
-                    others = conn.execute(
-                        "SELECT application_name FROM pg_stat_activity "
-                        "WHERE datname = %s AND pid <> pg_backend_pid()",
-                        (BENCH_DB,),
-                    ).fetchall()
-                    if not others:
-                        break
-                    time.sleep(0.1)
-                else:
-                    names = sorted({name or "?" for (name,) in others})
-                    _log(f"WARNING: other sessions on {BENCH_DB} ({names}): figures may be off")
+            with psycopg.connect(_conninfo(self.dbname), autocommit=True) as conn:
+                others = _foreign_sessions(conn, self.dbname)
+                if others:
+                    _log(f"WARNING: others on {self.dbname} ({others}): figures may be off")
                 conn.execute("DROP SCHEMA IF EXISTS public CASCADE")
                 conn.execute("CREATE SCHEMA public")
         upgrade_database()
+
+    def wait_until_alone(self, limit_s: float) -> list[str]:
+        """Wait (up to `limit_s`) until no one else uses the database; returns who still does."""
+        if self.sqlite:
+            return []
+        import psycopg
+
+        deadline = time.monotonic() + limit_s
+        with psycopg.connect(_conninfo("postgres"), autocommit=True) as conn:
+            while (others := _foreign_sessions(conn, self.dbname)) and time.monotonic() < deadline:
+                _log(f"waiting: other sessions on {self.dbname} ({others})")
+                time.sleep(10)
+        return others
 
     def counts(self) -> dict[str, int]:
         from sqlalchemy import text
@@ -306,6 +319,64 @@ class Database:
         }
         with get_engine().connect() as conn:
             return {k: int(conn.execute(text(q)).scalar_one()) for k, q in queries.items()}
+
+
+def _foreign_sessions(conn: Any, dbname: str) -> list[str]:
+    """Application names of sessions on the bench database that are not ours."""
+    rows = conn.execute(
+        "SELECT coalesce(nullif(application_name, ''), '?') FROM pg_stat_activity "
+        "WHERE datname = %s AND application_name IS DISTINCT FROM %s AND pid <> pg_backend_pid()",
+        (dbname, APP_NAME),
+    ).fetchall()
+    return sorted({name for (name,) in rows})
+
+
+class Monitor:
+    """Samples, once a second, the load average and anyone else's sessions on the database: a
+    benchmark sharing a 2-core machine with other work measures that work too."""
+
+    def __init__(self, database: Database):
+        self.database = database
+        self.load_at_start = self.max_load = os.getloadavg()[0]
+        self.foreign: set[str] = set()
+        self.foreign_samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-monitor", daemon=True)
+
+    def __enter__(self) -> Monitor:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        conn = None
+        if not self.database.sqlite:
+            import psycopg
+
+            with contextlib.suppress(Exception):
+                conn = psycopg.connect(_conninfo("postgres"), autocommit=True)
+        try:
+            while not self._stop.wait(1.0):
+                self.max_load = max(self.max_load, os.getloadavg()[0])
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        if others := _foreign_sessions(conn, self.database.dbname):
+                            self.foreign.update(others)
+                            self.foreign_samples += 1
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "load_at_start": round(self.load_at_start, 2),
+            "max_load_1min": round(self.max_load, 2),
+            "foreign_sessions": sorted(self.foreign),
+            "seconds_with_foreign_sessions": self.foreign_samples,
+        }
 
 
 # --------------------------------------------------------------------------- timers
@@ -523,7 +594,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     home = Path(tempfile.mkdtemp(prefix="openslots-hl7-bench-"))
     # Registered before Prefect's own exit handlers, so it runs after its server has stopped.
     atexit.register(shutil.rmtree, home, ignore_errors=True)
-    database = Database(args.sqlite, home)
+    database = Database(args.sqlite, home, args.database)
     os.environ["OPENSLOTS_DATABASE_URL"] = database.url
     os.environ["OPENSLOTS_HOME"] = str(home)
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
@@ -534,7 +605,21 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed,
         "database": database.name,
     }
+    database.ensure()
+    if still := database.wait_until_alone(args.wait_alone):
+        _log(f"WARNING: starting while others use {database.dbname} ({still})")
+    with Monitor(database) as monitor:
+        _measure(args, home, database, result)
+    result["environment"] = monitor.as_dict()
+    from openslots.connectors.database.engine import dispose_engines
 
+    dispose_engines()
+    return result
+
+
+def _measure(
+    args: argparse.Namespace, home: Path, database: Database, result: dict[str, Any]
+) -> None:
     start = time.perf_counter()
     messages = generate_messages(args.messages, args.seed)
     directory = home / "drop"
@@ -554,7 +639,6 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
     from openslots.flows.hl7_ingest import hl7_import
 
-    database.ensure()
     database.reset()
 
     @flow(name="bench-warm-up", persist_result=False)
@@ -592,11 +676,6 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         result["mllp"] = run_mllp(messages, args.mllp_senders, args.mllp_per_sender)
         result["mllp"]["stored"] = database.counts()["hl7_messages"]
         _log(f"MLLP {result['mllp']['rate']:,.0f} msg/s, ACKs {result['mllp']['acks']}")
-
-    from openslots.connectors.database.engine import dispose_engines
-
-    dispose_engines()
-    return result
 
 
 def verdicts(result: dict[str, Any]) -> dict[str, Any]:
@@ -661,6 +740,18 @@ def print_report(result: dict[str, Any], verdict: dict[str, Any]) -> None:
             f"(mean {mllp['mean_group']} messages), {mllp['store_s']} s in store threads"
         )
 
+    env = result["environment"]
+    print(
+        f"\nMachine: {os.cpu_count()} CPUs, 1-min load {env['load_at_start']} at start, "
+        f"max {env['max_load_1min']} during the run"
+    )
+    if env["foreign_sessions"]:
+        print(
+            f"WARNING: others used {result['database']} during "
+            f"{env['seconds_with_foreign_sessions']} s "
+            f"of the run ({', '.join(env['foreign_sessions'])}): the figures include their load"
+        )
+
     def mark(ok: bool) -> str:
         return "MET" if ok else "MISSED"
 
@@ -692,6 +783,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--sqlite", action="store_true", help="a SQLite file, not PostgreSQL")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    parser.add_argument(
+        "--database",
+        default=BENCH_DB,
+        help=f"PostgreSQL database (its name must start with {BENCH_DB}; `test` is refused)",
+    )
+    parser.add_argument(
+        "--wait-alone",
+        type=float,
+        default=900,
+        help="seconds to wait, before starting, for other sessions on the database to end",
+    )
     parser.add_argument(
         "--profile",
         type=Path,

@@ -59,12 +59,19 @@ TARGET_RATIO = 5.0
 TARGET_PEAK_MB = 1024.0
 FLAT_TOLERANCE = 1.25  # "flat": peak at the large size ≤ 1.25x the peak at the small size
 COPY_BLOCK = 1 << 20
+# Our sessions carry this name, so sessions of anyone else on openslots_bench can be told apart:
+# another benchmark resetting the same schema mid-run would skew or break the figures.
+APP_NAME = "openslots-bench-roster"
+LOCK_KEY = 0x0B5E_0001  # advisory lock (taken on the `postgres` db): one roster benchmark at a time
+QUIET_WAIT_S = 1800
 
 
 def _conninfo(dbname: str) -> str:
     if dbname == "test":  # the test suite's database: never
         raise SystemExit("refusing to use the database 'test'")
-    return f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname={dbname}"
+    return (
+        f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname={dbname} application_name={APP_NAME}"
+    )
 
 
 def _peak_mb() -> float:
@@ -83,6 +90,43 @@ def ensure_database() -> None:
         ).fetchone()
         if not exists:
             conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
+
+
+def other_sessions() -> list[str]:
+    """Sessions on openslots_bench that are not this benchmark's (application names)."""
+    import psycopg
+
+    with psycopg.connect(_conninfo("postgres"), autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT DISTINCT coalesce(nullif(application_name, ''), '?') FROM pg_stat_activity "
+            "WHERE datname = %s AND application_name IS DISTINCT FROM %s",
+            (BENCH_DB, APP_NAME),
+        ).fetchall()
+    return sorted(name for (name,) in rows)
+
+
+def hold_bench_lock() -> Any:
+    """Serialise runs of this benchmark (blocks), and wait until nobody else uses the database.
+
+    Returns the connection holding the advisory lock: keep it open for the whole run."""
+    import psycopg
+
+    conn = psycopg.connect(_conninfo("postgres"), autocommit=True)
+    conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+    deadline = time.monotonic() + QUIET_WAIT_S
+    while others := other_sessions():
+        if time.monotonic() > deadline:
+            _log(f"WARNING: still sharing {BENCH_DB} with {others}; measuring anyway")
+            break
+        _log(f"waiting: other sessions on {BENCH_DB} ({others}) would skew the figures")
+        time.sleep(15)
+    return conn
+
+
+def note_contention(result: dict[str, Any], phase: str) -> None:
+    if others := other_sessions():
+        result.setdefault("contended", []).append(f"{phase}: {', '.join(others)}")
+        _log(f"WARNING: other sessions on {BENCH_DB} during {phase} ({others}): figures may be off")
 
 
 def reset_schema() -> None:
@@ -302,7 +346,7 @@ def measure(rows: int, seed: int, phone_sample: int, resync: bool, profile: Path
     home = Path(tempfile.mkdtemp(prefix="openslots-bench-"))
     atexit.register(shutil.rmtree, home, ignore_errors=True)
     os.environ["OPENSLOTS_DATABASE_URL"] = (
-        f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{BENCH_DB}"
+        f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{BENCH_DB}?application_name={APP_NAME}"
     )
     os.environ["OPENSLOTS_HOME"] = str(home)
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
@@ -319,11 +363,14 @@ def measure(rows: int, seed: int, phone_sample: int, resync: bool, profile: Path
     _log(f"[{rows}] generated {result['file_mb']} MB in {result['generate_s']} s")
 
     ensure_database()
+    lock = hold_bench_lock()  # released when this process exits
+    atexit.register(lock.close)
     reset_schema()
     copy_s, copied = copy_baseline(path)
     assert copied == rows, (copied, rows)
     result["copy_s"] = round(copy_s, 3)
     _log(f"[{rows}] COPY baseline {copy_s:.2f} s")
+    note_contention(result, "COPY")
 
     reset_schema()
     upgrade_database()
@@ -344,6 +391,7 @@ def measure(rows: int, seed: int, phone_sample: int, resync: bool, profile: Path
     result["flow_summary"] = summary
     result["peak_rss_mb"] = round(_peak_mb(), 1)  # the flow's peak (ru_maxrss is monotonic)
     _log(f"[{rows}] flow {flow_s:.2f} s, peak RSS {result['peak_rss_mb']} MB")
+    note_contention(result, "flow")
     if summary.get("accepted") != rows:
         _log(f"[{rows}] WARNING: accepted {summary.get('accepted')} of {rows} rows")
 
@@ -353,12 +401,14 @@ def measure(rows: int, seed: int, phone_sample: int, resync: bool, profile: Path
         result["resync_flow_s"] = round(time.perf_counter() - start, 3)
         result["resync_summary"] = again
         _log(f"[{rows}] re-sync flow {result['resync_flow_s']:.2f} s")
+        note_contention(result, "re-sync")
 
     reset_schema()
     upgrade_database()
     result["stages"] = run_stages(path, profile)
     result["peak_rss_mb_after_stages"] = round(_peak_mb(), 1)
     _log(f"[{rows}] stages {result['stages']['stages_s']}")
+    note_contention(result, "stages")
 
     if phone_sample:
         from openslots.settings import get_settings
@@ -441,6 +491,10 @@ def print_report(results: list[dict], verdict: dict[str, Any]) -> None:
             f"{phones['distinct']:,} distinct, {phones['slow_path_calls']:,} sent to phonenumbers "
             f"(slow path), {phones['invalid']:,} invalid, normalise_phones {phones['seconds']} s"
         )
+
+    for r in results:
+        for warning in r.get("contended", []):
+            print(f"\nWARNING ({r['rows']:,} rows): other sessions on {BENCH_DB} during {warning}")
 
     def mark(ok: bool) -> str:
         return "MET" if ok else "MISSED"
