@@ -145,6 +145,7 @@ def apply_batch(batch_id: int, staged: StageCounts, *, feed: bool = False) -> Im
                 ).where(ImportBatch.id == batch_id)
             ).one()
             mode = ImportMode(batch.mode)
+            repo.refresh_statistics(conn, "roster_staging")
             duplicates = repo.reject_in_file_duplicates(conn, batch_id)
             provider_id = repo.provider_id_named(conn, batch.provider_name)
             outcome = (
@@ -180,6 +181,7 @@ def apply_batch(batch_id: int, staged: StageCounts, *, feed: bool = False) -> Im
                     conn, batch_id, target.provider_id
                 )
                 repo.upsert_clients(conn, batch_id, target.provider_id)
+                repo.refresh_statistics(conn, "clients")
                 mapped = repo.apply_mrn_updates(conn, batch_id, target.provider_id)
                 invite = not feed or repo.auto_invites(conn, target.provider_id)
                 queued = repo.queue_invitations(conn, batch_id, target) if invite else 0

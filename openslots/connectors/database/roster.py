@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import cast
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 from sqlalchemy import (
     Connection,
     Integer,
@@ -60,6 +62,7 @@ STAGING_COLUMNS = (
     "first_key",
     "name_key",
 )
+NULLABLE_STAGING_COLUMNS = ("email", "mobile_phone", "guardian_first_name", "guardian_last_name")
 CLIENT_FIELDS = (
     "first_name",
     "last_name",
@@ -211,9 +214,16 @@ def stage_rows(conn: Connection, batch_id: int, accepted: pd.DataFrame) -> None:
 
 
 def _copy_rows(conn: Connection, frame: pd.DataFrame) -> None:
-    buffer = io.StringIO()
-    # CSV COPY: an unquoted empty field is NULL (optional columns), quoted values keep commas.
-    frame.to_csv(buffer, header=False, index=False)
+    # pyarrow writes CSV ~10x faster than pandas. In COPY's CSV format a null is an unquoted
+    # empty field, and pyarrow quotes every empty string: optional columns become nulls first.
+    for column in NULLABLE_STAGING_COLUMNS:
+        frame[column] = frame[column].where(frame[column] != "", None)
+    buffer = io.BytesIO()
+    pa_csv.write_csv(
+        pa.Table.from_pandas(frame, preserve_index=False),
+        buffer,
+        write_options=pa_csv.WriteOptions(include_header=False, quoting_style="needed"),
+    )
     raw = conn.connection.driver_connection
     assert raw is not None
     with (
@@ -318,6 +328,7 @@ def match_connections(
         ),
         params,
     )
+    refresh_statistics(conn, "roster_matches")
     mark = "UPDATE roster_matches SET {flag} = {true} WHERE batch_id = :batch AND {key} IN ({q})"
     conn.execute(
         text(
@@ -403,6 +414,15 @@ def _set_state(conn: Connection, batch_id: int, state: str, where: str) -> None:
         ),
         {"batch": batch_id, "state": state},
     )
+
+
+def refresh_statistics(conn: Connection, *tables: str) -> None:
+    """ANALYZE on PostgreSQL after bulk changes. Without it the planner believes a freshly
+    staged table is nearly empty and joins a million rows by nested index lookups (5x slower
+    than the hash joins it picks once it knows)."""
+    if conn.dialect.name == "postgresql":
+        for table in tables:
+            conn.exec_driver_sql(f"ANALYZE {table}")
 
 
 def count_client_changes(conn: Connection, batch_id: int, provider_id: int) -> tuple[int, int]:
@@ -500,8 +520,9 @@ def queue_invitations(conn: Connection, batch_id: int, target: Target) -> int:
               AND NOT EXISTS (SELECT 1 FROM invitations i
                               WHERE i.client_id = c.id AND i.location_id = :location)
               AND NOT EXISTS (SELECT 1 FROM opt_outs o WHERE o.provider_id = :provider
-                              AND ((o.channel = 'email' AND o.address = c.email)
-                                OR (o.channel = 'sms' AND o.address = c.mobile_phone)))
+                              AND o.channel = 'email' AND o.address = c.email)
+              AND NOT EXISTS (SELECT 1 FROM opt_outs o WHERE o.provider_id = :provider
+                              AND o.channel = 'sms' AND o.address = c.mobile_phone)
             """
         ),
         params,

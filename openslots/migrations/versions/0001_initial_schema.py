@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 16:20:30.152732
+Create Date: 2026-11-26 17:14:39.207542
 """
 
 from __future__ import annotations
@@ -427,12 +427,6 @@ def upgrade() -> None:
             name=op.f("fk_invitations_location_id_locations"),
             ondelete="CASCADE",
         ),
-        sa.ForeignKeyConstraint(
-            ["provider_id"],
-            ["providers.id"],
-            name=op.f("fk_invitations_provider_id_providers"),
-            ondelete="CASCADE",
-        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_invitations")),
         sa.UniqueConstraint(
             "client_id", "location_id", name=op.f("uq_invitations_client_id_location_id")
@@ -440,6 +434,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("invitations", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_invitations_batch_id"), ["batch_id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_invitations_provider_id"), ["provider_id"], unique=False
+        )
 
     op.create_table(
         "registrations",
@@ -600,6 +597,7 @@ def downgrade() -> None:
 
     op.drop_table("registrations")
     with op.batch_alter_table("invitations", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_invitations_provider_id"))
         batch_op.drop_index(batch_op.f("ix_invitations_batch_id"))
 
     op.drop_table("invitations")
