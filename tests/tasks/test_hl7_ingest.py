@@ -169,3 +169,12 @@ def test_every_public_sample_is_applied_ignored_or_rejected_with_a_reason(db: En
             assert status in ("applied", "error")
     applied = sum(1 for _, status, _ in outcomes if status == "applied")
     assert applied >= 40
+
+
+def test_redelivery_and_reuse_inside_one_file(db: Engine, tmp_path: Path) -> None:
+    changed = m.EPIC_A04.replace("Inés", "Inez")
+    stored, counts = run(drop(tmp_path, "twice.hl7", m.EPIC_A04, m.EPIC_A04, changed))
+    assert (stored.messages, stored.duplicates, counts.messages) == (3, 1, 2)
+    with db.connect() as conn:
+        flagged = conn.execute(select(Hl7Message.control_id_reused).order_by(Hl7Message.id))
+        assert list(flagged.scalars()) == [False, True]

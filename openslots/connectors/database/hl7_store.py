@@ -76,35 +76,54 @@ def store_messages(
         for app, facility, control, digest, message_id in rows:
             known.setdefault((app, facility, control), {})[digest] = message_id
 
-    results: list[Stored] = []
+    # Decide every message first (a redelivery inside the batch is a duplicate too), then
+    # insert the new ones in one multi-row INSERT ... RETURNING.
+    decided: list[tuple[int | None, bool, Message | None, Hl7Error | None, str, int]] = []
+    new_rows: list[dict[str, object]] = []
+    pending: dict[tuple[str, str, str, str], int] = {}
+    pending_identities: set[tuple[str, str, str]] = set()
     for raw, message, error, identity, digest in prepared:
-        seen = known.get(identity, {}) if identity[2] else {}
         code = classify(message, error)
+        seen = known.get(identity, {}) if identity[2] else {}
         if digest in seen:
-            results.append(Stored(seen[digest], code, True, message, error))
+            decided.append((seen[digest], True, message, error, code, -1))
+            continue
+        key = (*identity, digest)
+        if identity[2] and key in pending:
+            decided.append((None, True, message, error, code, pending[key]))
             continue
         header = message.header if message is not None else None
-        message_id = conn.execute(
-            insert(Hl7Message)
-            .values(
-                sending_application=identity[0],
-                sending_facility=identity[1],
-                control_id=identity[2],
-                message_type=header.kind[:20] if header else "",
-                content_hash=digest,
-                raw=raw,
-                source=source,
-                status="error" if error else "stored",
-                error=str(error) if error else None,
-                control_id_reused=bool(seen),
-                received_at=_now(),
-            )
-            .returning(Hl7Message.id)
-        ).scalar_one()
+        reused = bool(identity[2]) and (bool(seen) or identity in pending_identities)
+        new_rows.append(
+            {
+                "sending_application": identity[0],
+                "sending_facility": identity[1],
+                "control_id": identity[2],
+                "message_type": header.kind[:20] if header else "",
+                "content_hash": digest,
+                "raw": raw,
+                "source": source,
+                "status": "error" if error else "stored",
+                "error": str(error) if error else None,
+                "control_id_reused": reused,
+                "received_at": _now(),
+            }
+        )
         if identity[2]:
-            known.setdefault(identity, {})[digest] = message_id
-        results.append(Stored(message_id, code, False, message, error))
-    return results
+            pending[key] = len(new_rows) - 1
+            pending_identities.add(identity)
+        decided.append((None, False, message, error, code, len(new_rows) - 1))
+    ids: list[int] = []
+    if new_rows:
+        ids = list(
+            conn.execute(
+                insert(Hl7Message).returning(Hl7Message.id, sort_by_parameter_order=True), new_rows
+            ).scalars()
+        )
+    return [
+        Stored(message_id if message_id is not None else ids[row], code, duplicate, message, error)
+        for message_id, duplicate, message, error, code, row in decided
+    ]
 
 
 def claim_stored(conn: Connection, limit: int) -> list[tuple[int, bytes]]:
@@ -120,13 +139,27 @@ def claim_stored(conn: Connection, limit: int) -> list[tuple[int, bytes]]:
 
 
 def mark(conn: Connection, outcomes: Sequence[tuple[int, str, str | None]]) -> None:
-    """Set (status, PHI-free error) per message id."""
-    if outcomes:
+    """Set (status, PHI-free error) per message id: one statement per status for the many
+    messages without an error, one row at a time only for errors."""
+    now = _now()
+    plain: dict[str, list[int]] = {}
+    for message_id, status, error in outcomes:
+        if error is None:
+            plain.setdefault(status, []).append(message_id)
+    for status, ids in plain.items():
+        for start in range(0, len(ids), 10_000):
+            conn.execute(
+                update(Hl7Message)
+                .where(Hl7Message.id.in_(ids[start : start + 10_000]))
+                .values(status=status, error=None, processed_at=now)
+            )
+    failed = [{"mid": i, "st": s, "err": e, "at": now} for i, s, e in outcomes if e is not None]
+    if failed:
         conn.execute(
             update(Hl7Message)
             .where(Hl7Message.id == bindparam("mid"))
             .values(status=bindparam("st"), error=bindparam("err"), processed_at=bindparam("at")),
-            [{"mid": i, "st": s, "err": e, "at": _now()} for i, s, e in outcomes],
+            failed,
         )
 
 
