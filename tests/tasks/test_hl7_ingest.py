@@ -178,3 +178,13 @@ def test_redelivery_and_reuse_inside_one_file(db: Engine, tmp_path: Path) -> Non
     with db.connect() as conn:
         flagged = conn.execute(select(Hl7Message.control_id_reused).order_by(Hl7Message.id))
         assert list(flagged.scalars()) == [False, True]
+
+
+def test_patients_without_email_are_not_duplicates_by_name_and_birthday(
+    db: Engine, tmp_path: Path
+) -> None:
+    twin = m.CERNER_A08.replace("C2002", "C2003").replace("CRN-88", "CRN-89")
+    _stored, counts = run(
+        drop(tmp_path, "twins.hl7", m.CERNER_A08.replace("\n", "\r"), twin.replace("\n", "\r"))
+    )
+    assert (counts.applied, counts.errors, counts.rows_accepted) == (2, 0, 2)

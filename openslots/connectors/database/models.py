@@ -369,10 +369,11 @@ class Hl7Message(Base):
     __tablename__ = "hl7_messages"
     __table_args__ = (
         Index(
+            # control_id first: redelivery checks look messages up by control id.
             "ix_hl7_messages_identity",
+            "control_id",
             "sending_application",
             "sending_facility",
-            "control_id",
             "content_hash",
         ),
         Index("ix_hl7_messages_status_id", "status", "id"),

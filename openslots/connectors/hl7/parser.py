@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 from openslots.connectors.hl7.errors import Hl7ParseError
 
@@ -72,7 +73,7 @@ class Message:
         text = subs[sub - 1] if sub <= len(subs) else ""
         return unescape(text, self.encoding)
 
-    @property
+    @cached_property
     def header(self) -> Header:
         msh = self.first("MSH")
         kind = self.field(msh, 9)

@@ -65,7 +65,7 @@ def upgrade() -> None:
     with op.batch_alter_table("hl7_messages", schema=None) as batch_op:
         batch_op.create_index(
             "ix_hl7_messages_identity",
-            ["sending_application", "sending_facility", "control_id", "content_hash"],
+            ["control_id", "sending_application", "sending_facility", "content_hash"],
             unique=False,
         )
         batch_op.create_index("ix_hl7_messages_status_id", ["status", "id"], unique=False)
