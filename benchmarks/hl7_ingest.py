@@ -43,7 +43,6 @@ import atexit
 import contextlib
 import cProfile
 import datetime as dt
-import functools
 import json
 import os
 import pstats
@@ -57,6 +56,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+
+from _timers import Timers
 
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 BENCH_DB = "openslots_bench"
@@ -380,38 +381,6 @@ class Monitor:
 
 
 # --------------------------------------------------------------------------- timers
-
-
-class Timers:
-    """Wrap module attributes with wall-clock accumulators; undo on exit."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
-        self.calls: dict[str, int] = defaultdict(int)
-        self.labels: list[str] = []
-        self._undo: list[tuple[Any, str, Any]] = []
-
-    def wrap(self, owner: Any, name: str, label: str) -> None:
-        original = getattr(owner, name)
-        seconds, calls = self.seconds, self.calls
-
-        @functools.wraps(original)
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                seconds[label] += time.perf_counter() - start
-                calls[label] += 1
-
-        setattr(owner, name, timed)
-        self._undo.append((owner, name, original))
-        self.labels.append(label)
-
-    def restore(self) -> None:
-        while self._undo:
-            owner, name, original = self._undo.pop()
-            setattr(owner, name, original)
 
 
 def _install_timers(timers: Timers) -> None:
