@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import Connection, Exists, Select, and_, func, not_, or_, select
 
 from openslots.connectors.database.models import Channel, OptOut, Provider
@@ -10,15 +12,16 @@ from openslots.connectors.database.models import Connection as ConnectionRow
 from openslots.domain.statuses import ConnectionStatus
 
 
-def opted_out_clause() -> Exists:
-    """True when the connection's email or phone opted out of its provider."""
+def opted_out(provider_id: Any, email: Any, phone: Any) -> Exists:
+    """True when `email` or `phone` opted out of `provider_id` (columns or values): the one
+    definition of an opted-out contact, for connections (alerts) and clients (invitations)."""
     return (
         select(OptOut.id)
         .where(
-            OptOut.provider_id == ConnectionRow.provider_id,
+            OptOut.provider_id == provider_id,
             or_(
-                and_(OptOut.channel == Channel.EMAIL, OptOut.address == ConnectionRow.email),
-                and_(OptOut.channel == Channel.SMS, OptOut.address == ConnectionRow.mobile_phone),
+                and_(OptOut.channel == Channel.EMAIL, OptOut.address == email),
+                and_(OptOut.channel == Channel.SMS, OptOut.address == phone),
             ),
         )
         .exists()
@@ -36,7 +39,11 @@ def eligible_connections(
         .where(
             ConnectionRow.status == ConnectionStatus.APPROVED,
             or_(Provider.integrated.is_(False), has_mrn),
-            not_(opted_out_clause()),
+            not_(
+                opted_out(
+                    ConnectionRow.provider_id, ConnectionRow.email, ConnectionRow.mobile_phone
+                )
+            ),
         )
     )
     if provider_id is not None:

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 
 from openslots.connectors.database.connections import add_connection
+from openslots.connectors.database.eligibility import opted_out as contact_opted_out
 from openslots.connectors.database.models import (
     AuditEvent,
     Channel,
@@ -599,11 +600,7 @@ def opt_out(
 ) -> int:
     """Never contact this address for this provider again, on any channel. Returns the number
     of invitations now Opted-Out; their unsent messages are cancelled."""
-    exists = conn.execute(
-        select(OptOut.id).where(
-            OptOut.provider_id == provider_id, OptOut.channel == channel, OptOut.address == address
-        )
-    ).scalar_one_or_none()
+    exists = _opt_out_id(conn, provider_id, channel, address)
     if exists is None:
         opt_out_id = conn.execute(
             insert(OptOut)
@@ -611,7 +608,7 @@ def opt_out(
             .returning(OptOut.id)
         ).scalar_one()
         audit(conn, "opt_out", opt_out_id, "opt-out", None, channel, actor, reason)
-    column = Client.email if channel is Channel.EMAIL else Client.mobile_phone
+    column = _contact_column(channel)
     affected = conn.execute(
         select(Invitation.id, Invitation.status)
         .join(Client, Client.id == Invitation.client_id)
@@ -647,6 +644,20 @@ def opt_out(
     return len(ids)
 
 
+def _opt_out_id(conn: Connection, provider_id: int, channel: Channel, address: str) -> int | None:
+    found = conn.execute(
+        select(OptOut.id).where(
+            OptOut.provider_id == provider_id, OptOut.channel == channel, OptOut.address == address
+        )
+    ).scalar_one_or_none()
+    return None if found is None else int(found)
+
+
+def _contact_column(channel: Channel) -> Any:
+    """The client column an address of this channel is compared with."""
+    return Client.email if channel is Channel.EMAIL else Client.mobile_phone
+
+
 def opt_in(
     conn: Connection,
     provider_id: int,
@@ -656,27 +667,13 @@ def opt_in(
     reason: str | None = None,
 ) -> int:
     """Reverse an opt-out: invitations return to the status the opt-out replaced."""
-    opt_out_id = conn.execute(
-        select(OptOut.id).where(
-            OptOut.provider_id == provider_id, OptOut.channel == channel, OptOut.address == address
-        )
-    ).scalar_one_or_none()
+    opt_out_id = _opt_out_id(conn, provider_id, channel, address)
     if opt_out_id is None:
         raise LifecycleError("that address has not opted out of this provider")
     conn.execute(delete(OptOut).where(OptOut.id == opt_out_id))
     audit(conn, "opt_out", opt_out_id, "opt-in", channel, None, actor, reason)
-    still_out = (
-        select(OptOut.id)
-        .where(
-            OptOut.provider_id == provider_id,
-            or_(
-                and_(OptOut.channel == Channel.EMAIL, OptOut.address == Client.email),
-                and_(OptOut.channel == Channel.SMS, OptOut.address == Client.mobile_phone),
-            ),
-        )
-        .exists()
-    )
-    column = Client.email if channel is Channel.EMAIL else Client.mobile_phone
+    still_out = contact_opted_out(provider_id, Client.email, Client.mobile_phone)
+    column = _contact_column(channel)
     restored = conn.execute(
         select(Invitation.id, Invitation.status_before_opt_out)
         .join(Client, Client.id == Invitation.client_id)

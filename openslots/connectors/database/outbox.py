@@ -10,14 +10,14 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, and_, case, exists, func, select, update
+from sqlalchemy import Connection, and_, case, func, select, update
 
+from openslots.connectors.database.eligibility import opted_out as contact_opted_out
 from openslots.connectors.database.models import (
     Channel,
     Client,
     Invitation,
     Location,
-    OptOut,
     OutboxMessage,
     OutboxStatus,
     Provider,
@@ -84,11 +84,7 @@ class PendingInvitation:
 
 
 def load_invitations(conn: Connection, ids: Sequence[int]) -> list[PendingInvitation]:
-    opted_out = exists().where(
-        OptOut.provider_id == Invitation.provider_id,
-        ((OptOut.channel == Channel.EMAIL) & (OptOut.address == Client.email))
-        | ((OptOut.channel == Channel.SMS) & (OptOut.address == Client.mobile_phone)),
-    )
+    opted_out = contact_opted_out(Invitation.provider_id, Client.email, Client.mobile_phone)
     rows = conn.execute(
         select(
             OutboxMessage.id.label("outbox_id"),
