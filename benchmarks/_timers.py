@@ -64,3 +64,10 @@ class Timers:
         while self._undo:
             owner, name, original = self._undo.pop()
             setattr(owner, name, original)
+
+    def report(self) -> dict[str, dict[str, float | int]]:
+        """Seconds and calls per label, in wrapping order."""
+        return {
+            "inner_s": {k: round(self.seconds[k], 3) for k in self.labels if k in self.seconds},
+            "inner_calls": {k: self.calls[k] for k in self.labels if k in self.calls},
+        }

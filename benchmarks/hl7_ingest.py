@@ -441,8 +441,7 @@ def run_task_functions(directory: Path, profile: Path | None) -> dict[str, Any]:
         profiler.dump_stats(profile)
     return {
         "tasks_s": {k: round(v, 3) for k, v in tasks.items()},
-        "inner_s": {k: round(timers.seconds[k], 3) for k in timers.labels if k in timers.seconds},
-        "inner_calls": {k: timers.calls[k] for k in timers.labels if k in timers.calls},
+        **timers.report(),
         "stored": stored.as_dict(),
         "applied": applied.as_dict(),
     }

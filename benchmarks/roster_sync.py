@@ -271,8 +271,7 @@ def run_stages(path: Path, profile: Path | None) -> dict[str, Any]:
     return {
         "stages_s": {k: round(v, 3) for k, v in stages.items()},
         # In wrapping order: file reading and validation, staging, then apply's statements.
-        "inner_s": {k: round(timers.seconds[k], 3) for k in timers.labels if k in timers.seconds},
-        "inner_calls": {k: timers.calls[k] for k in timers.labels if k in timers.calls},
+        **timers.report(),
         "summary": summary.as_dict(),
         "profiled": profile is not None,
     }

@@ -19,6 +19,7 @@ def hl7_import(paths: list[str]) -> dict[str, int]:
     counts = applied.as_dict()
     counts["messages"] = stored.messages
     counts["duplicates"] = stored.duplicates
+    counts["control_ids_reused"] = stored.control_ids_reused
     counts["errors"] += stored.errors
     return counts
 

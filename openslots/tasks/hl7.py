@@ -117,6 +117,7 @@ def store_files(paths: list[str]) -> Hl7Counts:
         counts.messages += len(results)
         counts.duplicates += sum(r.duplicate for r in results)
         counts.errors += sum(r.ack_code != "AA" and not r.duplicate for r in results)
+        counts.control_ids_reused += sum(r.control_id_reused for r in results)
     run_logger().info(
         "stored %d messages (%d duplicates, %d unreadable or incomplete)",
         counts.messages,

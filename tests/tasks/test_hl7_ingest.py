@@ -175,6 +175,7 @@ def test_redelivery_and_reuse_inside_one_file(db: Engine, tmp_path: Path) -> Non
     changed = m.EPIC_A04.replace("Inés", "Inez")
     stored, counts = run(drop(tmp_path, "twice.hl7", m.EPIC_A04, m.EPIC_A04, changed))
     assert (stored.messages, stored.duplicates, counts.messages) == (3, 1, 2)
+    assert stored.control_ids_reused == 1
     with db.connect() as conn:
         flagged = conn.execute(select(Hl7Message.control_id_reused).order_by(Hl7Message.id))
         assert list(flagged.scalars()) == [False, True]

@@ -32,6 +32,7 @@ class Stored:
     duplicate: bool
     message: Message | None
     error: Hl7Error | None
+    control_id_reused: bool = False  # stored beside a different message with its control id
 
 
 def store_messages(
@@ -121,7 +122,14 @@ def store_messages(
             ).scalars()
         )
     return [
-        Stored(message_id if message_id is not None else ids[row], code, duplicate, message, error)
+        Stored(
+            message_id if message_id is not None else ids[row],
+            code,
+            duplicate,
+            message,
+            error,
+            bool(not duplicate and new_rows[row]["control_id_reused"]),
+        )
         for message_id, duplicate, message, error, code, row in decided
     ]
 
