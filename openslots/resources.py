@@ -1,0 +1,65 @@
+"""Wiring in one place: the engine, the senders and the clock, built from Settings.
+
+Tasks, the API and the CLI ask for `resources()` instead of building connectors themselves, so
+which implementation runs (SQLite or PostgreSQL, file outbox or SMTP, the real or a frozen
+clock) is decided here and nowhere else (dagster's `resources/` does the same).
+
+Example:
+    >>> res = resources(Settings(database_url="sqlite://"))
+    >>> res.engine.dialect.name
+    'sqlite'
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from sqlalchemy import Engine
+
+from openslots.connectors.database.engine import get_engine, require_current_schema
+from openslots.connectors.email import EmailSender, email_sender
+from openslots.connectors.sms import SmsSender, sms_sender
+from openslots.domain import clock as _clock
+from openslots.settings import Settings, get_settings
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What a step needs from the outside world, built lazily from one Settings object."""
+
+    settings: Settings = field(default_factory=get_settings)
+
+    @cached_property
+    def engine(self) -> Engine:
+        """The database engine (one per URL per process, pooled)."""
+        return get_engine(self.settings)
+
+    @cached_property
+    def email(self) -> EmailSender:
+        """The configured email backend."""
+        return email_sender(self.settings)
+
+    @cached_property
+    def sms(self) -> SmsSender:
+        """The configured SMS backend."""
+        return sms_sender(self.settings)
+
+    @property
+    def clock(self) -> _clock.Clock:
+        """The process's clock (a test may have frozen it)."""
+        return _clock.current()
+
+    def now(self) -> dt.datetime:
+        return self.clock.now()
+
+    def require_current_schema(self) -> Engine:
+        """The engine, once the schema is known to be at this code's revision."""
+        require_current_schema(self.settings)
+        return self.engine
+
+
+def resources(settings: Settings | None = None) -> Resources:
+    """Resources for `settings` (read from the environment when not given)."""
+    return Resources(settings or get_settings())
