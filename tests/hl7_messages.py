@@ -111,5 +111,15 @@ LAB_RESULT = "\r".join(
     ]
 )
 
+# Interface-engine-style ADT^A01 (as in Aidbox's test fixtures): phones split into XTN.6 area
+# code and XTN.7 local number, zero-padded; hl7apy reads those as numbers (not in ALL_ADT).
+ZERO_PADDED_A01 = "\r".join(
+    [
+        "MSH|^~\\&|LAB|HOSP|OPENSLOTS|HOSP|20260301101500||ADT^A01^ADT_A01|ZP0001|P|2.5",
+        "PID|1||Z7001^^^HOSP^MR||Zeroes^Paddy||19900101||||||^PRN^PH^^1^555^0000001",
+        "NK1|1|Zeroes^Guardian|PAR||^PRN^PH^^1^0555^0001234",
+    ]
+)
+
 ALL_ADT = [EPIC_A04, CERNER_A08, MEDITECH_A28_MINOR, CUSTOM_SEPARATORS_A31, MERGE_A40]
 ALL_SIU = [SIU_S12_BOOKED, SIU_S15_CANCELLED, SIU_S17_DELETED, SIU_S13_RESCHEDULED, SIU_S26_NO_SHOW]

@@ -1,13 +1,30 @@
-"""The Alembic migrations build exactly the models' schema, on both databases."""
+"""The Alembic migrations build exactly the models' schema, on both databases; released revisions
+are frozen, and a database at any earlier revision upgrades to head with its rows intact.
+
+Adding revision N (see "Released revisions" below): add its file's sha256 to RELEASED_REVISIONS,
+and a writer for revision N-1 (the previous head) to ROW_WRITERS: rows in every table N-1 has,
+written with plain Core against N-1's own tables, which must still be there at head.
+"""
 
 from __future__ import annotations
 
-from alembic import command
-from sqlalchemy import Engine, inspect
+import datetime as dt
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from openslots.connectors.database import require_current_schema, upgrade_database
-from openslots.connectors.database.engine import alembic_config
+import pytest
+from alembic import command
+from alembic.script import Script, ScriptDirectory
+from sqlalchemy import Connection, Engine, MetaData, Table, func, inspect, select, text
+from sqlalchemy.engine import make_url
+
+from openslots.connectors.database import get_engine, require_current_schema, upgrade_database
+from openslots.connectors.database.engine import MIGRATIONS_DIR, alembic_config
 from openslots.connectors.database.models import Base
+from openslots.settings import Settings
 
 
 def test_migrations_match_the_models(db: Engine) -> None:
@@ -18,21 +35,368 @@ def test_migrations_match_the_models(db: Engine) -> None:
 
 
 def test_upgrade_is_idempotent_and_creates_every_table(db: Engine) -> None:
-    from alembic.script import ScriptDirectory
-
     head = ScriptDirectory.from_config(alembic_config(str(db.url))).get_current_head()
     assert upgrade_database() == upgrade_database() == head
     assert set(Base.metadata.tables) <= set(inspect(db).get_table_names())
 
 
-def test_an_unmigrated_database_is_a_clear_error(tmp_path) -> None:
-    import pytest
-
+def test_an_unmigrated_database_is_a_clear_error(tmp_path: Path) -> None:
     from openslots.errors import ConfigurationError
-    from openslots.settings import Settings
 
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'empty.db'}")
     with pytest.raises(ConfigurationError, match="run `openslots db upgrade` first"):
         require_current_schema(settings)
     upgrade_database(settings)
     require_current_schema(settings)  # now current: no error
+
+
+# --- Released revisions --------------------------------------------------------------------------
+
+# sha256 of every revision file as released (LF line endings). A released revision may already be
+# applied to a production database: changing it would leave that database silently different.
+RELEASED_REVISIONS = {
+    "0001_initial_schema.py": "3b6b35a2301b244a7f7720a0595188a96cf81597a8c8f89cda78ba241f947a13",
+}
+VERSIONS_DIR = MIGRATIONS_DIR / "versions"
+
+
+def _scripts() -> list[Script]:
+    """Every revision, base first."""
+    directory = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    return list(reversed(list(directory.walk_revisions())))
+
+
+def test_released_revisions_are_never_edited() -> None:
+    files = {path.name for path in VERSIONS_DIR.glob("*.py")}
+    unlisted = sorted(files - set(RELEASED_REVISIONS))
+    assert not unlisted, (
+        f"revision file(s) {unlisted} are not in RELEASED_REVISIONS: add each file's sha256 there "
+        "when the revision is final; from then on it is frozen"
+    )
+    assert {Path(s.path).name for s in _scripts()} == files, "a file in versions/ is no revision"
+    for name, released in RELEASED_REVISIONS.items():
+        digest = hashlib.sha256((VERSIONS_DIR / name).read_bytes().replace(b"\r\n", b"\n"))
+        assert digest.hexdigest() == released, (
+            f"{name} was released and has changed since: revert it and add a new revision "
+            "instead (an applied revision is never edited)"
+        )
+
+
+# --- Rows written at an earlier revision survive the upgrade to head ------------------------------
+
+
+@dataclass(frozen=True)
+class Written:
+    """One row a writer inserted: its table, its id, and the values head must still hold."""
+
+    table: str
+    id: int
+    values: dict[str, Any]
+
+
+class RowWriter:
+    """Inserts rows with Core into the tables reflected at one revision (never the head models)."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+        self.tables = MetaData()
+        self.tables.reflect(conn)
+        self.written: list[Written] = []
+
+    def insert(self, table: str, **values: Any) -> int:
+        target = self.tables.tables[table]
+        statement = target.insert().values(**values).returning(target.c.id)
+        row_id = int(self.conn.execute(statement).scalar_one())
+        self.written.append(Written(table, row_id, values))
+        return row_id
+
+
+AT = dt.datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=dt.UTC)
+LATER = AT + dt.timedelta(days=21, hours=2)
+
+
+def _rows_for_0001(rows: RowWriter) -> None:
+    """Every table of 0001, with the values most likely to be lost by a careless migration:
+    non-ASCII names, leading zeros, NULLs next to values, status words, bytes that are not UTF-8.
+    """
+    provider = rows.insert(
+        "providers", name="Clínica Núñez", integrated=True, auto_invite=False, created_at=AT
+    )
+    location = rows.insert("locations", provider_id=provider, name="North Clinic", created_at=AT)
+    rows.insert("providers", name="Plain Practice", integrated=False, auto_invite=True)
+    batch = rows.insert(
+        "import_batches",
+        provider_name="Clínica Núñez",
+        location_name="North Clinic",
+        integrated=True,
+        provider_id=provider,
+        location_id=location,
+        source="/data/roster-2026-03-01.csv",
+        mode="sync",
+        strict=False,
+        status="completed",
+        total_rows=3,
+        accepted=2,
+        rejected=1,
+        warnings=1,
+        new_clients=2,
+        updated_clients=0,
+        mrns_mapped=1,
+        needs_review=0,
+        queued_invitations=2,
+        error=None,
+        started_at=AT,
+        finished_at=LATER,
+    )
+    rows.insert(
+        "import_rejections",
+        batch_id=batch,
+        line=3,
+        field="date_of_birth",
+        rule="calendar_date",
+        message="date_of_birth is not a real calendar date",
+        severity="error",
+    )
+    client = rows.insert(
+        "clients",
+        provider_id=provider,
+        client_ref="007",
+        first_name="Inés",
+        last_name="O'Neil-Jones",
+        date_of_birth=dt.date(2012, 2, 29),
+        email="guardian.one@example.org",
+        mobile_phone="+14155550100",
+        guardian_first_name="Karin",
+        guardian_last_name="Lindqvist",
+        last_batch_id=batch,
+        created_at=AT,
+        updated_at=LATER,
+    )
+    connection = rows.insert(
+        "connections",
+        provider_id=provider,
+        location_id=location,
+        client_id=client,
+        first_name="Inés",
+        last_name="O'Neil-Jones",
+        date_of_birth=dt.date(2012, 2, 29),
+        email="guardian.one@example.org",
+        mobile_phone=None,
+        name_key="o'neil-jones|ines",
+        status="Approved",
+        priority="Urgent",
+        mrn="000123",
+        created_at=AT,
+    )
+    rows.insert(
+        "connections",
+        provider_id=provider,
+        location_id=location,
+        client_id=None,
+        first_name="Jürgen",
+        last_name="Müller",
+        date_of_birth=dt.date(1970, 1, 1),
+        email="j.mueller@example.org",
+        name_key="muller|jurgen",
+        status="Paused",
+    )
+    invitation = rows.insert(
+        "invitations",
+        client_id=client,
+        provider_id=provider,
+        location_id=location,
+        status="Opted-Out",
+        batch_id=batch,
+        status_before_opt_out="Sent",
+        requested_at=AT,
+        first_sent_at=AT,
+        last_sent_at=LATER,
+        send_count=2,
+    )
+    rows.insert(
+        "outbox",
+        idempotency_key=f"invite:{invitation}:1:email",
+        kind="invitation",
+        channel="email",
+        invitation_id=invitation,
+        status="sent",
+        attempts=1,
+        created_at=AT,
+        sent_at=AT,
+    )
+    rows.insert(
+        "outbox",
+        idempotency_key=f"invite:{invitation}:1:sms",
+        kind="invitation",
+        channel="sms",
+        invitation_id=invitation,
+        status="failed",
+        attempts=3,
+        last_error="file outbox not writable (NotADirectoryError)",
+        lease_expires_at=LATER,
+    )
+    rows.insert("opt_outs", provider_id=provider, channel="sms", address="+14155550100")
+    rows.insert(
+        "audit_log",
+        entity="invitation",
+        entity_id=invitation,
+        action="opt-out",
+        from_value="Sent",
+        to_value="Opted-Out",
+        actor="cli:operator",
+        reason="patient replied STOP",
+        created_at=LATER,
+    )
+    message = rows.insert(
+        "hl7_messages",
+        sending_application="EPIC",
+        sending_facility="NORTH",
+        control_id="EPC0001",
+        message_type="SIU^S15",
+        content_hash="ab" * 32,
+        raw=b"MSH|^~\\&|EPIC|NORTH|||20260301||SIU^S15|EPC0001|P|2.5\rSCH|APT1\xe9\r",
+        source="mllp",
+        status="applied",
+        error=None,
+        control_id_reused=False,
+        received_at=AT,
+        processed_at=LATER,
+    )
+    rows.insert(
+        "slots",
+        slot_key="NORTH|APT1",
+        provider_id=provider,
+        location_id=location,
+        filler_id="APT1",
+        start="202612011000",
+        duration_minutes=30,
+        status="open",
+        message_id=message,
+        opened_at=AT,
+        filled_at=None,
+    )
+    rows.insert(
+        "registrations",
+        email="guardian.one@example.org",
+        date_of_birth=dt.date(1980, 1, 2),
+        first_name="Karin",
+        last_name="Lindqvist",
+        mobile_phone="+14155550100",
+        dependent_first_name="Inés",
+        dependent_last_name="O'Neil-Jones",
+        dependent_date_of_birth=dt.date(2012, 2, 29),
+        provider_id=provider,
+        location_id=location,
+        outcome="dob_match",
+        received_at=AT,
+    )
+    staged = rows.insert(
+        "roster_staging",
+        batch_id=batch,
+        line=2,
+        client_ref="007",
+        first_name="Inés",
+        last_name="O'Neil-Jones",
+        date_of_birth=dt.date(2012, 2, 29),
+        email=None,
+        mobile_phone="4155550100",
+        guardian_first_name=None,
+        guardian_last_name=None,
+        first_key="ines",
+        name_key="o'neil-jones|ines",
+        state="duplicate",
+    )
+    rows.insert(
+        "roster_matches",
+        batch_id=batch,
+        row_id=staged,
+        line=2,
+        client_ref="007",
+        connection_id=connection,
+        connection_mrn="000123",
+        approved=True,
+        person_key="2012-02-29|o'neil-jones|ines",
+        tier=2,
+        ambiguous=True,
+        shared=False,
+    )
+
+
+# Keyed by revision id. Every revision but head needs one (test below); a writer stays forever.
+ROW_WRITERS: dict[str, Callable[[RowWriter], None]] = {
+    "0001": _rows_for_0001,
+}
+
+
+def test_every_earlier_revision_has_a_row_writer() -> None:
+    revisions = [script.revision for script in _scripts()]
+    missing = [revision for revision in revisions[:-1] if revision not in ROW_WRITERS]
+    assert not missing, (
+        f"revision(s) {missing} have no writer in ROW_WRITERS: write rows in every table they "
+        "have, so that the survival test upgrades a database with data in it"
+    )
+    assert set(ROW_WRITERS) <= set(revisions), "a writer names a revision that does not exist"
+
+
+# Revisions upgraded from with rows in them: every one with a writer, base first. While 0001 is
+# also head, its run is an upgrade from head to head: the machinery runs before it has to.
+SURVIVAL_REVISIONS = [s.revision for s in _scripts() if s.revision in ROW_WRITERS]
+_SURVIVAL_SCHEMA = "openslots_migration_survival"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+    """Settings for an empty database of each kind. PostgreSQL: a schema of its own in the test
+    database (the `public` schema holds the migrated database the other tests share)."""
+    if request.param == "sqlite":
+        yield Settings(database_url=f"sqlite:///{tmp_path / 'old.db'}")
+        return
+    base = make_url(request.getfixturevalue("postgres_ready"))
+    admin = get_engine(Settings(database_url=base.render_as_string(hide_password=False)))
+    with admin.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA IF EXISTS {_SURVIVAL_SCHEMA} CASCADE"))
+        conn.execute(text(f"CREATE SCHEMA {_SURVIVAL_SCHEMA}"))
+    url = base.update_query_dict({"options": f"-csearch_path={_SURVIVAL_SCHEMA}"})
+    try:
+        yield Settings(database_url=url.render_as_string(hide_password=False))
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA IF EXISTS {_SURVIVAL_SCHEMA} CASCADE"))
+
+
+def _comparable(value: Any) -> Any:
+    """SQLite keeps no time zone: compare every timestamp as naive UTC, on both databases."""
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value
+
+
+@pytest.mark.parametrize("revision", SURVIVAL_REVISIONS)
+def test_rows_written_at_an_earlier_revision_survive_the_upgrade_to_head(
+    empty_database: Settings, revision: str
+) -> None:
+    assert upgrade_database(empty_database, revision) == revision
+    engine = get_engine(empty_database)
+    with engine.begin() as conn:
+        rows = RowWriter(conn)
+        ROW_WRITERS[revision](rows)
+    tables = set(rows.tables.tables) - {"alembic_version"}
+    assert {w.table for w in rows.written} == tables, f"the {revision} writer skips a table"
+
+    head = _scripts()[-1].revision
+    assert upgrade_database(empty_database) == head
+    at_head = MetaData()
+    with engine.connect() as conn:
+        at_head.reflect(conn)
+        for name in sorted(tables):
+            written = [w for w in rows.written if w.table == name]
+            count = conn.execute(select(func.count()).select_from(at_head.tables[name]))
+            assert count.scalar_one() == len(written), f"{name}: rows lost or added"
+        for row in rows.written:
+            table: Table = at_head.tables[row.table]
+            found = conn.execute(
+                select(*(table.c[column] for column in row.values)).where(table.c.id == row.id)
+            ).one()
+            stored = {column: _comparable(value) for column, value in found._mapping.items()}
+            expected = {column: _comparable(value) for column, value in row.values.items()}
+            assert stored == expected, f"{row.table} row {row.id} changed in the upgrade"

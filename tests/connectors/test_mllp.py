@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -43,13 +43,23 @@ def listener(db: Engine, monkeypatch) -> Iterator[MllpListener]:
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    for _ in range(100):
-        if server.ready.is_set():
-            break
-        time.sleep(0.05)
+    _wait_until_ready(server.ready.is_set, thread.is_alive, "the MLLP listener")
     yield server
     loop.call_soon_threadsafe(task.cancel)
     thread.join(timeout=10)
+
+
+def _wait_until_ready(
+    ready: Callable[[], bool], alive: Callable[[], bool], what: str, seconds: float = 15
+) -> None:
+    """Bounded: a listener that never becomes ready fails the test here, not in a later send."""
+    deadline = time.monotonic() + seconds
+    while not ready():
+        if not alive() and not ready():  # ready() again: it may have just become ready, then ended
+            pytest.fail(f"{what} stopped before it was ready to accept connections")
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} was not ready to accept connections after {seconds:g} s")
+        time.sleep(0.02)
 
 
 def stored(db: Engine) -> int:
@@ -124,14 +134,21 @@ def test_a_killed_listener_loses_no_acknowledged_message(db: Engine, tmp_path: P
         text=True,
     )
     try:
-        port = None
+        ports: list[int] = []
         assert process.stderr is not None
-        for line in process.stderr:
-            found = re.search(r"listening for MLLP on [\d.]+:(\d+)", line)
-            if found:
-                port = int(found.group(1))
-                break
-        assert port, "the listener did not start"
+        stderr = process.stderr
+
+        def watch() -> None:  # stderr is read on a thread so that the wait below is bounded
+            for line in stderr:
+                found = re.search(r"listening for MLLP on [\d.]+:(\d+)", line)
+                if found:
+                    ports.append(int(found.group(1)))
+                    return
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        _wait_until_ready(lambda: bool(ports), watcher.is_alive, "`openslots hl7 listen`", 60)
+        port = ports[0]
         messages = [m.EPIC_A04.replace("EPC0001", f"K{i}") for i in range(40)]
         acks = send(port, messages)
         assert all(ack_code(a) == "AA" for a in acks)

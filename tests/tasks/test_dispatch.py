@@ -78,17 +78,27 @@ def test_a_lease_that_expired_mid_send_becomes_unknown_not_resent(
     assert statuses(db) == {"invite:1:1:email": "unknown"}
 
 
-def test_unwritable_outbox_is_a_refusal_kept_for_retry(
+def test_a_refused_send_stays_failed_and_no_later_dispatch_retries_it(
     db: Engine, tmp_path: Path, monkeypatch
 ) -> None:
+    """What the code does today: `failed` is final for dispatch (it claims `pending` only), so
+    the message is not sent even once the outbox is writable again; nothing retries it."""
     run_import(roster_file(tmp_path / "r.csv", [person(1, mobile_phone="")]))
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")
     monkeypatch.setenv("OPENSLOTS_OUTBOX_DIR", str(blocker))
     counts = dispatch_outbox.fn()
-    assert (counts.sent, counts.failed) == (0, 1)
+    assert (counts.claimed, counts.sent, counts.failed) == (1, 0, 1)
+
+    writable = tmp_path / "outbox"
+    monkeypatch.setenv("OPENSLOTS_OUTBOX_DIR", str(writable))
+    again = dispatch_outbox.fn()
+    assert (again.claimed, again.sent, again.failed) == (0, 0, 0)
     with db.connect() as conn:
-        status, error = conn.execute(select(OutboxMessage.status, OutboxMessage.last_error)).one()
+        status, attempts, error = conn.execute(
+            select(OutboxMessage.status, OutboxMessage.attempts, OutboxMessage.last_error)
+        ).one()
         invitation = conn.execute(select(Invitation.status)).scalar_one()
-    assert status == "failed" and "not writable" in error
-    assert invitation == "Queued"
+    assert (status, attempts) == ("failed", 1) and "not writable" in error
+    assert invitation == "Queued"  # never reached the patient
+    assert not list(writable.rglob("*.eml"))

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine, select, text
 
 from openslots.connectors.database.models import Client, Hl7Message, Invitation, Slot
 from openslots.connectors.database.models import Connection as ConnectionRow
 from openslots.tasks.hl7 import ingest_stored, split_messages, store_files
 from tests import hl7_messages as m
+from tests._corpus import hl7_public_corpus
 from tests.factories import connection
-
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "hl7-public"
 
 
 def drop(tmp_path: Path, name: str, *messages: str | bytes) -> str:
@@ -156,9 +154,8 @@ def test_errors_are_queued_with_a_reason_and_can_be_reprocessed(
     assert again.errors == 3  # nothing was fixed: they return to the queue, not lost
 
 
-@pytest.mark.skipif(not CORPUS.exists(), reason="shared/corpus/hl7-public is not present")
 def test_every_public_sample_is_applied_ignored_or_rejected_with_a_reason(db: Engine) -> None:
-    stored, _counts = run(str(CORPUS))
+    stored, _counts = run(str(hl7_public_corpus()))
     assert stored.messages >= 60
     outcomes = rows(db, "SELECT message_type, status, error FROM hl7_messages")
     assert {status for _, status, _ in outcomes} <= {"applied", "ignored", "error"}
