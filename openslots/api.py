@@ -1,5 +1,11 @@
-"""The Python API the mobile app's backend calls. Patient data goes straight to the database;
-nothing here runs through Prefect.
+"""The Python API: one function per command or screen, used by the CLI, the web app and the
+mobile app's backend. Patient data goes straight to the database; nothing here runs through
+Prefect.
+
+The pattern: each function checks that the schema is current (it never migrates: only
+`upgrade_schema`, i.e. `openslots db upgrade`, does), opens its own connection (reads) or
+transaction (commands), and calls the repositories in `connectors/database/`, which hold all
+the SQL. Pipeline work (imports, dispatch, HL7 ingest) is done by the flows instead.
 
 Example::
 
@@ -11,17 +17,57 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict
 from typing import Any
 
 import pandas as pd
+from sqlalchemy import Connection
 
-from openslots.connectors.database import get_engine, require_current_schema
-from openslots.connectors.database.lifecycle import accept_request, register
+from openslots.connectors.database import (
+    get_engine,
+    hl7_store,
+    listings,
+    providers,
+    require_current_schema,
+    upgrade_database,
+)
+from openslots.connectors.database import lifecycle as life
+from openslots.connectors.database.engine import display_url
+from openslots.connectors.database.models import Channel
+from openslots.connectors.database.outbox import status_counts
+from openslots.domain.statuses import ConnectionStatus
 from openslots.errors import OpenslotsError
 from openslots.schemas.registrations import REGISTRATION_COLUMNS, validate_registrations
 from openslots.settings import get_settings
 from openslots.tasks.registrations import registration_input
+
+__all__ = [
+    "InvalidRegistration",
+    "NotFoundError",
+    "accept_connection_request",
+    "add_provider",
+    "audit_events",
+    "hl7_errors",
+    "import_report",
+    "invite",
+    "list_connections",
+    "list_invitations",
+    "list_providers",
+    "opt_in",
+    "opt_out",
+    "outbox_status",
+    "register_from_app",
+    "request_connection",
+    "requeue_hl7_messages",
+    "require_current_schema",
+    "resend_invitation",
+    "set_connection_status",
+    "set_mrn",
+    "set_priority",
+    "upgrade_schema",
+]
 
 
 class InvalidRegistration(OpenslotsError):
@@ -33,28 +79,76 @@ class InvalidRegistration(OpenslotsError):
         super().__init__(f"invalid registration: {fields}")
 
 
-def register_from_app(**fields: str | None) -> dict[str, Any]:
-    """Validate and apply one registration (fields as in `openslots registrations import`)."""
-    unknown = set(fields) - set(REGISTRATION_COLUMNS)
-    if unknown:
-        raise TypeError(f"unknown registration fields: {', '.join(sorted(unknown))}")
-    settings = get_settings()
-    require_current_schema(settings)
-    frame = pd.DataFrame([{k: fields.get(k) or "" for k in REGISTRATION_COLUMNS}], dtype="str")
-    chunk = validate_registrations(frame, 1, settings.phone_region)
-    if chunk.rejections:
-        raise InvalidRegistration(
-            [{"field": r.field, "rule": r.rule, "message": r.message} for r in chunk.rejections]
-        )
-    row = next(chunk.accepted.itertuples(index=False))._asdict()
-    with get_engine(settings).begin() as conn:
-        return asdict(register(conn, registration_input(row)))
+class NotFoundError(OpenslotsError):
+    """The id asked for does not exist (an import batch...); the message names the id."""
 
 
-def accept_connection_request(invitation_id: int) -> int:
-    """The client accepted a provider-initiated request in the app; returns the connection id."""
-    with get_engine().begin() as conn:
-        return accept_request(conn, invitation_id)
+def _reading() -> AbstractContextManager[Connection]:
+    require_current_schema()
+    return get_engine().connect()
+
+
+def _writing() -> AbstractContextManager[Connection]:
+    require_current_schema()
+    return get_engine().begin()
+
+
+# --- schema -------------------------------------------------------------------------------
+
+
+def upgrade_schema(revision: str = "head") -> dict[str, str]:
+    """Create or migrate the schema (the only function here that does); returns the database
+    (password hidden) and the revision now current."""
+    database = display_url()
+    return {"database": database, "revision": upgrade_database(revision=revision)}
+
+
+# --- providers ----------------------------------------------------------------------------
+
+
+def list_providers() -> list[dict[str, Any]]:
+    """Providers by name with `id`, `name`, `integrated` and their `locations` (id, name)."""
+    with _reading() as conn:
+        return providers.providers_with_locations(conn)
+
+
+def add_provider(name: str, locations: Sequence[str], integrated: bool) -> dict[str, Any]:
+    """Add a provider with locations; an existing one gains the locations it lacks."""
+    created: list[dict[str, Any]] = []
+    with _writing() as conn:
+        for location in locations:
+            target = providers.ensure_target(
+                conn, name, location, integrated=integrated, create=True
+            )
+            created.append(
+                {
+                    "location": location,
+                    "location_id": target.location_id,
+                    "created": target.location_created,
+                }
+            )
+    return {
+        "provider": name,
+        "provider_id": target.provider_id,
+        "integrated": target.integrated,
+        "locations": created,
+    }
+
+
+# --- imports ------------------------------------------------------------------------------
+
+
+def import_report(batch_id: int) -> dict[str, Any]:
+    """Counts and findings of an import batch (see `batch_report`); NotFoundError if none."""
+    from sqlalchemy.exc import NoResultFound
+
+    from openslots.reports import batch_report
+
+    require_current_schema()
+    try:
+        return batch_report(batch_id)
+    except NoResultFound:
+        raise NotFoundError(f"no import batch {batch_id}") from None
 
 
 def invite(
@@ -75,6 +169,7 @@ def invite(
     from openslots.reports import batch_report
     from openslots.tasks.roster import apply_roster, stage_chunks, start_import
 
+    require_current_schema()
     row = {
         "client_id": client_id,
         "first_name": first_name,
@@ -90,3 +185,147 @@ def invite(
     staged = stage_chunks(start.batch_id, [(1, pd.DataFrame([row], dtype="str"), 1.0)])
     apply_roster.fn(start.batch_id, staged)
     return batch_report(start.batch_id)
+
+
+# --- the seed's Invitations and Connections screens ----------------------------------------
+
+
+def list_invitations(
+    provider: str,
+    location: str | None = None,
+    *,
+    search: str | None = None,
+    status: str | None = None,
+    sort: str | None = None,
+) -> list[dict[str, Any]]:
+    """The Invitations screen; ValueError for a status that does not exist."""
+    with _reading() as conn:
+        provider_id, location_id = providers.provider_and_location_ids(conn, provider, location)
+        return listings.list_invitations(
+            conn, provider_id, location_id=location_id, search=search, status=status, sort=sort
+        )
+
+
+def list_connections(
+    provider: str,
+    location: str | None = None,
+    *,
+    status: str | None = None,
+    priority: str | None = None,
+    search: str | None = None,
+    sort: str | None = None,
+) -> list[dict[str, Any]]:
+    """The Connections screen, with whether each connection receives Alerts."""
+    with _reading() as conn:
+        provider_id, location_id = providers.provider_and_location_ids(conn, provider, location)
+        return listings.list_connections(
+            conn,
+            provider_id,
+            location_id=location_id,
+            status=status,
+            priority=priority,
+            search=search,
+            sort=sort,
+        )
+
+
+def resend_invitation(invitation_id: int, actor: str) -> str:
+    """Queue an invitation again; returns its attempt key. Refused for Opted-Out, Connected, New."""
+    with _writing() as conn:
+        return life.resend(conn, invitation_id, actor)
+
+
+def request_connection(invitation_id: int, actor: str) -> None:
+    """Send a provider-initiated request to a Registered client's app (status Invited)."""
+    with _writing() as conn:
+        life.request_connection(conn, invitation_id, actor)
+
+
+def accept_connection_request(invitation_id: int) -> int:
+    """The client accepted a provider-initiated request in the app; returns the connection id."""
+    with _writing() as conn:
+        return life.accept_request(conn, invitation_id)
+
+
+def set_connection_status(
+    connection_id: int, status: ConnectionStatus, actor: str, reason: str | None = None
+) -> ConnectionStatus:
+    """Approve, pause, decline or set back to pending (audited); returns the previous status."""
+    with _writing() as conn:
+        return life.set_connection_status(conn, connection_id, status, actor, reason)
+
+
+def set_priority(connection_id: int, label: str | None, actor: str) -> None:
+    """Set the practice's priority label (one of OPENSLOTS_PRIORITY_LABELS)."""
+    labels = get_settings().priority_labels
+    with _writing() as conn:
+        life.set_priority(conn, connection_id, label, labels, actor)
+
+
+def set_mrn(connection_id: int, mrn: str | None, actor: str, reason: str | None = None) -> None:
+    """Set (or clear) the Client ID / MRN of a connection (audited)."""
+    with _writing() as conn:
+        life.set_mrn(conn, connection_id, mrn, actor, reason)
+
+
+def audit_events(entity: str, entity_id: int) -> list[dict[str, Any]]:
+    """Every recorded change of a `connection` or `invitation`: who, when, from, to, why."""
+    with _reading() as conn:
+        return listings.audit_events(conn, entity, entity_id)
+
+
+def opt_out(provider: str, channel: str, address: str, actor: str, reason: str | None) -> int:
+    """Never contact this address (`channel` email or sms) for this provider again; returns
+    the number of invitations now Opted-Out."""
+    with _writing() as conn:
+        provider_id = providers.provider_id_for(conn, provider)
+        return life.opt_out(conn, provider_id, Channel(channel), address, actor, reason)
+
+
+def opt_in(provider: str, channel: str, address: str, actor: str, reason: str | None) -> int:
+    """Reverse an opt-out; returns the number of invitations restored to their earlier status."""
+    with _writing() as conn:
+        provider_id = providers.provider_id_for(conn, provider)
+        return life.opt_in(conn, provider_id, Channel(channel), address, actor, reason)
+
+
+# --- mobile app ---------------------------------------------------------------------------
+
+
+def register_from_app(**fields: str | None) -> dict[str, Any]:
+    """Validate and apply one registration (fields as in `openslots registrations import`)."""
+    unknown = set(fields) - set(REGISTRATION_COLUMNS)
+    if unknown:
+        raise TypeError(f"unknown registration fields: {', '.join(sorted(unknown))}")
+    settings = get_settings()
+    require_current_schema(settings)
+    frame = pd.DataFrame([{k: fields.get(k) or "" for k in REGISTRATION_COLUMNS}], dtype="str")
+    chunk = validate_registrations(frame, 1, settings.phone_region)
+    if chunk.rejections:
+        raise InvalidRegistration(
+            [{"field": r.field, "rule": r.rule, "message": r.message} for r in chunk.rejections]
+        )
+    row = next(chunk.accepted.itertuples(index=False))._asdict()
+    with get_engine(settings).begin() as conn:
+        return asdict(life.register(conn, registration_input(row)))
+
+
+# --- outbox and HL7 -------------------------------------------------------------------------
+
+
+def outbox_status() -> dict[str, int]:
+    """Messages per `channel:status`."""
+    with _reading() as conn:
+        return status_counts(conn)
+
+
+def hl7_errors() -> list[dict[str, object]]:
+    """Stored HL7 messages that failed, with the segment, field and rule."""
+    with _reading() as conn:
+        return hl7_store.errors(conn)
+
+
+def requeue_hl7_messages(message_ids: Sequence[int] | None) -> int:
+    """Queue failed messages again (every one when `message_ids` is None); returns how many."""
+    with _writing() as conn:
+        return hl7_store.requeue(conn, message_ids)

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from openslots.connectors.database import get_engine, upgrade_database
 from openslots.connectors.database.connections import add_connection
 from openslots.connectors.database.models import Connection as ConnectionRow
-from openslots.connectors.database.roster import ensure_target
+from openslots.connectors.database.providers import ensure_target
 from openslots.domain.statuses import ConnectionStatus
 from openslots.reports import batch_report
 from openslots.synthetic import messy_rows, people, write_roster

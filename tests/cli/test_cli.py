@@ -54,7 +54,8 @@ def test_roster_import_json_contract(db: Engine, tmp_path: Path) -> None:
             "line": 3,
             "field": "date_of_birth",
             "rule": "date_format",
-            "message": report["rejections"][0]["message"],
+            "message": "date_of_birth must be written YYYY-MM-DD (use 1970-01-01 when "
+            "unknown); day/month orders such as MM/DD/YYYY are ambiguous and are not guessed",
         }
     ]
     assert "12/31/1990" not in json.dumps(report)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -66,25 +67,52 @@ def alembic_config(url: str) -> Config:
     return config
 
 
+def _sqlite_file(url: str) -> Path | None:
+    """The database file of a file-backed SQLite URL (None for other databases and :memory:)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database or "")
+
+
+@lru_cache(maxsize=1)
+def head_revision() -> str | None:
+    """The newest migration this code ships (read once: the scripts do not change at run time)."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
 def require_current_schema(settings: Settings | None = None) -> None:
     """Fail clearly when the database was never migrated or is behind this code's migrations.
 
-    Flows do not migrate by themselves: several workers would race to do it.
+    Flows and commands do not migrate by themselves: several workers would race to do it, and a
+    read must not write. Only `openslots db upgrade` (and the demo) migrate. A SQLite file that
+    does not exist is not created here (connecting would create it, and its directory).
     """
     from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
 
     from openslots.errors import ConfigurationError
 
     url = (settings or get_settings()).resolved_database_url()
-    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
-    with _engine_for(url).connect() as connection:
-        current = MigrationContext.configure(connection).get_current_revision()
+    head = head_revision()
+    sqlite_file = _sqlite_file(url)
+    if sqlite_file is not None and not sqlite_file.exists():
+        current = None
+    else:
+        with _engine_for(url).connect() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
     if current != head:
         raise ConfigurationError(
             f"database schema is at revision {current or 'none'}, this code needs {head}: "
             "run `openslots db upgrade` first"
         )
+
+
+def display_url(settings: Settings | None = None) -> str:
+    """The database URL with its password hidden, for messages and `db upgrade --json`."""
+    url = (settings or get_settings()).resolved_database_url()
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def upgrade_database(settings: Settings | None = None, revision: str = "head") -> str:

@@ -17,14 +17,14 @@ from openslots.connectors.database.models import (
     Channel,
     Client,
     Invitation,
-    Location,
     OptOut,
     OutboxMessage,
     OutboxStatus,
-    Provider,
     Registration,
 )
 from openslots.connectors.database.models import Connection as ConnectionRow
+from openslots.connectors.database.providers import location_id_for as location_id_for
+from openslots.connectors.database.providers import provider_id_for as provider_id_for
 from openslots.domain.lifecycle import resend_refusal, status_after_registration
 from openslots.domain.statuses import ConnectionStatus, InvitationStatus
 from openslots.errors import ConfigurationError, OpenslotsError
@@ -60,22 +60,6 @@ def audit(
             created_at=_now(),
         )
     )
-
-
-def provider_id_for(conn: Connection, provider: str) -> int:
-    found = conn.execute(select(Provider.id).where(Provider.name == provider)).scalar_one_or_none()
-    if found is None:
-        raise ConfigurationError(f"unknown provider {provider!r}")
-    return int(found)
-
-
-def location_id_for(conn: Connection, provider_id: int, location: str) -> int:
-    found = conn.execute(
-        select(Location.id).where(Location.provider_id == provider_id, Location.name == location)
-    ).scalar_one_or_none()
-    if found is None:
-        raise ConfigurationError(f"unknown location {location!r} for this provider")
-    return int(found)
 
 
 # --- connections ---------------------------------------------------------------------------

@@ -1,4 +1,8 @@
-"""The seed's two screens as queries: invitations and connections, searchable and sortable."""
+"""The seed's two screens as queries: invitations and connections, searchable and sortable.
+
+Like every repository function, each takes an open Connection; `openslots.api` opens it (after
+checking the schema) for the CLI and the web app.
+"""
 
 from __future__ import annotations
 

@@ -39,13 +39,16 @@ from openslots.connectors.database.models import (
     ImportBatch,
     ImportMode,
     ImportRejection,
-    Location,
     Provider,
     RosterMatch,
     RosterStaging,
 )
+
+# Re-exported: tasks and benchmarks reach these through this module.
+from openslots.connectors.database.providers import Target as Target
+from openslots.connectors.database.providers import ensure_target as ensure_target
+from openslots.connectors.database.providers import provider_id_named as provider_id_named
 from openslots.domain.contact import name_keys
-from openslots.errors import ConfigurationError
 from openslots.schemas.roster import Rejection, rule_message
 
 STAGING_COLUMNS = (
@@ -82,61 +85,10 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-@dataclass(frozen=True)
-class Target:
-    provider_id: int
-    location_id: int
-    integrated: bool
-    provider_created: bool
-    location_created: bool
-
-
 def auto_invites(conn: Connection, provider_id: int) -> bool:
     return bool(
         conn.execute(select(Provider.auto_invite).where(Provider.id == provider_id)).scalar_one()
     )
-
-
-def provider_id_named(conn: Connection, provider: str) -> int | None:
-    found = conn.execute(select(Provider.id).where(Provider.name == provider)).scalar_one_or_none()
-    return None if found is None else int(found)
-
-
-def ensure_target(
-    conn: Connection, provider: str, location: str, *, integrated: bool | None, create: bool
-) -> Target:
-    """Find (or, when `create`, make) the provider and location; `integrated=True` marks it."""
-    provider_row = conn.execute(
-        select(Provider.id, Provider.integrated).where(Provider.name == provider)
-    ).one_or_none()
-    provider_created = provider_row is None
-    if provider_row is None:
-        if not create:
-            raise ConfigurationError(
-                f"unknown provider {provider!r}; add it with `openslots providers add`"
-            )
-        provider_id = conn.execute(
-            insert(Provider)
-            .values(name=provider, integrated=bool(integrated))
-            .returning(Provider.id)
-        ).scalar_one()
-        is_integrated = bool(integrated)
-    else:
-        provider_id, is_integrated = provider_row
-        if integrated and not is_integrated:
-            conn.execute(update(Provider).where(Provider.id == provider_id).values(integrated=True))
-            is_integrated = True
-    location_id = conn.execute(
-        select(Location.id).where(Location.provider_id == provider_id, Location.name == location)
-    ).scalar_one_or_none()
-    location_created = location_id is None
-    if location_id is None:
-        if not create:
-            raise ConfigurationError(f"unknown location {location!r} for provider {provider!r}")
-        location_id = conn.execute(
-            insert(Location).values(provider_id=provider_id, name=location).returning(Location.id)
-        ).scalar_one()
-    return Target(provider_id, location_id, is_integrated, provider_created, location_created)
 
 
 def start_batch(

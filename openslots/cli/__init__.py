@@ -1,0 +1,62 @@
+"""`openslots`: run the pipeline's flows and its admin commands. Every command takes --json.
+
+Human output and progress go to stderr-friendly tables; with --json, stdout carries exactly one
+JSON document and everything else (Prefect's logs, progress) goes to stderr.
+
+One module per command group; each calls a flow (imports, dispatch, HL7 ingest) or a function
+of `openslots.api` (reads and commands that open their own transaction). No SQL here. Only
+`db upgrade` and `demo` migrate the schema; every other command on an unmigrated or older
+database exits 1 and says to run `openslots db upgrade`. Output helpers live in `output.py`.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Before Prefect is imported: the ephemeral server's telemetry cannot reach the internet from
+# a clinic network and logs tracebacks when it tries. A user's explicit setting wins.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+import typer
+
+from openslots.cli import (
+    connections,
+    db,
+    demo,
+    hl7,
+    invitations,
+    invite,
+    opt_out,
+    outbox,
+    providers,
+    registrations,
+    roster,
+)
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    help="openslots: roster imports, invitations and Open Slots alerts as Prefect flows.\n\n"
+    "Configuration comes from OPENSLOTS_* environment variables (see README): by default a "
+    "SQLite database and file outboxes under ./openslots-data.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+# Registration order is the order `openslots --help` lists them in.
+app.command("audit")(opt_out.audit_command)
+app.command("opt-out")(opt_out.opt_out_command)
+app.command("opt-in")(opt_out.opt_in_command)
+app.command("demo")(demo.demo)
+app.add_typer(db.app, name="db")
+app.add_typer(providers.app, name="providers")
+app.add_typer(roster.app, name="roster")
+app.add_typer(outbox.app, name="outbox")
+app.add_typer(invite.app, name="invite")
+app.add_typer(invitations.app, name="invitations")
+app.add_typer(connections.app, name="connections")
+app.add_typer(registrations.app, name="registrations")
+app.add_typer(hl7.app, name="hl7")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

@@ -1,0 +1,5 @@
+"""`python -m openslots.cli`: the same app as the `openslots` console script."""
+
+from openslots.cli import app
+
+app()

@@ -1,0 +1,127 @@
+"""`openslots connections`: the seed's Connections screen and its status, priority and MRN."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+
+from openslots.cli.options import (
+    ActorOpt,
+    JsonOpt,
+    LocationOpt,
+    ProviderOpt,
+    ReasonOpt,
+    SortOpt,
+    actor_or_user,
+)
+from openslots.cli.output import done, emit_json, run, table
+
+app = typer.Typer(help="The seed's Connections screen.", no_args_is_help=True)
+
+COLUMNS = [
+    "id",
+    "status",
+    "priority",
+    "first_name",
+    "last_name",
+    "client_id",
+    "location",
+    "receives_alerts",
+]
+
+
+@app.command("list")
+def connections_list(
+    provider: ProviderOpt,
+    location: LocationOpt = None,
+    status: Annotated[
+        str | None, typer.Option(help="Pending, Approved, Paused or Declined.")
+    ] = None,
+    priority: Annotated[str | None, typer.Option(help="A priority label.")] = None,
+    search: Annotated[str | None, typer.Option(help="Name, email or MRN.")] = None,
+    sort: SortOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Connections with status, priority, Client ID/MRN and whether they receive Alerts."""
+    from openslots.api import list_connections
+
+    rows = run(
+        as_json,
+        lambda: list_connections(
+            provider, location, status=status, priority=priority, search=search, sort=sort
+        ),
+    )
+    if as_json:
+        emit_json(rows)
+        return
+    table(rows, COLUMNS)
+
+
+class StatusChoice(StrEnum):
+    approved = "approved"
+    pending = "pending"
+    paused = "paused"
+    declined = "declined"
+
+
+@app.command("set-status")
+def connections_set_status(
+    connection_id: int,
+    status: StatusChoice,
+    reason: ReasonOpt = None,
+    actor: ActorOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Approve, pause, decline or set a connection back to pending (audited)."""
+    from openslots.api import set_connection_status
+    from openslots.domain.statuses import ConnectionStatus
+
+    new = ConnectionStatus(status.value.capitalize())
+    previous = run(
+        as_json,
+        lambda: set_connection_status(connection_id, new, actor_or_user(actor), reason),
+    )
+    done(
+        as_json,
+        str(previous),
+        f"connection {connection_id}: {new}",
+        {"connection_id": connection_id, "status": new},
+    )
+
+
+@app.command("set-priority")
+def connections_set_priority(
+    connection_id: int, label: str, actor: ActorOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Set the practice's priority label (it never changes who is alerted)."""
+    from openslots.api import set_priority
+
+    run(as_json, lambda: set_priority(connection_id, label, actor_or_user(actor)))
+    done(
+        as_json,
+        None,
+        f"connection {connection_id}: priority {label}",
+        {"connection_id": connection_id, "priority": label},
+    )
+
+
+@app.command("set-mrn")
+def connections_set_mrn(
+    connection_id: int,
+    mrn: str,
+    reason: ReasonOpt = None,
+    actor: ActorOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Set the Client ID / MRN (integrated providers alert only connections with one)."""
+    from openslots.api import set_mrn
+
+    run(as_json, lambda: set_mrn(connection_id, mrn, actor_or_user(actor), reason))
+    done(
+        as_json,
+        None,
+        f"connection {connection_id}: MRN set",
+        {"connection_id": connection_id},
+    )

@@ -1,0 +1,75 @@
+"""`openslots demo`: the whole pipeline on synthetic patients, in a directory of its own."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from openslots.cli.options import JsonOpt
+from openslots.cli.output import emit_json, err, run
+
+DEMO_COUNTS = [
+    "total_rows",
+    "accepted",
+    "rejected",
+    "new_clients",
+    "mrns_mapped",
+    "needs_review",
+    "queued_invitations",
+]
+
+
+def demo(
+    directory: Annotated[Path, typer.Option("--dir", help="Working directory to create.")] = Path(
+        "openslots-demo"
+    ),
+    clients: Annotated[int, typer.Option(help="Synthetic clients per provider.", min=10)] = 150,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the whole pipeline on synthetic patients with embedded defaults.
+
+    Creates DIR with a SQLite database and file outboxes, writes two synthetic rosters (one for
+    an EHR-integrated provider, with some connections already registered from the mobile app),
+    runs the roster sync flow on each, dispatches the invitations and prints a summary.
+    """
+    directory = directory.resolve()
+    # The demo always uses its own embedded defaults, whatever the shell has configured.
+    os.environ["OPENSLOTS_HOME"] = str(directory)
+    for name in ("OPENSLOTS_DATABASE_URL", "OPENSLOTS_OUTBOX_DIR"):
+        os.environ.pop(name, None)
+    from openslots.demo import run_demo
+
+    # The demo migrates its own database (run_demo upgrades it): it is the one command besides
+    # `db upgrade` that may, since the database is its own.
+    result = run(as_json, lambda: run_demo(directory, clients))
+    if as_json:
+        emit_json(result)
+        return
+    err.print(f"\n[bold]openslots demo[/bold] in {directory}")
+    for imp in result["imports"]:
+        err.print(f"\n{imp['provider']} / {imp['location']} — {imp['file']} (mode {imp['mode']})")
+        table = Table(show_header=False, box=None)
+        for key in DEMO_COUNTS:
+            table.add_row(key.replace("_", " "), str(imp[key]))
+        err.print(table)
+        for rej in imp["rejections"]:
+            err.print(f"  line {rej['line']}: {rej['field']} — {rej['message']}", highlight=False)
+        for warn in imp["warnings"]:
+            err.print(f"  line {warn['line']} (warning): {warn['message']}", highlight=False)
+    d = result["dispatch"]
+    err.print(
+        f"\ndispatched: {d['sent']} messages sent "
+        f"({d['by_channel'].get('email', 0)} emails, {d['by_channel'].get('sms', 0)} texts)"
+    )
+    err.print(f"emails (.eml): {result['email_dir']}")
+    err.print(f"texts (.json): {result['sms_dir']}")
+    err.print(f"database: {result['database']}")
+    err.print(
+        "\nPrefect UI: run `prefect server start`, then in another shell "
+        "`export PREFECT_API_URL=http://127.0.0.1:4200/api` and run the demo again; "
+        "the runs, logs and import reports appear at http://127.0.0.1:4200"
+    )

@@ -1,0 +1,118 @@
+"""`openslots hl7`: import feed files, listen on MLLP, list and reprocess failed messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from openslots.cli.options import JsonOpt
+from openslots.cli.output import (
+    USAGE,
+    counts_table,
+    emit_json,
+    err,
+    fail,
+    require_schema,
+    run,
+    table,
+)
+
+app = typer.Typer(
+    help="HL7 v2 feeds (ADT patients, SIU schedules): files and MLLP.", no_args_is_help=True
+)
+
+
+def _print_counts(counts: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        emit_json(counts)
+        return
+    err.print(counts_table(counts))
+    if counts.get("errors"):
+        err.print("see `openslots hl7 errors`; after a fix, `openslots hl7 reprocess --all`")
+
+
+@app.command("import")
+def hl7_import_command(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Files or directories of messages (one or many per file, MLLP-framed or not)."
+        ),
+    ],
+    as_json: JsonOpt = False,
+) -> None:
+    """Store every message, then apply them: ADT patients (same rules as the roster, email
+    optional), A40 merges, SIU cancellations/bookings as open/filled slots."""
+    from openslots.flows.hl7_ingest import hl7_import
+
+    require_schema(as_json)
+    counts = run(as_json, lambda: hl7_import([str(p.resolve()) for p in paths]))
+    _print_counts(counts, as_json)
+
+
+@app.command("listen")
+def hl7_listen(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port (0: any free port).")] = 2575,
+    ingest: Annotated[
+        bool, typer.Option(help="Apply stored messages in batches (the hl7-ingest flow).")
+    ] = True,
+) -> None:
+    """Accept MLLP-framed messages; each is stored before its ACK (AA/AE/AR) goes back."""
+    import asyncio
+
+    from openslots.connectors.hl7.mllp import MllpListener
+    from openslots.settings import get_settings
+
+    # No ACK may promise a message was stored in a database that cannot store it.
+    require_schema(as_json=False)
+
+    def run_ingest() -> object:
+        from openslots.flows.hl7_ingest import hl7_ingest
+
+        return hl7_ingest()
+
+    listener = MllpListener(get_settings(), host, port, run_ingest if ingest else None)
+
+    async def main() -> None:
+        task = asyncio.create_task(listener.serve())
+        await listener.ready.wait()
+        err.print(f"listening for MLLP on {host}:{listener.port} (Ctrl-C to stop)")
+        await task
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        stats = listener.stats
+        err.print(f"stopped: {stats.received:,} messages, acks {stats.acked}")
+
+
+@app.command("errors")
+def hl7_errors(as_json: JsonOpt = False) -> None:
+    """Stored messages that failed, with the segment, field and rule (the error queue)."""
+    from openslots.api import hl7_errors as failed_messages
+
+    rows = run(as_json, failed_messages)
+    if as_json:
+        emit_json(rows)
+        return
+    table(rows, ["id", "message_type", "control_id", "sending_facility", "error"])
+
+
+@app.command("reprocess")
+def hl7_reprocess(
+    message_ids: Annotated[list[int] | None, typer.Argument(help="Message ids.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every failed message.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Queue failed messages again (after a fix) and apply them."""
+    from openslots.api import requeue_hl7_messages
+    from openslots.flows.hl7_ingest import hl7_ingest
+
+    if bool(message_ids) == all_:
+        raise fail("give message ids or --all", as_json, code=USAGE)
+    queued = run(as_json, lambda: requeue_hl7_messages(None if all_ else message_ids))
+    counts = run(as_json, hl7_ingest)
+    _print_counts({"requeued": queued} | counts, as_json)

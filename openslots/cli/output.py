@@ -1,0 +1,97 @@
+"""Everything the CLI prints: one JSON document on stdout with --json, tables otherwise, and
+errors as a red line on stderr (plus a JSON error object with --json).
+
+Exit codes: 0 done; 1 the command failed (a project error: unknown provider, schema not
+current, rejected file...); 2 the command line is wrong (Typer's own usage errors, and ours).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from openslots.errors import OpenslotsError
+
+T = TypeVar("T")
+
+err = Console(stderr=True)
+out = Console()
+
+FAILED = 1
+USAGE = 2
+
+
+def emit_json(data: Any) -> None:
+    """Print one JSON document on stdout (dates and enums as strings)."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def fail(message: str, as_json: bool, code: int = FAILED, **extra: Any) -> typer.Exit:
+    """Report an error (and exit `code`): JSON on stdout with --json, always a line on stderr."""
+    if as_json:
+        emit_json({"error": message, **extra})
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def run(as_json: bool, fn: Callable[[], T]) -> T:
+    """Run a step; project errors become a clear message and exit code 1, never a traceback."""
+    try:
+        return fn()
+    except OpenslotsError as exc:
+        raise fail(str(exc), as_json) from None
+
+
+def require_schema(as_json: bool) -> None:
+    """Exit 1 (telling the user to run `openslots db upgrade`) unless the schema is current.
+
+    Commands that start a flow check first, so that the message comes before a flow run does.
+    """
+    from openslots.api import require_current_schema
+
+    run(as_json, require_current_schema)
+
+
+def done(as_json: bool, result: Any, message: str, payload: dict[str, Any]) -> None:
+    """A change went through: `payload` plus its `result` as JSON, or `message` on stderr."""
+    if as_json:
+        emit_json(payload | {"result": result})
+    else:
+        err.print(message)
+
+
+def table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    """Rows as a table on stdout, in `columns` order; None prints as an empty cell."""
+    grid = Table(*columns)
+    for row in rows:
+        grid.add_row(*["" if row.get(c) is None else str(row.get(c)) for c in columns])
+    out.print(grid)
+
+
+def counts_table(counts: dict[str, Any], keys: list[str] | None = None) -> Table:
+    """Name/number pairs without a header (underscores shown as spaces)."""
+    grid = Table(show_header=False, box=None)
+    for key in keys if keys is not None else list(counts):
+        grid.add_row(key.replace("_", " "), f"{counts[key]:,}")
+    return grid
+
+
+def print_findings(title: str, findings: list[dict[str, Any]], limit: int = 50) -> None:
+    """Rejected rows, warnings or reviews (line, field, rule, message) on stderr."""
+    if not findings:
+        return
+    grid = Table("line", "field", "rule", "message", title=title, title_justify="left")
+    for f in findings[:limit]:
+        grid.add_row(str(f["line"]), f["field"], f["rule"], f["message"])
+    err.print(grid)
+    if len(findings) > limit:
+        err.print(
+            f"... and {len(findings) - limit:,} more (`openslots roster rejections` lists them all)"
+        )

@@ -1,0 +1,167 @@
+"""`openslots roster`: the roster template, imports (the roster-sync flow) and their findings."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from openslots.cli.options import JsonOpt
+from openslots.cli.output import (
+    counts_table,
+    emit_json,
+    err,
+    fail,
+    print_findings,
+    require_schema,
+    run,
+)
+from openslots.errors import OpenslotsError, RosterRejectedError
+
+app = typer.Typer(help="Import roster CSV files (the seed's bulk template).", no_args_is_help=True)
+
+IMPORT_COUNTS = [
+    "total_rows",
+    "accepted",
+    "rejected",
+    "new_clients",
+    "updated_clients",
+    "mrns_mapped",
+    "needs_review",
+    "queued_invitations",
+]
+
+
+class Mode(StrEnum):
+    invite = "invite"
+    sync = "sync"
+
+
+@app.command("template")
+def roster_template(
+    output: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
+) -> None:
+    """Print the roster CSV header (the seed's template, with guardian columns)."""
+    from openslots.schemas.roster import TEMPLATE_HEADER
+
+    text = TEMPLATE_HEADER + "\n"
+    if output:
+        output.write_text(text, encoding="utf-8")
+        err.print(f"wrote {output}")
+    else:
+        sys.stdout.write(text)
+
+
+@app.command("import")
+def roster_import(
+    path: Annotated[Path, typer.Argument(help="Roster CSV file.", exists=True, dir_okay=False)],
+    provider: Annotated[str, typer.Option(help="Provider name (created on first use).")],
+    location: Annotated[str, typer.Option(help="Location name (created on first use).")],
+    mode: Annotated[
+        Mode,
+        typer.Option(
+            help="invite: the seed's bulk upload, rows of clients already Approved are rejected. "
+            "sync: nightly EHR roster, such rows refresh the client instead."
+        ),
+    ] = Mode.invite,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            help="All or nothing: any rejected row fails the file and nothing is written."
+        ),
+    ] = False,
+    integrated: Annotated[
+        bool, typer.Option(help="Mark the provider EHR-integrated (alerts then need an MRN).")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Validate a roster and upsert its clients, map MRNs and queue invitations.
+
+    Every data row is accepted or recorded as rejected with its line (header = line 1), field
+    and rule; total_rows = accepted + rejected. Exit code 1 when the file as a whole fails
+    (missing column, unreadable, --strict with rejections).
+    """
+    from openslots.api import import_report
+    from openslots.flows.roster_sync import roster_sync
+
+    require_schema(as_json)
+    stop_progress = _show_progress() if not as_json and err.is_terminal else None
+    try:
+        summary = roster_sync(
+            str(path.resolve()), provider, location, mode.value, strict, integrated
+        )
+    except RosterRejectedError as rejected:
+        failed_batch = rejected.batch_id
+        _print_import(run(as_json, lambda: import_report(failed_batch)), as_json)
+        raise typer.Exit(1) from None
+    except OpenslotsError as exc:
+        raise fail(str(exc), as_json) from None
+    finally:
+        if stop_progress is not None:
+            stop_progress()
+    batch_id = int(str(summary["batch_id"]))
+    _print_import(run(as_json, lambda: import_report(batch_id)), as_json)
+
+
+def _show_progress() -> Callable[[], None]:
+    """A progress bar on the terminal fed by the validation step; returns its stop function."""
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    from openslots.tasks import roster as roster_tasks
+
+    progress = Progress(
+        TextColumn("validating"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}% {task.fields[rows]} rows"),
+        console=err,
+        transient=True,
+    )
+    bar = progress.add_task("rows", total=1.0, rows=0)
+    progress.start()
+
+    def listener(rows: int, done: float) -> None:
+        progress.update(bar, completed=done, rows=f"{rows:,}")
+
+    roster_tasks.progress_listeners.append(listener)
+
+    def stop() -> None:
+        progress.stop()
+        roster_tasks.progress_listeners.remove(listener)
+
+    return stop
+
+
+def _print_import(report: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        emit_json(report)
+        return
+    failed = report["status"] == "failed"
+    head = "[red]import failed (strict): nothing written[/red]" if failed else "import completed"
+    err.print(f"{head} — batch {report['batch_id']} ({report['mode']})")
+    table = counts_table(report, IMPORT_COUNTS)
+    table.add_row("warnings", f"{len(report['warnings']):,}")
+    err.print(table)
+    print_findings("rejected rows", report["rejections"])
+    print_findings("warnings (row accepted)", report["warnings"])
+    print_findings("needs review (row accepted, MRN not mapped)", report["reviews"])
+
+
+@app.command("rejections")
+def roster_rejections(
+    batch_id: Annotated[int, typer.Argument(help="Import batch id (printed by `roster import`).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Every finding of an import batch: rejected rows, warnings and rows needing review."""
+    from openslots.api import import_report
+
+    report = run(as_json, lambda: import_report(batch_id))
+    if as_json:
+        emit_json({k: report[k] for k in ("batch_id", "rejections", "warnings", "reviews")})
+        return
+    print_findings("rejected rows", report["rejections"], limit=sys.maxsize)
+    print_findings("warnings (row accepted)", report["warnings"], limit=sys.maxsize)
+    print_findings("needs review", report["reviews"], limit=sys.maxsize)
