@@ -11,7 +11,8 @@ from sqlalchemy import Engine, delete, insert
 from openslots.connectors.database.eligibility import eligible_connection_ids
 from openslots.connectors.database.models import Connection as ConnectionRow
 from openslots.connectors.database.models import Location, OptOut, Provider
-from openslots.domain.statuses import ConnectionStatus, eligible_for_alerts
+from openslots.domain.eligibility import eligible_for_alerts
+from openslots.domain.statuses import ConnectionStatus
 
 EMAILS = ["a@example.org", "b@example.org", "c@example.org"]
 PHONES = [None, "+14155550001", "+14155550002"]

@@ -26,7 +26,8 @@ from openslots.connectors.database.eligibility import eligible_connection_ids
 from openslots.connectors.database.models import Channel, Location, OptOut, Provider
 from openslots.connectors.database.models import Connection as ConnectionRow
 from openslots.connectors.database.roster import ensure_target
-from openslots.domain.statuses import ConnectionStatus, eligible_for_alerts
+from openslots.domain.eligibility import eligible_for_alerts
+from openslots.domain.statuses import ConnectionStatus
 
 EMAILS = ["a@example.org", "b@example.org"]
 PHONES = ["+14155550001", "+14155550002"]
