@@ -11,6 +11,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from openslots.domain.normalise import email_value
 from openslots.domain.statuses import RESEND_FORBIDDEN, InvitationStatus
 
 RESEND_REFUSALS = {
@@ -99,13 +100,14 @@ def dob_match(
     registration_email: str,
     registration_dob: dt.date,
 ) -> bool:
-    """The seed's Date of Birth Match: same email (trimmed, any case) and same date of birth.
+    """The seed's Date of Birth Match: same email (normalised: trimmed, any case) and same date
+    of birth.
 
     >>> dob_match(" Ana@Example.org", dt.date(1990, 1, 2), "ana@example.ORG ", dt.date(1990, 1, 2))
     True
     """
     return (
-        invitation_email.strip().lower() == registration_email.strip().lower()
+        email_value(invitation_email) == email_value(registration_email)
         and invitation_dob == registration_dob
     )
 
