@@ -431,6 +431,18 @@ class RegistrationInput:
     def is_dependent(self) -> bool:
         return self.dependent_date_of_birth is not None
 
+    @property
+    def person(self) -> tuple[str, str, dt.date]:
+        """(first name, last name, date of birth) of who connects: the dependent, if any; a
+        guardian registers with their own email and the dependent's date of birth."""
+        if self.dependent_date_of_birth is not None:
+            return (
+                self.dependent_first_name or "",
+                self.dependent_last_name or "",
+                self.dependent_date_of_birth,
+            )
+        return self.first_name, self.last_name, self.date_of_birth
+
 
 @dataclass
 class RegistrationOutcome:
@@ -478,7 +490,7 @@ def register(
         .returning(Registration.id)
     ).scalar_one()
     result = RegistrationOutcome(registration_id, "registered")
-    person_dob = reg.dependent_date_of_birth or reg.date_of_birth
+    person_dob = reg.person[2]
 
     invitations = conn.execute(
         select(
@@ -541,9 +553,7 @@ def _request_from_app(
     conn: Connection, reg: RegistrationInput, provider_id: int, location_id: int, actor: str
 ) -> int:
     """A connection request made from the app without a DOB match arrives Pending."""
-    first = reg.dependent_first_name if reg.is_dependent else reg.first_name
-    last = reg.dependent_last_name if reg.is_dependent else reg.last_name
-    dob = reg.dependent_date_of_birth or reg.date_of_birth
+    first, last, dob = reg.person
     existing = conn.execute(
         select(ConnectionRow.id).where(
             ConnectionRow.location_id == location_id,
@@ -557,8 +567,8 @@ def _request_from_app(
         conn,
         provider_id=provider_id,
         location_id=location_id,
-        first_name=first or "",
-        last_name=last or "",
+        first_name=first,
+        last_name=last,
         date_of_birth=dob,
         email=reg.email,
         mobile_phone=reg.mobile_phone,
