@@ -48,6 +48,7 @@ def name_keys(first: pd.Series, last: pd.Series) -> pd.Series:
 
 
 def normalise_email(values: pd.Series) -> pd.Series:
+    """Emails as stored and compared: cleaned and lower-cased (`normalise.email_value` for one)."""
     return clean_text(values).str.lower()
 
 

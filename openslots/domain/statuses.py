@@ -1,4 +1,4 @@
-"""Connection and invitation statuses, with the seed's meanings, and who may be alerted."""
+"""Connection and invitation statuses, with the seed's meanings (who is alerted: eligibility.py)."""
 
 from __future__ import annotations
 
@@ -29,17 +29,3 @@ class InvitationStatus(StrEnum):
 RESEND_FORBIDDEN = frozenset(
     {InvitationStatus.OPTED_OUT, InvitationStatus.CONNECTED, InvitationStatus.NEW}
 )
-
-
-def eligible_for_alerts(
-    status: ConnectionStatus, *, integrated: bool, has_mrn: bool, opted_out: bool
-) -> bool:
-    """Seed rule: only Approved connections; integrated providers also need an MRN.
-
-    >>> eligible_for_alerts(ConnectionStatus.APPROVED, integrated=True, has_mrn=False,
-    ...                     opted_out=False)
-    False
-    """
-    if status is not ConnectionStatus.APPROVED or opted_out:
-        return False
-    return has_mrn or not integrated

@@ -10,7 +10,7 @@ from pandera.errors import SchemaErrors
 from pandera.typing import Series
 
 from openslots.domain import contact
-from openslots.domain.phone import normalise_phones
+from openslots.domain.normalise import normalise_rows
 from openslots.schemas.roster import Rejection, rejections_from, split_accepted
 
 REGISTRATION_COLUMNS = (
@@ -116,6 +116,7 @@ _FRAME_FIELDS = {
     "dependent_fields_together": "dependent_date_of_birth",
 }
 _DERIVED = {"dob": "date_of_birth", "dependent_dob": "dependent_date_of_birth"}
+_DATES = {source: parsed for parsed, source in _DERIVED.items()}
 
 
 @dataclass
@@ -129,13 +130,7 @@ def validate_registrations(raw: pd.DataFrame, first_line: int, region: str) -> R
     """Normalise and validate registrations; `first_line` numbers rows (CSV header = line 1)."""
     raw = raw.fillna("")
     lines = pd.Series(range(first_line, first_line + len(raw)), index=raw.index)
-    frame = pd.DataFrame(index=raw.index)
-    for column in REGISTRATION_COLUMNS:
-        frame[column] = contact.clean_text(raw[column]) if column in raw else ""
-    frame["email"] = frame["email"].str.lower()
-    frame["mobile_phone"], bad_phone = normalise_phones(frame["mobile_phone"], region)
-    frame["dob"] = contact.parse_dates(frame["date_of_birth"])
-    frame["dependent_dob"] = contact.parse_dates(frame["dependent_date_of_birth"])
+    frame, bad_phone = normalise_rows(raw, REGISTRATION_COLUMNS, region, _DATES)
     rejections: list[Rejection] = []
     try:
         RegistrationRow.validate(frame, lazy=True)

@@ -16,7 +16,7 @@ from pandera.errors import SchemaErrors
 from pandera.typing import Series
 
 from openslots.domain import contact
-from openslots.domain.phone import normalise_phones
+from openslots.domain.normalise import normalise_rows
 from openslots.errors import RosterFileError
 
 # Canonical column -> header spellings seen in practice (compared after `header_key`).
@@ -248,13 +248,7 @@ def normalise_chunk(raw: pd.DataFrame, region: str) -> tuple[pd.DataFrame, pd.Se
 
     Returns the frame and the mask of rows whose phone was present but unusable.
     """
-    frame = pd.DataFrame(index=raw.index)
-    for column in ROSTER_COLUMNS:
-        frame[column] = contact.clean_text(raw[column]) if column in raw else ""
-    frame["email"] = frame["email"].str.lower()
-    frame["mobile_phone"], bad_phone = normalise_phones(frame["mobile_phone"], region)
-    frame["dob"] = contact.parse_dates(frame["date_of_birth"])
-    return frame, bad_phone
+    return normalise_rows(raw, ROSTER_COLUMNS, region, {"date_of_birth": "dob"})
 
 
 def validate_chunk(

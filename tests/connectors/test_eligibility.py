@@ -1,4 +1,5 @@
-"""Who may receive an Alert: the pure rule and the database query agree on any connection set."""
+"""Who may receive an Alert: the pure rule and the database query agree on any connection set,
+per provider and location (a connection at the provider's other location is never alerted)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, delete, insert
 
-from openslots.connectors.database.eligibility import eligible_connection_ids
+from openslots.connectors.database.eligibility import alert_reasons, eligible_connection_ids
 from openslots.connectors.database.models import Connection as ConnectionRow
 from openslots.connectors.database.models import Location, OptOut, Provider
-from openslots.domain.statuses import ConnectionStatus, eligible_for_alerts
+from openslots.domain.eligibility import AlertReason, alert_reason, eligible_for_alerts
+from openslots.domain.statuses import ConnectionStatus
 
 EMAILS = ["a@example.org", "b@example.org", "c@example.org"]
 PHONES = [None, "+14155550001", "+14155550002"]
@@ -19,6 +21,7 @@ PHONES = [None, "+14155550001", "+14155550002"]
 connection_sets = st.lists(
     st.tuples(
         st.sampled_from([0, 1]),  # provider: 0 plain, 1 EHR-integrated
+        st.sampled_from([0, 1]),  # which of the provider's two locations
         st.sampled_from(list(ConnectionStatus)),
         st.sampled_from([None, "", "  ", "MRN-1"]),
         st.sampled_from(EMAILS),
@@ -52,9 +55,12 @@ def test_query_and_pure_rule_agree(db: Engine, connections, opt_outs) -> None:
             for i in (0, 1)
         ]
         locations = [
-            conn.execute(
-                insert(Location).values(provider_id=p, name="L").returning(Location.id)
-            ).scalar_one()
+            [
+                conn.execute(
+                    insert(Location).values(provider_id=p, name=f"L{n}").returning(Location.id)
+                ).scalar_one()
+                for n in (0, 1)
+            ]
             for p in providers
         ]
         for provider, channel, address in opt_outs:
@@ -64,12 +70,13 @@ def test_query_and_pure_rule_agree(db: Engine, connections, opt_outs) -> None:
                 )
             )
         expected = set()
-        for provider, status, mrn, email, phone in connections:
+        facts = {}  # id -> (provider, location, status, mrn, opted out)
+        for provider, location, status, mrn, email, phone in connections:
             cid = conn.execute(
                 insert(ConnectionRow)
                 .values(
                     provider_id=providers[provider],
-                    location_id=locations[provider],
+                    location_id=locations[provider][location],
                     first_name="T",
                     last_name="T",
                     date_of_birth=dt.date(1990, 1, 1),
@@ -90,5 +97,23 @@ def test_query_and_pure_rule_agree(db: Engine, connections, opt_outs) -> None:
                 opted_out=opted_out,
             ):
                 expected.add(cid)
+            facts[cid] = (provider, location, status, mrn, opted_out)
     with db.connect() as conn:
         assert eligible_connection_ids(conn) == expected
+        for provider, location in [(p, n) for p in (0, 1) for n in (0, 1)]:
+            reasons = {
+                cid: alert_reason(
+                    status,
+                    integrated=bool(provider),
+                    has_mrn=bool(mrn and mrn.strip()),
+                    opted_out=opted_out,
+                    at_location=at == location,
+                )
+                for cid, (p, at, status, mrn, opted_out) in facts.items()
+                if p == provider
+            }
+            ids = (providers[provider], locations[provider][location])
+            assert eligible_connection_ids(conn, *ids) == {
+                cid for cid, reason in reasons.items() if reason is AlertReason.ELIGIBLE
+            }
+            assert alert_reasons(conn, *ids) == reasons

@@ -2,7 +2,8 @@
 
 A hypothesis state machine drives the real commands (status, priority, MRN, opt-out, opt-in)
 against the database and keeps its own model of the seed's rule; after every step the
-database's eligibility query must equal the model's.
+database's eligibility query must equal the model's, for all connections and for each
+provider and location (where the reasons from `alert_reasons` must equal the model's too).
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ from sqlalchemy import Engine, delete
 
 from openslots.connectors.database import lifecycle as life
 from openslots.connectors.database.connections import add_connection
-from openslots.connectors.database.eligibility import eligible_connection_ids
+from openslots.connectors.database.eligibility import alert_reasons, eligible_connection_ids
 from openslots.connectors.database.models import Channel, Location, OptOut, Provider
 from openslots.connectors.database.models import Connection as ConnectionRow
 from openslots.connectors.database.roster import ensure_target
-from openslots.domain.statuses import ConnectionStatus, eligible_for_alerts
+from openslots.domain.eligibility import AlertReason, alert_reason, eligible_for_alerts
+from openslots.domain.statuses import ConnectionStatus
 
 EMAILS = ["a@example.org", "b@example.org"]
 PHONES = ["+14155550001", "+14155550002"]
@@ -40,11 +42,18 @@ def test_commands_never_break_the_alert_rule(db: Engine) -> None:
                 for table in (ConnectionRow, OptOut, Location, Provider):
                     conn.execute(delete(table))
                 self.people: dict[int, dict] = {}
+                self.places: list[tuple[int, int]] = []
                 for integrated in (False, True):
-                    target = ensure_target(
-                        conn, f"P{integrated}", "L", integrated=integrated, create=True
-                    )
+                    # Two locations: n=0, 1 at the first, n=2 (sharing n=0's email) at the second.
+                    targets = [
+                        ensure_target(
+                            conn, f"P{integrated}", f"L{k}", integrated=integrated, create=True
+                        )
+                        for k in (0, 1)
+                    ]
+                    self.places += [(t.provider_id, t.location_id) for t in targets]
                     for n in range(3):
+                        target = targets[n // 2]
                         cid = add_connection(
                             conn,
                             provider_id=target.provider_id,
@@ -57,6 +66,7 @@ def test_commands_never_break_the_alert_rule(db: Engine) -> None:
                         )
                         self.people[cid] = {
                             "provider": target.provider_id,
+                            "location": target.location_id,
                             "integrated": integrated,
                             "status": "Pending",
                             "mrn": None,
@@ -120,6 +130,23 @@ def test_commands_never_break_the_alert_rule(db: Engine) -> None:
             }
             with db.connect() as conn:
                 assert eligible_connection_ids(conn) == expected
+                for provider_id, location_id in self.places:
+                    reasons = {
+                        cid: alert_reason(
+                            ConnectionStatus(p["status"]),
+                            integrated=p["integrated"],
+                            has_mrn=p["mrn"] is not None,
+                            opted_out=(p["provider"], "email", p["email"]) in self.opted
+                            or (p["provider"], "sms", p["phone"]) in self.opted,
+                            at_location=p["location"] == location_id,
+                        )
+                        for cid, p in self.people.items()
+                        if p["provider"] == provider_id
+                    }
+                    assert eligible_connection_ids(conn, provider_id, location_id) == {
+                        cid for cid, reason in reasons.items() if reason is AlertReason.ELIGIBLE
+                    }
+                    assert alert_reasons(conn, provider_id, location_id) == reasons
 
     run_state_machine_as_test(
         Commands,

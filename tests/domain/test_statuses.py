@@ -1,30 +1,47 @@
-"""Who may be alerted: the seed's rule as a pure function, over every combination."""
+"""The seed's status words, written out by hand from the help page (Clients > Connections and
+Clients > Invitations), so that a renamed value or a changed resend rule fails here."""
 
 from __future__ import annotations
 
-import itertools
+import pytest
 
-from openslots.domain.statuses import (
-    RESEND_FORBIDDEN,
-    ConnectionStatus,
-    InvitationStatus,
-    eligible_for_alerts,
-)
+from openslots.domain.lifecycle import resend_refusal
+from openslots.domain.statuses import RESEND_FORBIDDEN, ConnectionStatus, InvitationStatus
 
 
-def test_only_approved_with_mrn_for_integrated_and_never_opted_out() -> None:
-    for status, integrated, has_mrn, opted_out in itertools.product(
-        ConnectionStatus, [False, True], [False, True], [False, True]
-    ):
-        expected = (
-            status is ConnectionStatus.APPROVED and not opted_out and (has_mrn or not integrated)
-        )
-        assert (
-            eligible_for_alerts(status, integrated=integrated, has_mrn=has_mrn, opted_out=opted_out)
-            is expected
-        ), (status, integrated, has_mrn, opted_out)
+def test_connection_statuses_are_the_seeds_four() -> None:
+    assert [s.value for s in ConnectionStatus] == ["Pending", "Approved", "Paused", "Declined"]
+
+
+def test_invitation_statuses_are_the_seeds_six_plus_queued() -> None:
+    assert {s.value for s in InvitationStatus} == {
+        "Queued",  # ours: written, not yet dispatched
+        "Sent",
+        "Registered",
+        "Invited",
+        "Opted-Out",
+        "Connected",
+        "New",
+    }
+
+
+# Seed: "You will not be able to resend invitations for these users" (New), the grey airplane
+# icon for Opted-Out and Connected; a Queued one has not gone out yet.
+RESEND_PERMITTED = {
+    "Queued": False,
+    "Sent": True,
+    "Registered": True,
+    "Invited": True,
+    "Opted-Out": False,
+    "Connected": False,
+    "New": False,
+}
+
+
+@pytest.mark.parametrize(("status", "permitted"), RESEND_PERMITTED.items())
+def test_resend_permitted(status: str, permitted: bool) -> None:
+    assert (resend_refusal(InvitationStatus(status)) is None) is permitted
 
 
 def test_resend_forbidden_exactly_for_the_seed_statuses() -> None:
     assert {s.value for s in RESEND_FORBIDDEN} == {"Opted-Out", "Connected", "New"}
-    assert InvitationStatus.SENT not in RESEND_FORBIDDEN

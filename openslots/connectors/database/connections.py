@@ -10,6 +10,7 @@ import datetime as dt
 from sqlalchemy import Connection, insert
 
 from openslots.connectors.database.models import Connection as ConnectionRow
+from openslots.domain.normalise import clean_value, email_value
 from openslots.domain.statuses import ConnectionStatus
 
 
@@ -27,16 +28,17 @@ def add_connection(
     mobile_phone: str | None = None,
     client_id: int | None = None,
 ) -> int:
-    """Insert a connection (names trimmed, email lower-cased, name key derived); returns its id."""
+    """Insert a connection (names cleaned, email normalised as every source does, name key
+    derived); returns its id."""
     return conn.execute(
         insert(ConnectionRow)
         .values(
             provider_id=provider_id,
             location_id=location_id,
-            first_name=first_name.strip(),
-            last_name=last_name.strip(),
+            first_name=clean_value(first_name),
+            last_name=clean_value(last_name),
             date_of_birth=date_of_birth,
-            email=email.strip().lower(),
+            email=email_value(email),
             mobile_phone=mobile_phone,
             status=status,
             mrn=mrn,

@@ -1,5 +1,8 @@
-"""Who may receive an Alert, as one query. It must agree with
-`openslots.domain.statuses.eligible_for_alerts` (tests/connectors/test_eligibility.py)."""
+"""Who may receive an Alert, as one query, and why each connection is or is not alerted.
+
+The query must agree with `openslots.domain.eligibility.alert_reason` (the set it returns is the
+set whose reason is `eligible`): tests/connectors/test_eligibility*.py check it per connection.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from sqlalchemy import Connection, Exists, Select, and_, func, not_, or_, select
 
 from openslots.connectors.database.models import Channel, OptOut, Provider
 from openslots.connectors.database.models import Connection as ConnectionRow
+from openslots.domain.eligibility import AlertReason, alert_reason, mrn_present
 from openslots.domain.statuses import ConnectionStatus
 
 
@@ -32,6 +36,7 @@ def eligible_connections(
     provider_id: int | None = None, location_id: int | None = None
 ) -> Select[int]:
     """Approved only; for an integrated provider also an MRN; never an opted-out contact."""
+    # mrn_present(): trim() removes spaces only, as str.strip(" ") does.
     has_mrn = and_(ConnectionRow.mrn.is_not(None), func.trim(ConnectionRow.mrn) != "")
     query = (
         select(ConnectionRow.id)
@@ -57,3 +62,32 @@ def eligible_connection_ids(
     conn: Connection, provider_id: int | None = None, location_id: int | None = None
 ) -> set[int]:
     return set(conn.execute(eligible_connections(provider_id, location_id)).scalars())
+
+
+def alert_reasons(conn: Connection, provider_id: int, location_id: int) -> dict[int, AlertReason]:
+    """Connection id -> why it is or is not alerted for a slot of this provider and location,
+    for every connection of the provider (the facts loaded here, the answer from the rule)."""
+    rows = conn.execute(
+        select(
+            ConnectionRow.id,
+            ConnectionRow.status,
+            ConnectionRow.location_id,
+            ConnectionRow.mrn,
+            Provider.integrated,
+            opted_out(
+                ConnectionRow.provider_id, ConnectionRow.email, ConnectionRow.mobile_phone
+            ).label("opted_out"),
+        )
+        .join(Provider, Provider.id == ConnectionRow.provider_id)
+        .where(ConnectionRow.provider_id == provider_id)
+    )
+    return {
+        row.id: alert_reason(
+            ConnectionStatus(row.status),
+            integrated=bool(row.integrated),
+            has_mrn=mrn_present(row.mrn),
+            opted_out=bool(row.opted_out),
+            at_location=row.location_id == location_id,
+        )
+        for row in rows
+    }

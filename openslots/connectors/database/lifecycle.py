@@ -25,13 +25,18 @@ from openslots.connectors.database.models import (
 from openslots.connectors.database.models import Connection as ConnectionRow
 from openslots.connectors.database.providers import location_id_for as location_id_for
 from openslots.connectors.database.providers import provider_id_for as provider_id_for
-from openslots.domain.lifecycle import resend_refusal, status_after_registration
+from openslots.domain import connections as connection_rules
+from openslots.domain import lifecycle as rules
 from openslots.domain.statuses import ConnectionStatus, InvitationStatus
 from openslots.errors import ConfigurationError, OpenslotsError
 
 
 class LifecycleError(OpenslotsError):
     """A change the seed's rules do not permit; the message says why (no patient data)."""
+
+
+def _refused(invitation_id: int, refusal: rules.Refusal) -> LifecycleError:
+    return LifecycleError(f"invitation {invitation_id} {refusal.reason}")
 
 
 def _now() -> dt.datetime:
@@ -92,7 +97,7 @@ def set_connection_status(
     if row is None:
         raise LifecycleError(f"no connection {connection_id}")
     old = ConnectionStatus(row.status)
-    if old is status:
+    if not connection_rules.status_changes(old, status):
         return old
     conn.execute(
         update(ConnectionRow)
@@ -100,7 +105,7 @@ def set_connection_status(
         .values(status=status, updated_at=_now())
     )
     audit(conn, "connection", connection_id, "status", old, status, actor, reason)
-    if status is ConnectionStatus.APPROVED and row.client_id is not None:
+    if connection_rules.approval_connects_invitation(status, has_client=row.client_id is not None):
         _connect_invitation(conn, row.client_id, row.location_id, actor)
     return old
 
@@ -112,19 +117,13 @@ def _connect_invitation(conn: Connection, client_id: int, location_id: int, acto
             Invitation.client_id == client_id, Invitation.location_id == location_id
         )
     ).one_or_none()
-    if invitation is None or invitation.status in (
-        InvitationStatus.CONNECTED,
-        InvitationStatus.OPTED_OUT,
-    ):
+    if invitation is None:
         return
-    _set_invitation_status(
-        conn,
-        invitation.id,
-        InvitationStatus(invitation.status),
-        InvitationStatus.CONNECTED,
-        actor,
-        "connection approved",
-    )
+    current = InvitationStatus(invitation.status)
+    new = rules.status_after_approval(current)
+    if new is current:
+        return
+    _set_invitation_status(conn, invitation.id, current, new, actor, "connection approved")
     _mark_others_new(conn, invitation.id, actor)
 
 
@@ -145,17 +144,12 @@ def _mark_others_new(conn: Connection, invitation_id: int, actor: str) -> None:
             Invitation.provider_id == provider_id,
             Client.email == email,
             Invitation.id != invitation_id,
-            Invitation.status.in_(
-                [
-                    InvitationStatus.QUEUED,
-                    InvitationStatus.SENT,
-                    InvitationStatus.REGISTERED,
-                    InvitationStatus.INVITED,
-                ]
-            ),
         )
+        .order_by(Invitation.id)
     ).all()
     for other in others:
+        if not rules.becomes_new(InvitationStatus(other.status)):
+            continue
         _set_invitation_status(
             conn,
             other.id,
@@ -170,11 +164,9 @@ def set_priority(
     conn: Connection, connection_id: int, label: str | None, labels: list[str], actor: str
 ) -> None:
     """Priority is the practice's own label; it never changes who is alerted."""
-    if label is not None and label not in labels:
-        raise LifecycleError(
-            f"unknown priority {label!r}; the practice's labels are {', '.join(labels)} "
-            "(OPENSLOTS_PRIORITY_LABELS)"
-        )
+    refusal = connection_rules.priority_refusal(label, labels)
+    if refusal:
+        raise LifecycleError(refusal)
     old = _connection(conn, connection_id).priority
     conn.execute(
         update(ConnectionRow)
@@ -188,9 +180,10 @@ def set_mrn(
     conn: Connection, connection_id: int, mrn: str | None, actor: str, reason: str | None = None
 ) -> None:
     """Set (or clear) the Client ID / MRN an integrated provider's alerts require."""
-    mrn = (mrn or "").strip() or None
-    if mrn is not None and len(mrn) > 64:
-        raise LifecycleError("MRN is longer than 64 characters")
+    mrn = connection_rules.clean_mrn(mrn)
+    refusal = connection_rules.mrn_refusal(mrn)
+    if refusal:
+        raise LifecycleError(refusal)
     old = _connection(conn, connection_id).mrn
     conn.execute(
         update(ConnectionRow)
@@ -234,25 +227,24 @@ def resend(conn: Connection, invitation_id: int, actor: str) -> str:
     """Queue the invitation again (email, and SMS when there is a phone); returns the attempt
     key prefix. Refused, with the seed's reason, for Opted-Out, Connected and New."""
     status = _invitation_status(conn, invitation_id)
-    refusal = resend_refusal(status)
-    if refusal:
-        raise LifecycleError(f"invitation {invitation_id} cannot be resent: {refusal}")
-    pending = conn.execute(
+    waiting = conn.execute(
         select(func.count()).where(
             OutboxMessage.invitation_id == invitation_id,
             OutboxMessage.status.in_([OutboxStatus.PENDING, OutboxStatus.SENDING]),
         )
     ).scalar_one()
-    if pending:
-        raise LifecycleError(f"invitation {invitation_id} already has a message waiting to be sent")
-    attempt = (
-        1
-        + conn.execute(
-            select(func.count()).where(
-                OutboxMessage.invitation_id == invitation_id, OutboxMessage.channel == Channel.EMAIL
-            )
-        ).scalar_one()
+    per_channel = conn.execute(
+        select(OutboxMessage.channel, func.count())
+        .where(OutboxMessage.invitation_id == invitation_id)
+        .group_by(OutboxMessage.channel)
+    ).all()
+    attempt = rules.resend_attempt(
+        status,
+        message_waiting=bool(waiting),
+        messages_per_channel={str(channel): int(count) for channel, count in per_channel},
     )
+    if isinstance(attempt, rules.Refusal):
+        raise _refused(invitation_id, attempt)
     queue_invitation_messages(conn, invitation_id, attempt)
     audit(conn, "invitation", invitation_id, "resend", None, attempt, actor)
     return f"invite:{invitation_id}:{attempt}"
@@ -285,28 +277,21 @@ def queue_invitation_messages(conn: Connection, invitation_id: int, attempt: int
 def request_connection(conn: Connection, invitation_id: int, actor: str) -> None:
     """A provider-initiated request to a registered client's app: Registered -> Invited."""
     status = _invitation_status(conn, invitation_id)
-    if status is not InvitationStatus.REGISTERED:
-        raise LifecycleError(
-            f"invitation {invitation_id} is {status}: a request can only go to a client who "
-            "registered in the app and is not connected (status Registered)"
-        )
+    new = rules.after_request(status)
+    if isinstance(new, rules.Refusal):
+        raise _refused(invitation_id, new)
     conn.execute(
         update(Invitation).where(Invitation.id == invitation_id).values(requested_at=_now())
     )
-    _set_invitation_status(
-        conn, invitation_id, status, InvitationStatus.INVITED, actor, "provider-initiated request"
-    )
+    _set_invitation_status(conn, invitation_id, status, new, actor, "provider-initiated request")
 
 
 def accept_request(conn: Connection, invitation_id: int, actor: str = "mobile-app") -> int:
     """The client accepted the request in the app: the connection is approved automatically
     (created when the client had none there) and the invitation becomes Connected."""
-    status = _invitation_status(conn, invitation_id)
-    if status is not InvitationStatus.INVITED:
-        raise LifecycleError(
-            f"invitation {invitation_id} is {status}, not Invited: no request "
-            "is waiting for an answer"
-        )
+    answer = rules.after_accept(_invitation_status(conn, invitation_id))
+    if isinstance(answer, rules.Refusal):
+        raise _refused(invitation_id, answer)
     return _approve_for_invitation(conn, invitation_id, actor, "request accepted")
 
 
@@ -379,9 +364,13 @@ def _approve_for_invitation(
         conn.execute(
             update(ConnectionRow)
             .where(ConnectionRow.id == connection_id)
-            .values(client_id=inv.client_id, mrn=existing.mrn or inv.client_ref, updated_at=_now())
+            .values(
+                client_id=inv.client_id,
+                mrn=connection_rules.mrn_on_approval(existing.mrn, inv.client_ref),
+                updated_at=_now(),
+            )
         )
-        if existing.status != ConnectionStatus.APPROVED:
+        if connection_rules.status_changes(existing.status, ConnectionStatus.APPROVED):
             conn.execute(
                 update(ConnectionRow)
                 .where(ConnectionRow.id == connection_id)
@@ -425,6 +414,18 @@ class RegistrationInput:
     @property
     def is_dependent(self) -> bool:
         return self.dependent_date_of_birth is not None
+
+    @property
+    def person(self) -> tuple[str, str, dt.date]:
+        """(first name, last name, date of birth) of who connects: the dependent, if any; a
+        guardian registers with their own email and the dependent's date of birth."""
+        if self.dependent_date_of_birth is not None:
+            return (
+                self.dependent_first_name or "",
+                self.dependent_last_name or "",
+                self.dependent_date_of_birth,
+            )
+        return self.first_name, self.last_name, self.date_of_birth
 
 
 @dataclass
@@ -473,7 +474,7 @@ def register(
         .returning(Registration.id)
     ).scalar_one()
     result = RegistrationOutcome(registration_id, "registered")
-    person_dob = reg.dependent_date_of_birth or reg.date_of_birth
+    person_dob = reg.person[2]
 
     invitations = conn.execute(
         select(
@@ -481,6 +482,7 @@ def register(
             Invitation.status,
             Invitation.provider_id,
             Invitation.location_id,
+            Client.email,
             Client.date_of_birth,
         )
         .join(Client, Client.id == Invitation.client_id)
@@ -489,8 +491,8 @@ def register(
     ).all()
     connected_here: set[tuple[int, int]] = set()
     for inv in invitations:
-        matched = inv.date_of_birth == person_dob
-        if matched and inv.status not in (InvitationStatus.OPTED_OUT, InvitationStatus.CONNECTED):
+        matched = rules.dob_match(inv.email, inv.date_of_birth, reg.email, person_dob)
+        if rules.dob_match_connects(InvitationStatus(inv.status), matched=matched):
             _approve_for_invitation(conn, inv.id, actor, "date of birth match", reg.mobile_phone)
             result.connected_invitations.append(inv.id)
             connected_here.add((inv.provider_id, inv.location_id))
@@ -506,23 +508,23 @@ def register(
         if inv.id in result.connected_invitations:
             continue
         current = _invitation_status(conn, inv.id)
-        new = status_after_registration(
+        new = rules.status_after_registration(
             current, matched=False, other_person_connected=inv.provider_id in connected_providers
         )
         if new is not current:
             _set_invitation_status(conn, inv.id, current, new, actor, "mobile registration")
             result.registered_invitations.append(inv.id)
 
-    if result.connected_invitations:
-        result.outcome = "dob_match"
     if (
         provider_id is not None
         and location_id is not None
         and ((provider_id, location_id) not in connected_here)
     ):
         result.pending_connection = _request_from_app(conn, reg, provider_id, location_id, actor)
-        if not result.connected_invitations:
-            result.outcome = "pending_request"
+    result.outcome = rules.registration_outcome(
+        dob_matched=bool(result.connected_invitations),
+        requested=result.pending_connection is not None,
+    )
     conn.execute(
         update(Registration)
         .where(Registration.id == registration_id)
@@ -535,9 +537,7 @@ def _request_from_app(
     conn: Connection, reg: RegistrationInput, provider_id: int, location_id: int, actor: str
 ) -> int:
     """A connection request made from the app without a DOB match arrives Pending."""
-    first = reg.dependent_first_name if reg.is_dependent else reg.first_name
-    last = reg.dependent_last_name if reg.is_dependent else reg.last_name
-    dob = reg.dependent_date_of_birth or reg.date_of_birth
+    first, last, dob = reg.person
     existing = conn.execute(
         select(ConnectionRow.id).where(
             ConnectionRow.location_id == location_id,
@@ -551,8 +551,8 @@ def _request_from_app(
         conn,
         provider_id=provider_id,
         location_id=location_id,
-        first_name=first or "",
-        last_name=last or "",
+        first_name=first,
+        last_name=last,
         date_of_birth=dob,
         email=reg.email,
         mobile_phone=reg.mobile_phone,
@@ -593,30 +593,26 @@ def opt_out(
         ).scalar_one()
         audit(conn, "opt_out", opt_out_id, "opt-out", None, channel, actor, reason)
     column = _contact_column(channel)
-    affected = conn.execute(
+    invitations = conn.execute(
         select(Invitation.id, Invitation.status)
         .join(Client, Client.id == Invitation.client_id)
-        .where(
-            Invitation.provider_id == provider_id,
-            column == address,
-            Invitation.status != InvitationStatus.OPTED_OUT,
-        )
+        .where(Invitation.provider_id == provider_id, column == address)
+        .order_by(Invitation.id)
     ).all()
-    for inv in affected:
+    ids = []
+    for inv in invitations:
+        current = InvitationStatus(inv.status)
+        change = rules.after_opt_out(current)
+        if change is None:
+            continue
+        new, remembered = change
         conn.execute(
             update(Invitation)
             .where(Invitation.id == inv.id)
-            .values(status_before_opt_out=inv.status)
+            .values(status_before_opt_out=remembered)
         )
-        _set_invitation_status(
-            conn,
-            inv.id,
-            InvitationStatus(inv.status),
-            InvitationStatus.OPTED_OUT,
-            actor,
-            reason or "opted out",
-        )
-    ids = [inv.id for inv in affected]
+        _set_invitation_status(conn, inv.id, current, new, actor, reason or "opted out")
+        ids.append(inv.id)
     if ids:
         conn.execute(
             update(OutboxMessage)
@@ -658,22 +654,31 @@ def opt_in(
     audit(conn, "opt_out", opt_out_id, "opt-in", channel, None, actor, reason)
     still_out = contact_opted_out(provider_id, Client.email, Client.mobile_phone)
     column = _contact_column(channel)
-    restored = conn.execute(
-        select(Invitation.id, Invitation.status_before_opt_out)
+    invitations = conn.execute(
+        select(
+            Invitation.id,
+            Invitation.status,
+            Invitation.status_before_opt_out,
+            still_out.label("still_opted_out"),
+        )
         .join(Client, Client.id == Invitation.client_id)
-        .where(
-            Invitation.provider_id == provider_id,
-            column == address,
-            Invitation.status == InvitationStatus.OPTED_OUT,
-            ~still_out,
-        )
+        .where(Invitation.provider_id == provider_id, column == address)
+        .order_by(Invitation.id)
     ).all()
-    for inv in restored:
-        previous = InvitationStatus(inv.status_before_opt_out or InvitationStatus.SENT)
-        _set_invitation_status(
-            conn, inv.id, InvitationStatus.OPTED_OUT, previous, actor, reason or "opted in"
+    restored = 0
+    for inv in invitations:
+        current = InvitationStatus(inv.status)
+        before = inv.status_before_opt_out
+        new = rules.after_opt_in(
+            current,
+            None if before is None else InvitationStatus(before),
+            still_opted_out=bool(inv.still_opted_out),
         )
+        if new is None:
+            continue
+        _set_invitation_status(conn, inv.id, current, new, actor, reason or "opted in")
         conn.execute(
             update(Invitation).where(Invitation.id == inv.id).values(status_before_opt_out=None)
         )
-    return len(restored)
+        restored += 1
+    return restored
