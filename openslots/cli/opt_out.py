@@ -38,13 +38,14 @@ def _opt(
     as_json: bool,
 ) -> None:
     from openslots import api
+    from openslots.domain.normalise import email_value
     from openslots.domain.phone import to_e164
     from openslots.settings import get_settings
 
     if (email is None) == (phone is None):
         raise fail("give exactly one of --email or --phone", as_json, code=USAGE)
     if email is not None:
-        channel, address = "email", email.strip().lower()
+        channel, address = "email", email_value(email)
     else:
         channel = "sms"
         address = to_e164(phone or "", get_settings().phone_region) or ""
