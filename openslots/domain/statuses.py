@@ -43,3 +43,10 @@ def eligible_for_alerts(
     if status is not ConnectionStatus.APPROVED or opted_out:
         return False
     return has_mrn or not integrated
+
+
+class SlotStatus(StrEnum):
+    """An appointment slot as the EHR's schedule reports it (`slots.status`)."""
+
+    OPEN = "open"  # cancelled or deleted in the EHR: free to offer
+    FILLED = "filled"  # booked

@@ -26,6 +26,7 @@ from openslots.connectors.database.models import (
 )
 from openslots.connectors.database.models import Connection as ConnectionRow
 from openslots.domain.lifecycle import resend_refusal, status_after_registration
+from openslots.domain.messages import invitation_key
 from openslots.domain.statuses import ConnectionStatus, InvitationStatus
 from openslots.errors import ConfigurationError, OpenslotsError
 
@@ -285,7 +286,7 @@ def queue_invitation_messages(conn: Connection, invitation_id: int, attempt: int
         insert(OutboxMessage),
         [
             {
-                "idempotency_key": f"invite:{invitation_id}:{attempt}:{channel}",
+                "idempotency_key": invitation_key(invitation_id, attempt, channel),
                 "kind": "invitation",
                 "channel": channel,
                 "invitation_id": invitation_id,
