@@ -37,6 +37,7 @@ from openslots.connectors.database.eligibility import not_opted_out
 from openslots.connectors.database.models import (
     BatchStatus,
     Client,
+    FindingSeverity,
     ImportBatch,
     ImportMode,
     ImportRejection,
@@ -405,7 +406,7 @@ def match_connections(
         "AND connection_mrn IS NOT NULL AND connection_mrn <> client_ref",
     }
     reviews = [
-        Rejection(line, "client_id", rule, rule_message(rule, "client_id"), "review")
+        Rejection(line, "client_id", rule, rule_message(rule, "client_id"), FindingSeverity.REVIEW)
         for rule, where in review_sql.items()
         for (line,) in conn.execute(
             text(f"SELECT DISTINCT line FROM roster_matches WHERE batch_id = :batch AND {where}"),
