@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, bindparam, func, insert, select, update
 
+from openslots.connectors.database._dialect import skip_locked
 from openslots.connectors.database.models import Hl7Message, Hl7MessageStatus
 from openslots.connectors.hl7.ack import classify, precheck
 from openslots.connectors.hl7.errors import Hl7Error, Hl7ParseError
@@ -141,9 +142,7 @@ def claim_stored(conn: Connection, limit: int) -> list[tuple[int, bytes]]:
         .order_by(Hl7Message.id)
         .limit(limit)
     )
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    return [(int(i), bytes(r)) for i, r in conn.execute(query)]
+    return [(int(i), bytes(r)) for i, r in conn.execute(skip_locked(conn, query))]
 
 
 def mark(conn: Connection, outcomes: Sequence[tuple[int, Hl7MessageStatus, str | None]]) -> None:

@@ -27,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import cast as sql_cast
 
+from openslots.connectors.database._dialect import skip_locked
 from openslots.connectors.database.eligibility import opted_out as contact_opted_out
 from openslots.connectors.database.models import (
     Channel,
@@ -121,9 +122,7 @@ def claim(conn: Connection, limit: int, lease_seconds: int) -> list[int]:
         .order_by(OutboxMessage.id)
         .limit(limit)
     )
-    if conn.dialect.name == "postgresql":
-        pick = pick.with_for_update(skip_locked=True)
-    ids = list(conn.execute(pick).scalars())
+    ids = list(conn.execute(skip_locked(conn, pick)).scalars())
     if ids:
         conn.execute(
             update(OutboxMessage)

@@ -31,8 +31,8 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
+from openslots.connectors.database._dialect import upsert
 from openslots.connectors.database.eligibility import not_opted_out
 from openslots.connectors.database.models import (
     BatchStatus,
@@ -457,7 +457,6 @@ def count_client_changes(conn: Connection, batch_id: int, provider_id: int) -> t
 def upsert_clients(conn: Connection, batch_id: int, provider_id: int) -> None:
     """Insert new clients and update changed ones (rows that change nothing are not touched)."""
     staged, clients = STAGING, CLIENTS
-    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     now = _now()
     source = select(
         literal(provider_id, Integer).label("provider_id"),
@@ -466,7 +465,7 @@ def upsert_clients(conn: Connection, batch_id: int, provider_id: int) -> None:
         literal(batch_id, Integer).label("last_batch_id"),
     ).where(staged.c.batch_id == batch_id)
     columns = ["provider_id", "client_ref", *CLIENT_FIELDS, "last_batch_id"]
-    statement = dialect_insert(clients).from_select(columns, source)
+    statement = upsert(conn, clients).from_select(columns, source)
     statement = statement.on_conflict_do_update(
         index_elements=[clients.c.provider_id, clients.c.client_ref],
         set_={name: statement.excluded[name] for name in CLIENT_FIELDS}
