@@ -6,11 +6,11 @@ import datetime as dt
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import func, select
-
 from openslots.connectors.database import get_engine, upgrade_database
-from openslots.connectors.database.connections import add_connection
-from openslots.connectors.database.models import Connection as ConnectionRow
+from openslots.connectors.database.connections import (
+    add_connection,
+    count_connections_of_provider,
+)
 from openslots.connectors.database.providers import ensure_target
 from openslots.domain.statuses import ConnectionStatus
 from openslots.reports import batch_report
@@ -68,10 +68,8 @@ def _register_some(provider: str, location: str, roster: list[Any]) -> None:
     every fifth is Approved without an MRN yet, every seventh Pending."""
     with get_engine().begin() as conn:
         target = ensure_target(conn, provider, location, integrated=True, create=True)
-        already = conn.execute(
-            select(func.count()).where(ConnectionRow.provider_id == target.provider_id)
-        ).scalar_one()
-        if already:  # the demo ran here before: the app's users are registered already
+        # Connections already there: the demo ran here before and the app's users registered.
+        if count_connections_of_provider(conn, target.provider_id):
             return
         for n, person in enumerate(roster):
             if n % 5 and n % 7:

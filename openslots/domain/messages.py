@@ -3,6 +3,29 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
+
+# An outbox message's idempotency key is its intent's parts joined by KEY_SEPARATOR, so two
+# dispatchers writing the same intent collide on the unique key instead of sending twice.
+KEY_SEPARATOR = ":"
+INVITATION_KEY_PREFIX = "invite"
+
+
+def invitation_key_parts(invitation_id: T, attempt: int, channel: str) -> tuple[str, T, str, str]:
+    """The parts of an invitation message's key, in order; `invitation_id` may be a value or
+    (in a set-based INSERT) the SQL column that holds it."""
+    return (INVITATION_KEY_PREFIX, invitation_id, str(attempt), str(channel))
+
+
+def invitation_key(invitation_id: int, attempt: int, channel: str) -> str:
+    """The idempotency key of one invitation message.
+
+    >>> invitation_key(7, 1, "email")
+    'invite:7:1:email'
+    """
+    return KEY_SEPARATOR.join(str(p) for p in invitation_key_parts(invitation_id, attempt, channel))
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,3 +29,10 @@ class InvitationStatus(StrEnum):
 RESEND_FORBIDDEN = frozenset(
     {InvitationStatus.OPTED_OUT, InvitationStatus.CONNECTED, InvitationStatus.NEW}
 )
+
+
+class SlotStatus(StrEnum):
+    """An appointment slot as the EHR's schedule reports it (`slots.status`)."""
+
+    OPEN = "open"  # cancelled or deleted in the EHR: free to offer
+    FILLED = "filled"  # booked

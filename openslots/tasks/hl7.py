@@ -16,13 +16,14 @@ from pathlib import Path
 import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine
 
-from openslots.connectors.database import get_engine, require_current_schema
+from openslots.connectors.database import batches, get_engine, require_current_schema
 from openslots.connectors.database import hl7_store as store
 from openslots.connectors.database import roster as repo
-from openslots.connectors.database.models import Client, ImportMode, ImportRejection, Slot
-from openslots.connectors.database.models import Connection as ConnectionRow
+from openslots.connectors.database import slots as slot_repo
+from openslots.connectors.database.merges import merge_mrns
+from openslots.connectors.database.models import FindingSeverity, Hl7MessageStatus, ImportMode
 from openslots.connectors.hl7.ack import DEMOGRAPHIC_EVENTS
 from openslots.connectors.hl7.parser import (
     Appointment,
@@ -32,6 +33,7 @@ from openslots.connectors.hl7.parser import (
     extract_patient,
     parse,
 )
+from openslots.domain.statuses import SlotStatus
 from openslots.errors import RosterFileError
 from openslots.schemas.roster import ROSTER_COLUMNS, PatientRow, Rejection, validate_chunk
 from openslots.settings import Settings, get_settings
@@ -49,6 +51,8 @@ FIELD_LOCATIONS = {
     "guardian_last_name": "NK1-2.1",
     "row": "PID",
 }
+Outcome = tuple[Hl7MessageStatus, str | None]  # (status, PHI-free error) of one message
+APPLIED: Outcome = (Hl7MessageStatus.APPLIED, None)
 FRAME = re.compile(rb"\x0b(.*?)\x1c\r?", re.S)
 MESSAGE_START = re.compile(rb"(?:^|[\r\n])(?=MSH)")
 
@@ -143,7 +147,7 @@ def ingest_all(settings: Settings) -> Hl7Counts:
             if not claimed:
                 break
             # Claimed rows are marked in the same transaction on PostgreSQL (SKIP LOCKED).
-            store.mark(conn, [(i, "applying", None) for i, _ in claimed])
+            store.mark(conn, [(i, Hl7MessageStatus.APPLYING, None) for i, _ in claimed])
         total.add(ingest_batch(settings, claimed))
     run_logger().info(
         "ingest: %d applied, %d ignored, %d errors, %d slots opened, %d filled",
@@ -158,7 +162,7 @@ def ingest_all(settings: Settings) -> Hl7Counts:
 
 def ingest_batch(settings: Settings, claimed: list[tuple[int, bytes]]) -> Hl7Counts:
     counts = Hl7Counts(messages=len(claimed))
-    outcomes: dict[int, tuple[str, str | None]] = {}
+    outcomes: dict[int, Outcome] = {}
     patients: list[tuple[int, Header, Patient]] = []
     merges: list[tuple[int, Patient]] = []
     schedules: list[tuple[int, Header, Appointment]] = []
@@ -182,24 +186,25 @@ def ingest_batch(settings: Settings, claimed: list[tuple[int, bytes]]) -> Hl7Cou
             ):
                 schedules.append((message_id, header, extract_appointment(message)))
             else:
-                outcomes[message_id] = ("ignored", None)
+                outcomes[message_id] = (Hl7MessageStatus.IGNORED, None)
         except Exception as exc:
-            outcomes[message_id] = ("error", _reason(exc))
+            outcomes[message_id] = (Hl7MessageStatus.ERROR, _reason(exc))
     engine = get_engine(settings)
     _apply_patients(settings, patients, outcomes, counts)
     with engine.begin() as conn:
         for message_id, patient in merges:
-            _merge(conn, patient)
-            outcomes[message_id] = ("applied", None)
+            # A40: the surviving MRN replaces the old one everywhere.
+            merge_mrns(conn, patient.merged_mrn, patient.mrn)
+            outcomes[message_id] = APPLIED
         for message_id, header, appointment in schedules:
             outcomes[message_id] = _schedule(
                 conn, settings, message_id, header, appointment, counts
             )
         store.mark(conn, [(i, status, error) for i, (status, error) in outcomes.items()])
     for status, _error in outcomes.values():
-        if status == "applied":
+        if status == Hl7MessageStatus.APPLIED:
             counts.applied += 1
-        elif status == "ignored":
+        elif status == Hl7MessageStatus.IGNORED:
             counts.ignored += 1
         else:
             counts.errors += 1
@@ -262,7 +267,7 @@ def _is_minor(iso_dob: str, timestamp: str) -> bool:
 def _apply_patients(
     settings: Settings,
     patients: list[tuple[int, Header, Patient]],
-    outcomes: dict[int, tuple[str, str | None]],
+    outcomes: dict[int, Outcome],
     counts: Hl7Counts,
 ) -> None:
     """Group patients by provider and location; each group is one roster batch (mode sync)."""
@@ -282,7 +287,7 @@ def _apply_patients(
         accepted = result.accepted.copy()
         latest = accepted.drop_duplicates(subset=["client_id"], keep="last")
         for position in accepted.loc[~accepted.index.isin(latest.index), "line"]:
-            outcomes[ids[int(position)]] = ("applied", None)
+            outcomes[ids[int(position)]] = APPLIED
         accepted = latest.copy()
         accepted["line"] = [ids[int(i)] for i in accepted["line"]]
         findings = [
@@ -290,7 +295,7 @@ def _apply_patients(
             for f in result.rejections + result.warnings
         ]
         lines = [int(i) for i in accepted["line"]] + sorted(
-            {f.line for f in findings if f.severity == "error"}
+            {f.line for f in findings if f.severity == FindingSeverity.ERROR}
         )
         existed = _provider_exists(engine, provider)
         with engine.begin() as conn:
@@ -300,23 +305,19 @@ def _apply_patients(
         with engine.begin() as conn:
             repo.stage_rows(conn, batch_id, accepted)
             repo.record_findings(conn, batch_id, findings)
-        rejected_lines = {f.line for f in findings if f.severity == "error"}
+        rejected_lines = {f.line for f in findings if f.severity == FindingSeverity.ERROR}
         staged = StageCounts(
             len(accepted) + len(rejected_lines), len(rejected_lines), len(result.warnings)
         )
         summary = apply_batch(batch_id, staged, feed=True)
         with engine.connect() as conn:
-            batch_errors = conn.execute(
-                select(ImportRejection.line, ImportRejection.field, ImportRejection.message)
-                .where(ImportRejection.batch_id == batch_id, ImportRejection.severity == "error")
-                .order_by(ImportRejection.id)
-            ).all()
+            batch_errors = batches.batch_errors(conn, batch_id)
         failed: dict[int, str] = {}
         for line, field, message in batch_errors:
-            failed.setdefault(int(line), f"{FIELD_LOCATIONS.get(field, 'PID')}: {message}")
+            failed.setdefault(line, f"{FIELD_LOCATIONS.get(field, 'PID')}: {message}")
         for message_id in lines:
             outcomes[message_id] = (
-                ("error", failed[message_id]) if message_id in failed else ("applied", None)
+                (Hl7MessageStatus.ERROR, failed[message_id]) if message_id in failed else APPLIED
             )
         counts.rows_accepted += summary.accepted
         counts.rows_rejected += summary.rejected
@@ -331,29 +332,6 @@ def _provider_exists(engine: Engine, provider: str) -> bool:
         return repo.provider_id_named(conn, provider) is not None
 
 
-def _merge(conn: Connection, patient: Patient) -> None:
-    """A40: the surviving MRN replaces the old one everywhere; nothing is duplicated."""
-    old, new = patient.merged_mrn, patient.mrn
-    if not old or old == new:
-        return
-    conn.execute(update(ConnectionRow).where(ConnectionRow.mrn == old).values(mrn=new))
-    for client_id, provider_id in conn.execute(
-        select(Client.id, Client.provider_id).where(Client.client_ref == old)
-    ).all():
-        survivor = conn.execute(
-            select(Client.id).where(Client.provider_id == provider_id, Client.client_ref == new)
-        ).scalar_one_or_none()
-        if survivor is None:
-            conn.execute(update(Client).where(Client.id == client_id).values(client_ref=new))
-        else:
-            conn.execute(
-                update(ConnectionRow)
-                .where(ConnectionRow.client_id == client_id)
-                .values(client_id=survivor)
-            )
-            conn.execute(delete(Client).where(Client.id == client_id))
-
-
 def _schedule(
     conn: Connection,
     settings: Settings,
@@ -361,10 +339,10 @@ def _schedule(
     header: Header,
     appointment: Appointment,
     counts: Hl7Counts,
-) -> tuple[str, str | None]:
+) -> Outcome:
     """S15/S17 open the slot, S12 fills it, S13 opens the earlier time and fills the new one."""
     if not appointment.start:
-        return "error", "AIS-4: the appointment has no start time"
+        return Hl7MessageStatus.ERROR, "AIS-4: the appointment has no start time"
     provider, location = _where(
         settings, header, appointment.provider_name, appointment.provider_id, appointment.location
     )
@@ -372,59 +350,23 @@ def _schedule(
     counts.providers_created += int(target.provider_created)
     event = header.trigger_event
     now = dt.datetime.now(dt.UTC)
-    if event == "S13":
-        previous = conn.execute(
-            select(Slot.id)
-            .where(
-                Slot.filler_id == appointment.filler_id,
-                Slot.provider_id == target.provider_id,
-                Slot.status == "filled",
-            )
-            .order_by(Slot.id.desc())
-        ).first()
-        if previous is not None:
-            conn.execute(
-                update(Slot)
-                .where(Slot.id == previous[0])
-                .values(status="open", opened_at=now, message_id=message_id)
-            )
-            counts.slots_opened += 1
-    status = "open" if event in ("S15", "S17") else "filled"
-    key = "|".join(
-        [
-            appointment.filler_id,
-            str(target.provider_id),
-            str(target.location_id),
-            appointment.start,
-            str(appointment.duration_minutes or ""),
-        ]
+    if event == "S13" and slot_repo.reopen_moved_slot(
+        conn, target.provider_id, appointment.filler_id, message_id, now
+    ):
+        counts.slots_opened += 1
+    slot = slot_repo.SlotRef(
+        target.provider_id,
+        target.location_id,
+        appointment.filler_id,
+        appointment.start,
+        appointment.duration_minutes,
     )
-    existing = conn.execute(select(Slot.id, Slot.status).where(Slot.slot_key == key)).first()
-    stamp = {"opened_at": now} if status == "open" else {"filled_at": now}
-    if existing is None:
-        conn.execute(
-            insert(Slot).values(
-                slot_key=key,
-                provider_id=target.provider_id,
-                location_id=target.location_id,
-                filler_id=appointment.filler_id,
-                start=appointment.start,
-                duration_minutes=appointment.duration_minutes,
-                status=status,
-                message_id=message_id,
-                **stamp,
-            )
-        )
-    elif existing.status != status:
-        conn.execute(
-            update(Slot)
-            .where(Slot.id == existing.id)
-            .values(status=status, message_id=message_id, **stamp)
-        )
-    else:
-        return "applied", None  # already so: a redelivery with a new control id
-    if status == "open":
+    status = SlotStatus.OPEN if event in ("S15", "S17") else SlotStatus.FILLED
+    record = slot_repo.open_slot if status is SlotStatus.OPEN else slot_repo.fill_slot
+    if not record(conn, slot, message_id, now):
+        return APPLIED  # already so: a redelivery with a new control id
+    if status is SlotStatus.OPEN:
         counts.slots_opened += 1
     else:
         counts.slots_filled += 1
-    return "applied", None
+    return APPLIED

@@ -17,6 +17,7 @@ from openslots.connectors.database.lifecycle import (
     RegistrationInput,
     register,
 )
+from openslots.connectors.database.models import FindingSeverity
 from openslots.errors import ConfigurationError, RosterFileError
 from openslots.schemas.registrations import REGISTRATION_COLUMNS, validate_registrations
 from openslots.schemas.roster import Rejection, header_key
@@ -114,7 +115,7 @@ def apply_registrations(path: str) -> RegistrationCounts:
             counts.pending_requests += 1
         else:
             counts.registered += 1
-    errors = [f for f in findings if f.severity == "error"]
+    errors = [f for f in findings if f.severity == FindingSeverity.ERROR]
     counts.rejected = len({f.line for f in errors})
     counts.warnings = len(findings) - len(errors)
     counts.rejections = [f.as_dict() for f in sorted(errors, key=lambda f: f.line)]
@@ -132,7 +133,7 @@ def apply_registrations(path: str) -> RegistrationCounts:
 def registration_input(row: dict[str, Any]) -> RegistrationInput:
     """A validated, normalised row (see `validate_registrations`) as the lifecycle's input."""
 
-    def text(name: str) -> str | None:
+    def optional(name: str) -> str | None:
         value = row.get(name) or ""
         return value or None
 
@@ -142,11 +143,11 @@ def registration_input(row: dict[str, Any]) -> RegistrationInput:
         date_of_birth=row["dob"].date(),
         first_name=row["first_name"],
         last_name=row["last_name"],
-        mobile_phone=text("mobile_phone"),
-        provider=text("provider"),
-        location=text("location"),
-        dependent_first_name=text("dependent_first_name"),
-        dependent_last_name=text("dependent_last_name"),
+        mobile_phone=optional("mobile_phone"),
+        provider=optional("provider"),
+        location=optional("location"),
+        dependent_first_name=optional("dependent_first_name"),
+        dependent_last_name=optional("dependent_last_name"),
         dependent_date_of_birth=(
             None if dependent_dob is None or pd.isna(dependent_dob) else dependent_dob.date()
         ),

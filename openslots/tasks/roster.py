@@ -5,7 +5,6 @@ Each task touches patient data only through the database and returns ids and cou
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -14,17 +13,11 @@ import pandas as pd
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy import select
 
 from openslots.connectors.csv_source import iter_chunks, sniff_layout
-from openslots.connectors.database import get_engine, require_current_schema
+from openslots.connectors.database import batches, get_engine, require_current_schema
 from openslots.connectors.database import roster as repo
-from openslots.connectors.database.models import (
-    BatchStatus,
-    ImportBatch,
-    ImportMode,
-    ImportRejection,
-)
+from openslots.connectors.database.models import BatchStatus, ImportMode
 from openslots.errors import OpenslotsError, RosterRejectedError
 from openslots.schemas.roster import validate_chunk
 from openslots.settings import get_settings
@@ -135,16 +128,8 @@ def apply_batch(batch_id: int, staged: StageCounts, *, feed: bool = False) -> Im
     engine = get_engine()
     try:
         with engine.begin() as conn:
-            batch = conn.execute(
-                select(
-                    ImportBatch.provider_name,
-                    ImportBatch.location_name,
-                    ImportBatch.integrated,
-                    ImportBatch.mode,
-                    ImportBatch.strict,
-                ).where(ImportBatch.id == batch_id)
-            ).one()
-            mode = ImportMode(batch.mode)
+            batch = batches.batch_request(conn, batch_id)
+            mode = batch.mode
             repo.refresh_statistics(conn, "roster_staging")
             duplicates = repo.reject_in_file_duplicates(conn, batch_id)
             provider_id = repo.provider_id_named(conn, batch.provider_name)
@@ -231,12 +216,7 @@ def apply_batch(batch_id: int, staged: StageCounts, *, feed: bool = False) -> Im
 def publish_import_report(summary: ImportSummary) -> None:
     """A markdown artifact with counts and rejections per rule: no values, no line contents."""
     with get_engine().connect() as conn:
-        rows = conn.execute(
-            select(ImportRejection.severity, ImportRejection.field, ImportRejection.rule).where(
-                ImportRejection.batch_id == summary.batch_id
-            )
-        ).all()
-    by_rule = Counter((severity, field, rule) for severity, field, rule in rows)
+        by_rule = batches.findings_by_rule(conn, summary.batch_id)
     lines = [
         f"# Roster import, batch {summary.batch_id} ({summary.mode})",
         "",

@@ -16,6 +16,7 @@ from openslots.connectors.database.models import (
     OutboxMessage,
 )
 from openslots.connectors.database.models import Connection as ConnectionRow
+from openslots.domain.messages import invitation_key
 from openslots.domain.statuses import ConnectionStatus
 from openslots.errors import RosterFileError, RosterRejectedError
 from openslots.tasks.roster import ImportSummary, apply_roster, stage_roster, start_import
@@ -73,6 +74,29 @@ def test_counts_add_up_and_invitations_are_queued_with_their_messages(
     assert dict(channels) == {"email": 6, "sms": 5}  # person 7 has no phone
     assert staged == 0  # staging is emptied after apply
     assert tuple(batch) == ("completed", 6)
+
+
+def test_queued_messages_carry_the_key_the_resend_path_would_write(
+    db: Engine, tmp_path: Path
+) -> None:
+    # The roster builds its keys in SQL, a resend in Python: both must write one format.
+    run_import(roster_file(tmp_path / "r.csv", [person(1), person(2, mobile_phone="")]))
+    with db.connect() as conn:
+        rows = conn.execute(
+            select(
+                OutboxMessage.idempotency_key,
+                OutboxMessage.invitation_id,
+                OutboxMessage.channel,
+                Client.client_ref,
+            )
+            .join(Invitation, Invitation.id == OutboxMessage.invitation_id)
+            .join(Client, Client.id == Invitation.client_id)
+        ).all()
+    first = next(i for _, i, _, ref in rows if ref == "00001")
+    second = next(i for _, i, _, ref in rows if ref == "00002")
+    keys = {key for key, _, _, _ in rows}
+    assert keys == {f"invite:{first}:1:email", f"invite:{first}:1:sms", f"invite:{second}:1:email"}
+    assert keys == {invitation_key(i, 1, channel) for _, i, channel, _ in rows}
 
 
 def test_reimporting_the_same_file_changes_and_queues_nothing(db: Engine, tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection, func, insert, select
 
 from openslots.connectors.database.models import Connection as ConnectionRow
 from openslots.domain.normalise import clean_value, email_value
@@ -46,3 +46,11 @@ def add_connection(
         )
         .returning(ConnectionRow.id)
     ).scalar_one()
+
+
+def count_connections_of_provider(conn: Connection, provider_id: int) -> int:
+    return int(
+        conn.execute(
+            select(func.count()).where(ConnectionRow.provider_id == provider_id)
+        ).scalar_one()
+    )

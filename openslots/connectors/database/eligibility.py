@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Exists, Select, and_, func, not_, or_, select
+from sqlalchemy import ColumnElement, Connection, Exists, Select, and_, func, not_, or_, select
 
 from openslots.connectors.database.models import Channel, OptOut, Provider
 from openslots.connectors.database.models import Connection as ConnectionRow
@@ -16,19 +16,35 @@ from openslots.domain.eligibility import AlertReason, alert_reason, mrn_present
 from openslots.domain.statuses import ConnectionStatus
 
 
-def opted_out(provider_id: Any, email: Any, phone: Any) -> Exists:
-    """True when `email` or `phone` opted out of `provider_id` (columns or values): the one
-    definition of an opted-out contact, for connections (alerts) and clients (invitations)."""
+def opted_out_on(provider_id: Any, channel: Channel, address: Any) -> Exists:
+    """True when `address` opted out of `provider_id` on `channel` (columns or values)."""
     return (
         select(OptOut.id)
         .where(
             OptOut.provider_id == provider_id,
-            or_(
-                and_(OptOut.channel == Channel.EMAIL, OptOut.address == email),
-                and_(OptOut.channel == Channel.SMS, OptOut.address == phone),
-            ),
+            OptOut.channel == channel,
+            OptOut.address == address,
         )
         .exists()
+    )
+
+
+def opted_out(provider_id: Any, email: Any, phone: Any) -> ColumnElement[bool]:
+    """True when `email` or `phone` opted out of `provider_id` (columns or values): the one
+    definition of an opted-out contact, for connections (alerts) and clients (invitations)."""
+    return or_(
+        opted_out_on(provider_id, Channel.EMAIL, email),
+        opted_out_on(provider_id, Channel.SMS, phone),
+    )
+
+
+def not_opted_out(provider_id: Any, email: Any, phone: Any) -> ColumnElement[bool]:
+    """`not_(opted_out(...))` written as two NOT EXISTS, for set-based statements over a whole
+    roster: PostgreSQL plans each NOT EXISTS as an anti-join, but runs a NOT over an OR of
+    EXISTS as a subquery per row."""
+    return and_(
+        ~opted_out_on(provider_id, Channel.EMAIL, email),
+        ~opted_out_on(provider_id, Channel.SMS, phone),
     )
 
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, bindparam, func, insert, select, update
 
-from openslots.connectors.database.models import Hl7Message
+from openslots.connectors.database._dialect import skip_locked
+from openslots.connectors.database.models import Hl7Message, Hl7MessageStatus
 from openslots.connectors.hl7.ack import classify, precheck
 from openslots.connectors.hl7.errors import Hl7Error, Hl7ParseError
 from openslots.connectors.hl7.parser import Message, parse
@@ -104,7 +105,7 @@ def store_messages(
                 "content_hash": digest,
                 "raw": raw,
                 "source": source,
-                "status": "error" if error else "stored",
+                "status": Hl7MessageStatus.ERROR if error else Hl7MessageStatus.STORED,
                 "error": str(error) if error else None,
                 "control_id_reused": reused,
                 "received_at": _now(),
@@ -137,20 +138,18 @@ def store_messages(
 def claim_stored(conn: Connection, limit: int) -> list[tuple[int, bytes]]:
     query = (
         select(Hl7Message.id, Hl7Message.raw)
-        .where(Hl7Message.status == "stored")
+        .where(Hl7Message.status == Hl7MessageStatus.STORED)
         .order_by(Hl7Message.id)
         .limit(limit)
     )
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    return [(int(i), bytes(r)) for i, r in conn.execute(query)]
+    return [(int(i), bytes(r)) for i, r in conn.execute(skip_locked(conn, query))]
 
 
-def mark(conn: Connection, outcomes: Sequence[tuple[int, str, str | None]]) -> None:
+def mark(conn: Connection, outcomes: Sequence[tuple[int, Hl7MessageStatus, str | None]]) -> None:
     """Set (status, PHI-free error) per message id: one statement per status for the many
     messages without an error, one row at a time only for errors."""
     now = _now()
-    plain: dict[str, list[int]] = {}
+    plain: dict[Hl7MessageStatus, list[int]] = {}
     for message_id, status, error in outcomes:
         if error is None:
             plain.setdefault(status, []).append(message_id)
@@ -181,7 +180,7 @@ def errors(conn: Connection) -> list[dict[str, object]]:
             Hl7Message.error,
             Hl7Message.received_at,
         )
-        .where(Hl7Message.status == "error")
+        .where(Hl7Message.status == Hl7MessageStatus.ERROR)
         .order_by(Hl7Message.id)
     )
     return [dict(r._mapping) for r in rows]
@@ -190,11 +189,13 @@ def errors(conn: Connection) -> list[dict[str, object]]:
 def requeue(conn: Connection, ids: Sequence[int] | None) -> int:
     """Put failed messages back in the queue (all of them, and any left mid-apply by a crash,
     when `ids` is None)."""
-    failed = ["error"] if ids is not None else ["error", "applying"]
+    failed = [Hl7MessageStatus.ERROR]
+    if ids is None:
+        failed.append(Hl7MessageStatus.APPLYING)
     query = update(Hl7Message).where(Hl7Message.status.in_(failed))
     if ids is not None:
         query = query.where(Hl7Message.id.in_(list(ids)))
-    return int(conn.execute(query.values(status="stored", error=None)).rowcount or 0)
+    return int(conn.execute(query.values(status=Hl7MessageStatus.STORED, error=None)).rowcount or 0)
 
 
 def counts_by_status(conn: Connection) -> dict[str, int]:

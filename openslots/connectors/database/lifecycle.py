@@ -27,6 +27,7 @@ from openslots.connectors.database.providers import location_id_for as location_
 from openslots.connectors.database.providers import provider_id_for as provider_id_for
 from openslots.domain import connections as connection_rules
 from openslots.domain import lifecycle as rules
+from openslots.domain.messages import invitation_key
 from openslots.domain.statuses import ConnectionStatus, InvitationStatus
 from openslots.errors import ConfigurationError, OpenslotsError
 
@@ -261,7 +262,7 @@ def queue_invitation_messages(conn: Connection, invitation_id: int, attempt: int
         insert(OutboxMessage),
         [
             {
-                "idempotency_key": f"invite:{invitation_id}:{attempt}:{channel}",
+                "idempotency_key": invitation_key(invitation_id, attempt, channel),
                 "kind": "invitation",
                 "channel": channel,
                 "invitation_id": invitation_id,

@@ -62,6 +62,39 @@ class BatchStatus(StrEnum):
     FAILED = "failed"
 
 
+class OutboxKind(StrEnum):
+    """Why a message is sent (`outbox.kind`)."""
+
+    INVITATION = "invitation"
+
+
+class FindingSeverity(StrEnum):
+    """How a finding about a roster line counts (`import_rejections.severity`)."""
+
+    ERROR = "error"  # the line is rejected
+    WARNING = "warning"  # applied as is
+    REVIEW = "review"  # applied, a person should look at it
+
+
+class StagingState(StrEnum):
+    """What a staged roster row may still do while its batch applies (`roster_staging.state`)."""
+
+    OK = "ok"  # to apply and invite
+    CONNECTED = "connected"  # matches an Approved connection (sync: refresh, no invitation)
+    HELD = "held"  # matches several people: kept for review without an invitation
+    INVITED = "invited"  # the client already has an invitation at this location
+
+
+class Hl7MessageStatus(StrEnum):
+    """Where a stored HL7 message is: stored -> applying -> applied | ignored | error."""
+
+    STORED = "stored"  # acknowledged, waiting to be applied
+    APPLYING = "applying"  # claimed by an ingest run
+    APPLIED = "applied"
+    IGNORED = "ignored"  # a message type the pipeline does not use
+    ERROR = "error"  # unreadable or refused; `error` names segment, field and rule
+
+
 def _enum(enum: type[StrEnum], name: str) -> Enum:
     return Enum(
         enum,
@@ -271,7 +304,7 @@ class ImportRejection(Base):
     field: Mapped[str] = mapped_column(String(64))
     rule: Mapped[str] = mapped_column(String(64))
     message: Mapped[str] = mapped_column(Text)
-    severity: Mapped[str] = mapped_column(String(16), default="error")
+    severity: Mapped[str] = mapped_column(String(16), default=FindingSeverity.ERROR.value)
 
 
 class RosterStaging(Base):
@@ -297,9 +330,10 @@ class RosterStaging(Base):
     guardian_last_name: Mapped[str | None] = mapped_column(String(100))
     first_key: Mapped[str] = mapped_column(String(100))  # casefolded first name
     name_key: Mapped[str] = mapped_column(String(201))  # see domain.contact.name_key
-    # ok: to apply; connected: matches an Approved connection (sync: refresh, no invitation);
-    # held: matches several people, kept for review without an invitation
-    state: Mapped[str] = mapped_column(String(16), default="ok", server_default="ok")
+    # a StagingState
+    state: Mapped[str] = mapped_column(
+        String(16), default=StagingState.OK.value, server_default=StagingState.OK.value
+    )
 
 
 class RosterMatch(Base):
@@ -387,8 +421,8 @@ class Hl7Message(Base):
     content_hash: Mapped[str] = mapped_column(String(64))
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     source: Mapped[str] = mapped_column(String(16))  # mllp | file
-    # stored -> applied | ignored | error; a redelivery is counted, never stored twice
-    status: Mapped[str] = mapped_column(String(16), default="stored")
+    # a Hl7MessageStatus; a redelivery is counted, never stored twice
+    status: Mapped[str] = mapped_column(String(16), default=Hl7MessageStatus.STORED.value)
     error: Mapped[str | None] = mapped_column(Text)  # segment, field and rule; never a value
     control_id_reused: Mapped[bool] = mapped_column(Boolean, default=False)
     received_at: Mapped[dt.datetime] = mapped_column(default=_now, server_default=func.now())
@@ -407,7 +441,7 @@ class Slot(Base):
     filler_id: Mapped[str] = mapped_column(String(100))
     start: Mapped[str] = mapped_column(String(24))  # HL7 DTM as sent (local time of the EHR)
     duration_minutes: Mapped[int | None] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(16))  # open | filled
+    status: Mapped[str] = mapped_column(String(16))  # a SlotStatus
     message_id: Mapped[int | None] = mapped_column(Integer)
     opened_at: Mapped[dt.datetime | None]
     filled_at: Mapped[dt.datetime | None]

@@ -9,24 +9,97 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import Connection, and_, case, func, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    String,
+    Table,
+    and_,
+    case,
+    func,
+    insert,
+    literal,
+    select,
+    union_all,
+    update,
+)
+from sqlalchemy import cast as sql_cast
 
+from openslots.connectors.database._dialect import skip_locked
 from openslots.connectors.database.eligibility import opted_out as contact_opted_out
 from openslots.connectors.database.models import (
     Channel,
     Client,
     Invitation,
     Location,
+    OutboxKind,
     OutboxMessage,
     OutboxStatus,
     Provider,
 )
+from openslots.domain.messages import KEY_SEPARATOR, invitation_key_parts
 from openslots.domain.statuses import InvitationStatus
+
+OUTBOX = cast(Table, OutboxMessage.__table__)
+FIRST_ATTEMPT = 1
 
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def key_sql(parts: Sequence[object]) -> ColumnElement[str]:
+    """The SQL twin of `KEY_SEPARATOR.join(map(str, parts))` (see domain.messages): columns
+    among `parts` are cast to text, the strings and numbers between them bound as one string."""
+    pieces: list[ColumnElement[str]] = []
+    run = ""
+    for index, part in enumerate(parts):
+        run += KEY_SEPARATOR if index else ""
+        if isinstance(part, str | int):
+            run += str(part)
+        else:
+            if run:
+                pieces.append(literal(run, String))
+            pieces.append(sql_cast(part, String(20)))
+            run = ""
+    if run:
+        pieces.append(literal(run, String))
+    key = pieces[0]
+    for piece in pieces[1:]:
+        key = key + piece
+    return key
+
+
+def queue_first_invitation_messages(conn: Connection, batch_id: int, now: dt.datetime) -> None:
+    """The first messages of every invitation a roster batch queued, in one INSERT ... SELECT:
+    an email when the client has an address, an SMS when a mobile phone."""
+
+    def bound(name: str, value: object) -> ColumnElement[object]:
+        return literal(value, OUTBOX.c[name].type)
+
+    columns = ("idempotency_key", "kind", "channel", "invitation_id", "status", "attempts")
+    per_channel = [
+        select(
+            key_sql(invitation_key_parts(Invitation.id, FIRST_ATTEMPT, channel)),
+            bound("kind", OutboxKind.INVITATION),
+            bound("channel", channel),
+            Invitation.id,
+            bound("status", OutboxStatus.PENDING),
+            bound("attempts", 0),
+            bound("created_at", now),
+        )
+        .select_from(Invitation)
+        .join(Client, Client.id == Invitation.client_id)
+        .where(Invitation.batch_id == batch_id, address.is_not(None))
+        for channel, address in ((Channel.EMAIL, Client.email), (Channel.SMS, Client.mobile_phone))
+    ]
+    conn.execute(
+        insert(OUTBOX).from_select(
+            [*columns, "created_at"], union_all(*per_channel), include_defaults=False
+        )
+    )
 
 
 def expire_leases(conn: Connection) -> int:
@@ -49,9 +122,7 @@ def claim(conn: Connection, limit: int, lease_seconds: int) -> list[int]:
         .order_by(OutboxMessage.id)
         .limit(limit)
     )
-    if conn.dialect.name == "postgresql":
-        pick = pick.with_for_update(skip_locked=True)
-    ids = list(conn.execute(pick).scalars())
+    ids = list(conn.execute(skip_locked(conn, pick)).scalars())
     if ids:
         conn.execute(
             update(OutboxMessage)

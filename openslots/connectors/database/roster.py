@@ -31,24 +31,30 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
+from openslots.connectors.database._dialect import upsert
+from openslots.connectors.database.eligibility import not_opted_out
 from openslots.connectors.database.models import (
     BatchStatus,
     Client,
+    FindingSeverity,
     ImportBatch,
     ImportMode,
     ImportRejection,
+    Invitation,
     Provider,
     RosterMatch,
     RosterStaging,
+    StagingState,
 )
+from openslots.connectors.database.outbox import queue_first_invitation_messages
 
 # Re-exported: tasks and benchmarks reach these through this module.
 from openslots.connectors.database.providers import Target as Target
 from openslots.connectors.database.providers import ensure_target as ensure_target
 from openslots.connectors.database.providers import provider_id_named as provider_id_named
 from openslots.domain.contact import name_keys
+from openslots.domain.statuses import ConnectionStatus, InvitationStatus
 from openslots.schemas.roster import Rejection, rule_message
 
 STAGING_COLUMNS = (
@@ -156,11 +162,11 @@ def stage_rows(conn: Connection, batch_id: int, accepted: pd.DataFrame) -> None:
     if conn.dialect.name == "postgresql":
         _copy_rows(conn, frame)
     else:
+        # Like COPY, the state is left to its server default (StagingState.OK).
         params = frame.astype(object).where(frame != "", None)
         placeholders = ", ".join("?" for _ in STAGING_COLUMNS)
         conn.exec_driver_sql(
-            f"INSERT INTO roster_staging ({', '.join(STAGING_COLUMNS)}, state) "
-            f"VALUES ({placeholders}, 'ok')",
+            f"INSERT INTO roster_staging ({', '.join(STAGING_COLUMNS)}) VALUES ({placeholders})",
             list(params.itertuples(index=False, name=None)),
         )
 
@@ -239,9 +245,10 @@ _TIER_JOINS = (
     "c.email = s.email AND c.date_of_birth = s.date_of_birth",
     "c.date_of_birth = s.date_of_birth AND c.name_key = s.name_key",
 )
+# Booleans are written as conditions (`c.status = :approved`, `NOT ambiguous`) and bound
+# values, which PostgreSQL and SQLite (0/1) both read, so no dialect spells TRUE/FALSE here.
 _MATCH_SQL = """
-SELECT s.batch_id, s.id, s.line, s.client_ref, c.id, c.mrn,
-       CASE WHEN c.status = 'Approved' THEN {true} ELSE {false} END,
+SELECT s.batch_id, s.id, s.line, s.client_ref, c.id, c.mrn, c.status = :approved,
        c.email || '|' || CAST(c.date_of_birth AS VARCHAR(10)), {tier}
 FROM roster_staging s JOIN connections c ON c.provider_id = :provider AND {join}
 WHERE s.batch_id = :batch {exclude}
@@ -264,7 +271,6 @@ def match_connections(
     a different MRN, go to review unchanged. An unambiguous match to an Approved connection is
     rejected in invite mode (the seed's rule) and kept without an invitation in sync mode.
     """
-    true, false_ = ("TRUE", "FALSE") if conn.dialect.name == "postgresql" else ("1", "0")
     parts = []
     for tier, join in enumerate(_TIER_JOINS, start=1):
         exclude = "".join(
@@ -272,10 +278,13 @@ def match_connections(
             f" AND {earlier.replace('c.', f'c{n}.')})"
             for n, earlier in enumerate(_TIER_JOINS[: tier - 1], start=1)
         )
-        parts.append(
-            _MATCH_SQL.format(true=true, false=false_, tier=tier, join=join, exclude=exclude)
-        )
-    params = {"batch": batch_id, "provider": provider_id}
+        parts.append(_MATCH_SQL.format(tier=tier, join=join, exclude=exclude))
+    params = {
+        "batch": batch_id,
+        "provider": provider_id,
+        "approved": ConnectionStatus.APPROVED,
+        "yes": True,
+    }
     conn.execute(
         text(
             "INSERT INTO roster_matches (batch_id, row_id, line, client_ref, connection_id, "
@@ -284,12 +293,11 @@ def match_connections(
         params,
     )
     refresh_statistics(conn, "roster_matches")
-    mark = "UPDATE roster_matches SET {flag} = {true} WHERE batch_id = :batch AND {key} IN ({q})"
+    mark = "UPDATE roster_matches SET {flag} = :yes WHERE batch_id = :batch AND {key} IN ({q})"
     conn.execute(
         text(
             mark.format(
                 flag="ambiguous",
-                true=true,
                 key="row_id",
                 q=(
                     "SELECT row_id FROM roster_matches WHERE batch_id = :batch GROUP BY row_id "
@@ -304,8 +312,8 @@ def match_connections(
     approved = list(
         conn.execute(
             text(
-                f"SELECT DISTINCT row_id, line FROM roster_matches WHERE batch_id = :batch "
-                f"AND approved = {true} AND ambiguous = {false_}"
+                "SELECT DISTINCT row_id, line FROM roster_matches WHERE batch_id = :batch "
+                "AND approved AND NOT ambiguous"
             ),
             params,
         )
@@ -326,32 +334,31 @@ def match_connections(
                 )
             )
     elif approved:
-        _set_state(conn, batch_id, "connected", f"approved = {true} AND ambiguous = {false_}")
-    _set_state(conn, batch_id, "held", f"ambiguous = {true}")
+        _set_state(conn, batch_id, StagingState.CONNECTED, "approved AND NOT ambiguous")
+    _set_state(conn, batch_id, StagingState.HELD, "ambiguous")
 
     conn.execute(
         text(
             mark.format(
                 flag="shared",
-                true=true,
                 key="connection_id",
                 q=(
-                    f"SELECT connection_id FROM roster_matches WHERE batch_id = :batch "
-                    f"AND ambiguous = {false_} GROUP BY connection_id "
-                    f"HAVING COUNT(DISTINCT client_ref) > 1"
+                    "SELECT connection_id FROM roster_matches WHERE batch_id = :batch "
+                    "AND NOT ambiguous GROUP BY connection_id "
+                    "HAVING COUNT(DISTINCT client_ref) > 1"
                 ),
             )
         ),
         params,
     )
     review_sql = {
-        "ambiguous_match": f"ambiguous = {true}",
-        "shared_connection": f"ambiguous = {false_} AND shared = {true}",
-        "mrn_conflict": f"ambiguous = {false_} AND shared = {false_} "
+        "ambiguous_match": "ambiguous",
+        "shared_connection": "NOT ambiguous AND shared",
+        "mrn_conflict": "NOT ambiguous AND NOT shared "
         "AND connection_mrn IS NOT NULL AND connection_mrn <> client_ref",
     }
     reviews = [
-        Rejection(line, "client_id", rule, rule_message(rule, "client_id"), "review")
+        Rejection(line, "client_id", rule, rule_message(rule, "client_id"), FindingSeverity.REVIEW)
         for rule, where in review_sql.items()
         for (line,) in conn.execute(
             text(f"SELECT DISTINCT line FROM roster_matches WHERE batch_id = :batch AND {where}"),
@@ -361,7 +368,7 @@ def match_connections(
     return MatchOutcome(rejections, sorted(reviews, key=lambda r: (r.line, r.rule)))
 
 
-def _set_state(conn: Connection, batch_id: int, state: str, where: str) -> None:
+def _set_state(conn: Connection, batch_id: int, state: StagingState, where: str) -> None:
     conn.execute(
         text(
             f"UPDATE roster_staging SET state = :state WHERE batch_id = :batch AND id IN "
@@ -402,7 +409,6 @@ def count_client_changes(conn: Connection, batch_id: int, provider_id: int) -> t
 def upsert_clients(conn: Connection, batch_id: int, provider_id: int) -> None:
     """Insert new clients and update changed ones (rows that change nothing are not touched)."""
     staged, clients = STAGING, CLIENTS
-    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     now = _now()
     source = select(
         literal(provider_id, Integer).label("provider_id"),
@@ -411,7 +417,7 @@ def upsert_clients(conn: Connection, batch_id: int, provider_id: int) -> None:
         literal(batch_id, Integer).label("last_batch_id"),
     ).where(staged.c.batch_id == batch_id)
     columns = ["provider_id", "client_ref", *CLIENT_FIELDS, "last_batch_id"]
-    statement = dialect_insert(clients).from_select(columns, source)
+    statement = upsert(conn, clients).from_select(columns, source)
     statement = statement.on_conflict_do_update(
         index_elements=[clients.c.provider_id, clients.c.client_ref],
         set_={name: statement.excluded[name] for name in CLIENT_FIELDS}
@@ -426,8 +432,7 @@ def upsert_clients(conn: Connection, batch_id: int, provider_id: int) -> None:
 def apply_mrn_updates(conn: Connection, batch_id: int, provider_id: int) -> int:
     """Set the MRN of unambiguously matched connections that have none, then link every such
     connection holding the row's MRN to its client record. Returns the MRNs set."""
-    false_ = "FALSE" if conn.dialect.name == "postgresql" else "0"
-    usable = f"m.batch_id = :batch AND m.ambiguous = {false_} AND m.shared = {false_}"
+    usable = "m.batch_id = :batch AND NOT m.ambiguous AND NOT m.shared"
     params = {"batch": batch_id, "provider": provider_id, "now": _now()}
     mapped = conn.execute(
         text(
@@ -456,63 +461,72 @@ def queue_invitations(conn: Connection, batch_id: int, target: Target) -> int:
     location, and anyone whose email or phone opted out of this provider (on any channel).
     """
     now = _now()
-    params = {
-        "batch": batch_id,
-        "provider": target.provider_id,
-        "location": target.location_id,
-        "now": now,
-    }
     # Rows already invited here are marked first, so the INSERT below needs no anti-join on
     # the table it writes: planned from stale statistics, that anti-join became a full scan of
     # invitations per row (observed: 12+ minutes instead of 25 s for a million rows).
-    conn.execute(
-        text(
-            """
-            UPDATE roster_staging SET state = 'invited'
-            WHERE batch_id = :batch AND state = 'ok' AND client_ref IN (
-              SELECT c.client_ref FROM clients c
-              JOIN invitations i ON i.client_id = c.id AND i.location_id = :location
-              WHERE c.provider_id = :provider)
-            """
-        ),
-        params,
+    invited_here = (
+        select(Client.client_ref)
+        .join(
+            Invitation,
+            and_(Invitation.client_id == Client.id, Invitation.location_id == target.location_id),
+        )
+        .where(Client.provider_id == target.provider_id)
     )
+    conn.execute(
+        update(RosterStaging)
+        .where(
+            RosterStaging.batch_id == batch_id,
+            RosterStaging.state == StagingState.OK,
+            RosterStaging.client_ref.in_(invited_here),
+        )
+        .values(state=StagingState.INVITED)
+    )
+    invitations = cast(Table, Invitation.__table__)
+    columns = (
+        "client_id",
+        "provider_id",
+        "location_id",
+        "status",
+        "batch_id",
+        "send_count",
+        "created_at",
+        "updated_at",
+    )
+    values = {
+        "provider_id": target.provider_id,
+        "location_id": target.location_id,
+        "status": InvitationStatus.QUEUED,
+        "batch_id": batch_id,
+        "send_count": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+    source = (
+        select(
+            Client.id,
+            *[literal(values[name], invitations.c[name].type) for name in columns[1:]],
+        )
+        .select_from(RosterStaging)
+        .join(
+            Client,
+            and_(
+                Client.provider_id == target.provider_id,
+                Client.client_ref == RosterStaging.client_ref,
+            ),
+        )
+        .where(
+            RosterStaging.batch_id == batch_id,
+            RosterStaging.state == StagingState.OK,
+            or_(Client.email.is_not(None), Client.mobile_phone.is_not(None)),
+            not_opted_out(target.provider_id, Client.email, Client.mobile_phone),
+        )
+    )
+    # Core reads an INSERT's row count from the driver only when asked to.
     inserted = conn.execute(
-        text(
-            """
-            INSERT INTO invitations (client_id, provider_id, location_id, status, batch_id,
-                                     send_count, created_at, updated_at)
-            SELECT c.id, :provider, :location, 'Queued', :batch, 0, :now, :now
-            FROM roster_staging s
-            JOIN clients c ON c.provider_id = :provider AND c.client_ref = s.client_ref
-            WHERE s.batch_id = :batch AND s.state = 'ok'
-              AND (c.email IS NOT NULL OR c.mobile_phone IS NOT NULL)
-              AND NOT EXISTS (SELECT 1 FROM opt_outs o WHERE o.provider_id = :provider
-                              AND o.channel = 'email' AND o.address = c.email)
-              AND NOT EXISTS (SELECT 1 FROM opt_outs o WHERE o.provider_id = :provider
-                              AND o.channel = 'sms' AND o.address = c.mobile_phone)
-            """
-        ),
-        params,
+        insert(invitations).from_select(list(columns), source, include_defaults=False),
+        execution_options={"preserve_rowcount": True},
     ).rowcount
-    conn.execute(
-        text(
-            """
-            INSERT INTO outbox (idempotency_key, kind, channel, invitation_id, status, attempts,
-                                created_at)
-            SELECT 'invite:' || CAST(i.id AS VARCHAR(20)) || ':1:email', 'invitation', 'email',
-                   i.id, 'pending', 0, :now
-            FROM invitations i JOIN clients c ON c.id = i.client_id
-            WHERE i.batch_id = :batch AND c.email IS NOT NULL
-            UNION ALL
-            SELECT 'invite:' || CAST(i.id AS VARCHAR(20)) || ':1:sms', 'invitation', 'sms',
-                   i.id, 'pending', 0, :now
-            FROM invitations i JOIN clients c ON c.id = i.client_id
-            WHERE i.batch_id = :batch AND c.mobile_phone IS NOT NULL
-            """
-        ),
-        {"batch": batch_id, "now": now},
-    )
+    queue_first_invitation_messages(conn, batch_id, now)
     return int(inserted or 0)
 
 
