@@ -61,7 +61,8 @@ class Settings(BaseSettings):
         description="SMTP port; unset: 465 with OPENSLOTS_SMTP_SSL, 587 with STARTTLS, else 25.",
     )
     smtp_user: str | None = Field(
-        default=None, description="SMTP AUTH user; unset means the relay takes mail unauthenticated."
+        default=None,
+        description="SMTP AUTH user; unset means the relay takes mail unauthenticated.",
     )
     smtp_password: SecretStr | None = Field(
         default=None, description="SMTP AUTH password (a secret: never logged, never in a repr)."
@@ -71,7 +72,8 @@ class Settings(BaseSettings):
     )
     smtp_ssl: bool = Field(
         default=False,
-        description="Implicit TLS from the first byte (port 465); excludes OPENSLOTS_SMTP_STARTTLS.",
+        description="Implicit TLS from the first byte (port 465); excludes "
+        "OPENSLOTS_SMTP_STARTTLS.",
     )
     smtp_ca_file: Path | None = Field(
         default=None,
