@@ -7,15 +7,29 @@ Exception tree::
     ├── RosterFileError            the file as a whole is unusable: missing column, bad encoding,
     │                              malformed CSV (terminal); carries `line` and `column` when known
     ├── RosterRejectedError        --strict import with rejected rows: nothing written (terminal)
-    ├── SendRefused                a sender refused a message before anything went out: safe
-    │                              to try again (`transient` when the refusal was temporary)
+    ├── SendRefused                nothing went out and trying again later may work (outbox
+    │   │                          `failed`): a 4xx reply, a refused connection, a TLS failure,
+    │   │                          Twilio 429/503; `retry_after` (seconds) when the server said
+    │   │                          when, `transient` when the refusal was temporary
+    │   └── SendRejected           nothing went out and it never will (outbox `dead`): a 5xx
+    │       │                      reply to MAIL/RCPT/DATA, an invalid number (Twilio 21211,
+    │       │                      21614), a header injection; carries `code` when the server
+    │       │                      gave one
+    │       └── RecipientOptedOut  the provider says the recipient unsubscribed (Twilio 21610):
+    │                              the dispatcher opts the contact out and marks the message dead
     ├── SendOutcomeUnknown         the message may or may not have gone out (connection lost
-    │                              after the data was sent, 5xx): never retried blindly
+    │                              after the data was sent, SMS provider 5xx or timeout after
+    │                              the request went out): `unknown`, never retried blindly
+    ├── InvalidToken               a link's token is refused: `reason` is one of malformed,
+    │                              tampered, wrong-purpose, expired (terminal)
     └── PipelineStepError          an unexpected failure inside a step, re-raised without the
                                    original text (which may quote patient data); carries the step
                                    name and the original exception's class name
 
 Messages never contain a patient's value: only line numbers, column names, rule names and counts.
+Send reasons are status codes and class names, never an address or a number. SendRejected is a
+SendRefused (nothing went out) so that code catching SendRefused never mistakes it for a send;
+a dispatcher that tells them apart catches the most specific class first.
 """
 
 from __future__ import annotations
@@ -76,12 +90,35 @@ class RosterRejectedError(OpenslotsError):
 
 
 class SendRefused(OpenslotsError):
-    """Nothing went out; `reason` is PHI-free (a class name or a status code)."""
+    """Nothing went out; `reason` is PHI-free (a class name or a status code).
 
-    def __init__(self, reason: str, *, transient: bool = False):
+    `retry_after` is the delay the server asked for (HTTP Retry-After), in seconds.
+    """
+
+    def __init__(
+        self, reason: str, *, transient: bool = False, retry_after: float | None = None
+    ):
         self.reason = reason
         self.transient = transient
+        self.retry_after = retry_after
         super().__init__(f"send refused: {reason}")
+
+
+class SendRejected(SendRefused):
+    """Nothing went out and a retry cannot help: the message is dead with this reason.
+
+    >>> SendRejected("SMTP 550 to RCPT", code=550).code
+    550
+    """
+
+    def __init__(self, reason: str, *, code: int | None = None):
+        self.code = code
+        super().__init__(reason, transient=False)
+        self.args = (f"send rejected: {reason}",)
+
+
+class RecipientOptedOut(SendRejected):
+    """The provider refused because the recipient unsubscribed there (Twilio 21610)."""
 
 
 class SendOutcomeUnknown(OpenslotsError):
@@ -90,6 +127,16 @@ class SendOutcomeUnknown(OpenslotsError):
     def __init__(self, reason: str):
         self.reason = reason
         super().__init__(f"send outcome unknown: {reason}")
+
+
+class InvalidToken(OpenslotsError):
+    """A signed token was refused; `reason` says why without quoting the token."""
+
+    REASONS = ("malformed", "tampered", "wrong-purpose", "expired")
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(f"invalid token: {reason}")
 
 
 class PipelineStepError(OpenslotsError):

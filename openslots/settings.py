@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
+from datetime import time
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_QUIET_HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
 
 
 class Settings(BaseSettings):
@@ -17,7 +22,10 @@ class Settings(BaseSettings):
         'sqlite:////tmp/x/openslots.db'
     """
 
-    model_config = SettingsConfigDict(env_prefix="OPENSLOTS_", extra="ignore")
+    # hide_input_in_errors: a rejected secret (a short key) must not be echoed in the error.
+    model_config = SettingsConfigDict(
+        env_prefix="OPENSLOTS_", extra="ignore", hide_input_in_errors=True
+    )
 
     home: Path = Field(
         default=Path("openslots-data"),
@@ -31,9 +39,113 @@ class Settings(BaseSettings):
     outbox_dir: Path | None = Field(
         default=None, description="Where the file email/SMS backends write; default `home`/outbox."
     )
-    email_backend: Literal["file"] = "file"
-    sms_backend: Literal["file"] = "file"
-    email_from: str = "invitations@openslots.invalid"
+    email_backend: Literal["file", "smtp"] = Field(
+        default="file",
+        description="`file`: .eml files in the outbox folder (embedded default); "
+        "`smtp`: a relay through yagmail (OPENSLOTS_SMTP_*).",
+    )
+    sms_backend: Literal["file", "twilio"] = Field(
+        default="file",
+        description="`file`: JSON files in the outbox folder (embedded default); "
+        "`twilio`: Twilio's Messages API (OPENSLOTS_TWILIO_*).",
+    )
+    email_from: str = Field(
+        default="invitations@openslots.invalid",
+        description="The From address of every email (and the SMTP envelope sender).",
+    )
+    smtp_host: str | None = Field(default=None, description="SMTP relay host (smtp backend).")
+    smtp_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="SMTP port; unset: 465 with OPENSLOTS_SMTP_SSL, 587 with STARTTLS, else 25.",
+    )
+    smtp_user: str | None = Field(
+        default=None,
+        description="SMTP AUTH user; unset means the relay takes mail unauthenticated.",
+    )
+    smtp_password: SecretStr | None = Field(
+        default=None, description="SMTP AUTH password (a secret: never logged, never in a repr)."
+    )
+    smtp_starttls: bool = Field(
+        default=True, description="Upgrade the connection with STARTTLS (submission, port 587)."
+    )
+    smtp_ssl: bool = Field(
+        default=False,
+        description="Implicit TLS from the first byte (port 465); excludes "
+        "OPENSLOTS_SMTP_STARTTLS.",
+    )
+    smtp_ca_file: Path | None = Field(
+        default=None,
+        description="PEM file of the CA(s) trusted for the relay's certificate instead of the "
+        "system store (a private relay, or the tests' self-signed certificate).",
+    )
+    smtp_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="Socket timeout for each SMTP command and reply."
+    )
+    twilio_account_sid: str | None = Field(default=None, description="Twilio account SID (AC...).")
+    twilio_auth_token: SecretStr | None = Field(
+        default=None, description="Twilio auth token (a secret: never logged, never in a repr)."
+    )
+    twilio_from: str | None = Field(
+        default=None, description="Sending number in E.164 (or set the messaging service SID)."
+    )
+    twilio_messaging_service_sid: str | None = Field(
+        default=None, description="Twilio Messaging Service SID (MG...), used instead of a number."
+    )
+    twilio_api_base_url: str = Field(
+        default="https://api.twilio.com",
+        description="Base URL of the Messages API: a Twilio-compatible provider, or a loopback "
+        "server in tests.",
+    )
+    twilio_timeout_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="HTTP timeout of one Messages request; a timeout after the request went out "
+        "makes the message `unknown`.",
+    )
+    templates_dir: Path | None = Field(
+        default=None,
+        description="A provider's message templates overriding the shipped ones (same file "
+        "names); every one is checked at start-up.",
+    )
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Where patients reach `openslots web`: the base of every link in a message.",
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        min_length=32,
+        description="Key that signs the tokens in links (unsubscribe, claim); at least 32 "
+        "characters, the same in every process of one installation.",
+    )
+    unsubscribe_token_days: int = Field(
+        default=365, ge=30, description="How long an unsubscribe link keeps working."
+    )
+    sms_quiet_hours: str = Field(
+        default="21:00-08:00",
+        description="HH:MM-HH:MM in the location's time zone during which texts wait for the "
+        "morning (emails are not held); `off` disables.",
+    )
+    default_timezone: str = Field(
+        default="America/New_York",
+        description="IANA time zone of locations that have none (quiet hours are local).",
+    )
+    dispatch_retry_base_seconds: float = Field(
+        default=30.0, gt=0, description="First retry delay of a refused send; doubles per attempt."
+    )
+    dispatch_max_attempts: int = Field(
+        default=8, ge=1, description="Attempts before a refused message is dead."
+    )
+    dispatch_connections: int = Field(
+        default=4, ge=1, description="Sending threads (one SMTP connection each) per worker."
+    )
+    email_per_second: float | None = Field(
+        default=None, gt=0, description="Email rate limit per worker; unset means none."
+    )
+    sms_per_second: float | None = Field(
+        default=None, gt=0, description="SMS rate limit per worker; unset means none."
+    )
     phone_region: str = Field(default="US", description="Region for numbers without a + prefix.")
     chunk_size: int = Field(default=100_000, ge=1, description="Roster rows validated per chunk.")
     dispatch_batch_size: int = Field(default=500, ge=1)
@@ -73,6 +185,58 @@ class Settings(BaseSettings):
         description="Chain the original exception (which may quote patient data) to step "
         "errors. For debugging on synthetic data only; never in production.",
     )
+
+    @field_validator("sms_quiet_hours")
+    @classmethod
+    def _check_quiet_hours(cls, value: str) -> str:
+        value = value.strip()
+        if value.lower() != "off" and not _QUIET_HOURS.match(value):
+            raise ValueError("expected HH:MM-HH:MM (24-hour clock) or `off`")
+        return value
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("not an IANA time zone name (e.g. America/Chicago)") from None
+        return value
+
+    @field_validator("public_url", "twilio_api_base_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("expected an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _check_tls_modes(self) -> Settings:
+        if self.smtp_ssl and self.smtp_starttls and "smtp_starttls" in self.model_fields_set:
+            raise ValueError("OPENSLOTS_SMTP_SSL and OPENSLOTS_SMTP_STARTTLS exclude each other")
+        return self
+
+    def resolved_quiet_hours(self) -> tuple[time, time] | None:
+        """(start, end) of the SMS quiet hours, or None when `off`.
+
+        >>> Settings(sms_quiet_hours="21:30-07:00").resolved_quiet_hours()
+        (datetime.time(21, 30), datetime.time(7, 0))
+        """
+        if self.sms_quiet_hours.lower() == "off":
+            return None
+        start, end = self.sms_quiet_hours.split("-")
+        return time.fromisoformat(start), time.fromisoformat(end)
+
+    def resolved_smtp_starttls(self) -> bool:
+        """STARTTLS unless implicit TLS is chosen (a TLS connection needs no upgrade)."""
+        return self.smtp_starttls and not self.smtp_ssl
+
+    def resolved_smtp_port(self) -> int:
+        if self.smtp_port is not None:
+            return self.smtp_port
+        if self.smtp_ssl:
+            return 465
+        return 587 if self.smtp_starttls else 25
 
     def resolved_home(self) -> Path:
         return self.home.expanduser().resolve()

@@ -1,35 +1,58 @@
-"""Email senders behind one Protocol; the file outbox is the embedded default.
+"""Email senders behind one Protocol: a file outbox (the embedded default) and SMTP (yagmail).
 
-SMTP (yagmail) arrives with the dispatch issue; `FileEmailSender` writes one .eml per message,
-named by its idempotency key and written atomically, so a resend after a crash overwrites the
-same file instead of producing a second message.
+`FileEmailSender` writes one .eml per message, named by its idempotency key and written
+atomically, so a resend after a crash overwrites the same file instead of producing a second
+message. `SmtpEmailSender` keeps one authenticated connection per worker thread and says
+honestly what became of each message: SendRefused (nothing went out; retry), SendRejected
+(nothing went out and never will), SendOutcomeUnknown (the data went out, no reply came back).
 """
 
 from __future__ import annotations
 
+import email as email_parser
+import html as html_lib
 import os
 import re
+import smtplib
+import ssl
 import tempfile
+import threading
 from dataclasses import dataclass
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.message import EmailMessage, Message
+from email.mime.text import MIMEText
+from email.utils import formataddr, formatdate, make_msgid, parseaddr
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from openslots.errors import SendRefused
+import yagmail
+
+from openslots.errors import ConfigurationError, SendOutcomeUnknown, SendRefused, SendRejected
 from openslots.settings import Settings
+
+__all__ = [
+    "EmailSender",
+    "FileEmailSender",
+    "OutgoingEmail",
+    "SmtpEmailSender",
+    "email_sender",
+]
 
 
 @dataclass(frozen=True, slots=True)
 class OutgoingEmail:
+    """One email. `body` is the text part; `html`, when given, the (already escaped) HTML part."""
+
     key: str  # the outbox idempotency key
     to: str
     subject: str
     body: str
+    html: str | None = None
+    unsubscribe_url: str | None = None  # List-Unsubscribe (RFC 8058 one-click)
+    to_name: str | None = None  # display name in the To header
 
 
 class EmailSender(Protocol):
-    """Sends one email or raises SendRefused / SendOutcomeUnknown."""
+    """Sends one email or raises SendRefused / SendRejected / SendOutcomeUnknown."""
 
     def send(self, message: OutgoingEmail) -> None: ...
 
@@ -68,13 +91,296 @@ class FileEmailSender:
         email["Date"] = formatdate(localtime=False)
         email["Message-ID"] = make_msgid(idstring=safe_file_name(message.key))
         email["X-Openslots-Key"] = message.key
+        if message.unsubscribe_url:
+            email["List-Unsubscribe"] = f"<{message.unsubscribe_url}>"
+            email["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         email.set_content(message.body)
+        if message.html is not None:
+            email.add_alternative(message.html, subtype="html")
         try:
             write_atomically(self.directory / f"{safe_file_name(message.key)}.eml", bytes(email))
         except OSError as exc:
             raise SendRefused(f"file outbox not writable ({type(exc).__name__})") from None
 
 
+# Every character str.splitlines() breaks on, and NUL: any of them in a header value could start
+# a new header (or end the headers) somewhere between us and the recipient.
+_LINE_BREAK = re.compile("[\r\n\x00\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+_ADDRESS = re.compile(r"^[^@\s<>(),;:\"\[\]\\]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]+$")
+
+
+def check_header_values(message: OutgoingEmail) -> None:
+    """SendRejected (naming the field, never its value) when a value could inject a header."""
+    fields = {
+        "key": message.key,
+        "to": message.to,
+        "to_name": message.to_name or "",
+        "subject": message.subject,
+        "unsubscribe_url": message.unsubscribe_url or "",
+    }
+    for field, value in fields.items():
+        if _LINE_BREAK.search(value):
+            raise SendRejected(f"line break in the {field} header value (header injection)")
+    if parseaddr(message.to)[1] != message.to or not _ADDRESS.match(message.to):
+        raise SendRejected("recipient address is not a plain ASCII addr-spec")
+    if message.unsubscribe_url and (
+        ">" in message.unsubscribe_url or " " in message.unsubscribe_url
+    ):
+        raise SendRejected("unsubscribe_url cannot go inside <> (List-Unsubscribe)")
+
+
+def _crlf_dot_stuffed(data: bytes) -> bytes:
+    """The DATA payload: CRLF line ends, leading dots doubled, ending with CRLF.CRLF (RFC 5321)."""
+    data = re.sub(rb"\r\n|\n|\r", b"\r\n", data)
+    data = re.sub(rb"(?m)^\.", b"..", data)
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    return data + b".\r\n"
+
+
+def _replace_leaf(container: Message, content_type: str, replacement: Message) -> bool:
+    for parent in container.walk():
+        if not parent.is_multipart():
+            continue
+        children: list[Message] = parent.get_payload()  # type: ignore[assignment]
+        for index, child in enumerate(children):
+            if not child.is_multipart() and child.get_content_type() == content_type:
+                children[index] = replacement
+                return True
+    return False
+
+
+class SmtpEmailSender:
+    """One SMTP connection through yagmail, reused across messages. One object per thread.
+
+    yagmail authenticates (`login()`: connect, STARTTLS or implicit TLS, AUTH with `password=`,
+    never its keyring or a prompt) and builds each message (`prepare_send()`: MIME layout,
+    encoded headers, Date, Message-ID). We then speak MAIL/RCPT/DATA on the connection yagmail
+    opened, one step at a time, because only then do we know how far a message got:
+    yagmail's `send()` logs in again for every message and, when the connection drops after
+    DATA, logs in again and sends the same message a second time (0.16).
+
+    The connection is opened on the first message and again only before a later message when
+    it was found closed; a message is never sent twice by this class. An idle connection the
+    relay closed is noticed at MAIL FROM, before any of the message left: that message then
+    goes out on one fresh connection, which is not a resend (the relay never saw it).
+    """
+
+    def __init__(self, settings: Settings):
+        if not settings.smtp_host:
+            raise ConfigurationError(
+                "OPENSLOTS_SMTP_HOST is required with OPENSLOTS_EMAIL_BACKEND=smtp"
+            )
+        if settings.smtp_user and settings.smtp_password is None:
+            raise ConfigurationError(
+                "OPENSLOTS_SMTP_PASSWORD is required when OPENSLOTS_SMTP_USER is set"
+            )
+        if _LINE_BREAK.search(settings.email_from) or not _ADDRESS.match(settings.email_from):
+            raise ConfigurationError("OPENSLOTS_EMAIL_FROM is not a plain email address")
+        self._from = settings.email_from
+        self._message_id_domain = settings.email_from.rpartition("@")[2]
+        self._host = settings.smtp_host
+        self._port = settings.resolved_smtp_port()
+        self._owner: int | None = None
+        context = ssl.create_default_context(
+            cafile=str(settings.smtp_ca_file) if settings.smtp_ca_file else None
+        )
+        # yagmail passes these keyword arguments to smtplib.SMTP / SMTP_SSL; SMTP has no
+        # `context`, so it is only given for implicit TLS (STARTTLS takes it through
+        # smtp_starttls, which yagmail hands to starttls()).
+        connection_kwargs: dict[str, Any] = {"timeout": settings.smtp_timeout_seconds}
+        if settings.smtp_ssl:
+            connection_kwargs["context"] = context
+        login = settings.smtp_user or ""
+        password = settings.smtp_password
+        self._yag = yagmail.SMTP(
+            # The {address: alias} form, because 0.16 appends "@gmail.com" to a bare user name
+            # ("apikey" would log in as "apikey@gmail.com").
+            user={login: login},
+            password=password.get_secret_value() if password is not None else None,
+            host=settings.smtp_host,
+            port=self._port,
+            smtp_starttls={"context": context} if settings.resolved_smtp_starttls() else False,
+            smtp_ssl=settings.smtp_ssl,
+            smtp_skip_login=not login,
+            soft_email_validation=False,  # we check addresses ourselves, with a PHI-free reason
+            **connection_kwargs,
+        )
+        self.logins = 0  # connections opened (and authenticated): one per batch when all is well
+
+    def __repr__(self) -> str:
+        return f"SmtpEmailSender(host={self._host!r}, port={self._port})"
+
+    # -- building -------------------------------------------------------------------------
+
+    def build(self, message: OutgoingEmail) -> bytes:
+        """The message as it goes on the wire after DATA (CRLF, dot-stuffed, final dot)."""
+        check_header_values(message)
+        headers = {"X-Openslots-Key": message.key}
+        if message.unsubscribe_url:
+            headers["List-Unsubscribe"] = f"<{message.unsubscribe_url}>"
+            headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        _, prepared = self._yag.prepare_send(
+            to=message.to,
+            subject=message.subject,
+            contents=[yagmail.raw(message.body)],  # raw: a text that looks like a path is text
+            headers=headers,
+            prettify_html=False,  # premailer is not installed, and the HTML is ours
+            message_id=f"<{safe_file_name(message.key)}@{self._message_id_domain}>",
+        )
+        built = email_parser.message_from_string(prepared)
+        # yagmail 0.16 puts every content in both alternatives: the text part gets "<br>" for
+        # each newline and the HTML part the text unescaped inside a <div>. Both are replaced
+        # by what we mean; yagmail's headers, encoding and layout stay.
+        html = message.html
+        if html is None:
+            html = "<div>" + html_lib.escape(message.body).replace("\n", "<br>\n") + "</div>"
+        replaced = _replace_leaf(
+            built, "text/plain", MIMEText(message.body, "plain", "utf-8")
+        ) and _replace_leaf(built, "text/html", MIMEText(html, "html", "utf-8"))
+        if not replaced:
+            raise RuntimeError("yagmail's message layout changed: no text and HTML parts")
+        # From is the configured sender, not the login user yagmail puts there.
+        del built["From"]
+        built["From"] = self._from
+        if message.to_name:
+            built.replace_header("To", formataddr((message.to_name, message.to)))
+        return _crlf_dot_stuffed(built.as_bytes())
+
+    # -- the connection -------------------------------------------------------------------
+
+    def _is_open(self) -> bool:
+        return getattr(self._yag.smtp, "sock", None) is not None
+
+    def _drop(self) -> None:
+        try:
+            if self._yag.smtp is not None:
+                self._yag.smtp.close()
+        except Exception:  # closing a broken connection cannot fail a message
+            pass
+
+    def _open(self) -> None:
+        self._drop()
+        try:
+            self._yag.login()
+            self._yag.smtp.ehlo_or_helo_if_needed()  # yagmail skips EHLO without TLS or AUTH
+        except smtplib.SMTPAuthenticationError as exc:
+            self._drop()
+            raise SendRefused(f"SMTP AUTH refused ({exc.smtp_code})", transient=True) from None
+        except (ssl.SSLError, ssl.CertificateError) as exc:
+            self._drop()
+            raise SendRefused(
+                f"TLS with the relay failed ({type(exc).__name__})", transient=True
+            ) from None
+        except (smtplib.SMTPException, OSError) as exc:
+            self._drop()
+            raise SendRefused(
+                f"cannot reach the SMTP relay ({type(exc).__name__})", transient=True
+            ) from None
+        self.logins += 1
+
+    def close(self) -> None:
+        """QUIT politely; the next message opens a new connection."""
+        try:
+            if self._is_open():
+                self._yag.smtp.quit()
+        except Exception:
+            pass
+        finally:
+            self._drop()
+
+    def __enter__(self) -> SmtpEmailSender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- sending --------------------------------------------------------------------------
+
+    def send(self, message: OutgoingEmail) -> None:
+        owner = threading.get_ident()
+        if self._owner is None:
+            self._owner = owner
+        elif self._owner != owner:
+            raise RuntimeError("an SmtpEmailSender belongs to one thread: make one per thread")
+        data = self.build(message)
+        reused = self._is_open()
+        if not reused:
+            self._open()
+        try:
+            self._transaction(message.to, data, first_step_may_find_closed=reused)
+        except _FoundClosed:
+            self._open()
+            self._transaction(message.to, data, first_step_may_find_closed=False)
+
+    def _reply(self, code: int, step: str) -> None:
+        """Raise for anything but a 2xx reply; the server's text is never quoted (PHI)."""
+        if 200 <= code < 300:
+            return
+        reason = f"SMTP {code} to {step}"
+        if code == 421:  # the server is closing the connection
+            self._drop()
+            raise SendRefused(reason, transient=True)
+        try:
+            self._yag.smtp.rset()  # keep the connection usable for the next message
+        except (smtplib.SMTPException, OSError):
+            self._drop()
+        if 500 <= code < 600:
+            raise SendRejected(reason, code=code)
+        raise SendRefused(reason, transient=400 <= code < 500)
+
+    def _transaction(self, to: str, data: bytes, *, first_step_may_find_closed: bool) -> None:
+        smtp = self._yag.smtp
+        step = "MAIL"
+        try:
+            code, _ = smtp.mail(self._from)
+            if code == 421 and first_step_may_find_closed:
+                # An idle-timeout notice from the relay, read only now: the same as closed.
+                self._drop()
+                raise _FoundClosed
+            self._reply(code, step)
+            step = "RCPT"
+            code, _ = smtp.rcpt(to)
+            self._reply(code, step)
+            step = "DATA"
+            smtp.putcmd("data")
+            code, _ = smtp.getreply()
+            if code != 354:
+                if code >= 400:
+                    self._reply(code, step)
+                self._drop()  # a server that skips 354 is not one to send our data to
+                raise SendRefused(f"SMTP {code} to DATA (354 expected)", transient=True)
+            step = "the data"
+            # If sending fails part-way, the end-of-data dot never left: RFC 5321 §4.1.1.4
+            # has the server discard an unfinished message, so nothing was delivered.
+            smtp.send(data)
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            self._drop()
+            if step == "MAIL" and first_step_may_find_closed:
+                raise _FoundClosed from None
+            raise SendRefused(
+                f"connection lost at {step} ({type(exc).__name__})", transient=True
+            ) from None
+        try:
+            code, _ = smtp.getreply()
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            # The whole message went out and no reply came: the relay may have taken it.
+            self._drop()
+            raise SendOutcomeUnknown(
+                f"no reply after the data was sent ({type(exc).__name__})"
+            ) from None
+        self._reply(code, "the end of data")
+
+
+class _FoundClosed(Exception):
+    """The reused connection was closed by the relay before this message's MAIL FROM."""
+
+
 def email_sender(settings: Settings) -> EmailSender:
-    """The configured email backend (one place decides which implementation runs)."""
+    """The configured email backend (one place decides which implementation runs).
+
+    Call it once per sending thread: an SMTP sender holds one connection.
+    """
+    if settings.email_backend == "smtp":
+        return SmtpEmailSender(settings)
     return FileEmailSender(settings.resolved_outbox_dir() / "email", settings.email_from)
