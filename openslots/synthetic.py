@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from openslots.domain import clock
+
 FIRST = (
     "Ana",
     "Ben",
@@ -117,7 +119,7 @@ def people(
     """`count` distinct synthetic clients; Client IDs are zero-padded to keep leading zeros."""
     rng = random.Random(seed)
     width = max(6, len(str(count)))
-    today = dt.date.today()
+    today = clock.today()
     for n in range(1, count + 1):
         first, last = rng.choice(FIRST), rng.choice(LAST)
         dependent = rng.random() < dependents

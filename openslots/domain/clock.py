@@ -74,6 +74,11 @@ def now() -> dt.datetime:
     return _current.now()
 
 
+def today() -> dt.date:
+    """The current date where this process runs (the machine's time zone), from the clock."""
+    return _current.now().astimezone().date()
+
+
 def install(clock: Clock) -> Clock:
     """Make `clock` the process's clock; returns the one it replaces."""
     global _current

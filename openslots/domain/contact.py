@@ -11,6 +11,8 @@ import unicodedata
 
 import pandas as pd
 
+from openslots.domain import clock
+
 # Local part per RFC 5322 "atext" plus dots; a domain of at least two labels.
 EMAIL_PATTERN = (
     r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
@@ -79,7 +81,7 @@ def parse_dates(values: pd.Series) -> pd.Series:
 
 def date_bounds(today: dt.date | None = None) -> tuple[pd.Timestamp, pd.Timestamp]:
     """(oldest accepted date of birth, newest accepted date of birth)."""
-    today = today or dt.date.today()
+    today = today or clock.today()
     try:
         oldest = today.replace(year=today.year - MAX_AGE_YEARS)
     except ValueError:  # 29 February

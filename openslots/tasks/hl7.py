@@ -33,6 +33,7 @@ from openslots.connectors.hl7.parser import (
     extract_patient,
     parse,
 )
+from openslots.domain import clock
 from openslots.domain.statuses import SlotStatus
 from openslots.errors import RosterFileError
 from openslots.schemas.roster import ROSTER_COLUMNS, PatientRow, Rejection, validate_chunk
@@ -260,7 +261,7 @@ def _is_minor(iso_dob: str, timestamp: str) -> bool:
     try:
         on = dt.datetime.strptime(timestamp[:8], "%Y%m%d").date()
     except ValueError:
-        on = dt.date.today()
+        on = clock.today()
     return (on.year - born.year - ((on.month, on.day) < (born.month, born.day))) < 18
 
 
@@ -349,7 +350,7 @@ def _schedule(
     target = repo.ensure_target(conn, provider, location, integrated=True, create=True)
     counts.providers_created += int(target.provider_created)
     event = header.trigger_event
-    now = dt.datetime.now(dt.UTC)
+    now = clock.now()
     if event == "S13" and slot_repo.reopen_moved_slot(
         conn, target.provider_id, appointment.filler_id, message_id, now
     ):

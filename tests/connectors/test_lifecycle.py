@@ -279,3 +279,40 @@ def test_approving_a_dependent_makes_the_guardians_invitation_new(
         life.request_connection(conn, 1, "tester")
         life.accept_request(conn, 1)
     assert (invitation_status(db, 1), invitation_status(db, 2)) == ("Connected", "New")
+
+
+def test_every_recorded_time_comes_from_the_one_clock(db: Engine, tmp_path: Path) -> None:
+    """Frozen time reaches the rows: a model default (clients), a repository's own write
+    (audit events, updated_at) and an import batch all record the clock's time, not the
+    machine's."""
+    import datetime as dt
+
+    from openslots.connectors.database.models import AuditEvent, Client, ImportBatch
+    from openslots.domain.clock import frozen_clock
+
+    t0 = dt.datetime(2031, 5, 6, 7, 8, 9, tzinfo=dt.UTC)
+    with frozen_clock(t0) as clock:
+        run_import(roster_file(tmp_path / "r.csv", [person(1)]), integrated=True)
+        clock.advance(dt.timedelta(days=21))
+        register_from_app(
+            email="client1@example.org",
+            date_of_birth="1999-12-31",
+            first_name="Test",
+            last_name="Example",
+            provider=PROVIDER,
+            location=LOCATION,
+        )
+        with db.begin() as conn:
+            life.set_priority(conn, 1, "High", ["High"], "alice")
+
+    def aware(value: dt.datetime) -> dt.datetime:  # SQLite hands back naive UTC
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+    with db.connect() as conn:
+        created = conn.execute(select(Client.created_at)).scalar_one()
+        started = conn.execute(select(ImportBatch.started_at)).scalar_one()
+        audited = conn.execute(select(AuditEvent.created_at).order_by(AuditEvent.id)).scalars()
+        updated = conn.execute(select(ConnectionRow.updated_at)).scalar_one()
+    assert aware(created) == t0 and aware(started) == t0
+    assert {aware(at) for at in audited} == {t0 + dt.timedelta(days=21)}
+    assert aware(updated) == t0 + dt.timedelta(days=21)

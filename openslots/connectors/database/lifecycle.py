@@ -25,6 +25,7 @@ from openslots.connectors.database.models import (
 from openslots.connectors.database.models import Connection as ConnectionRow
 from openslots.connectors.database.providers import location_id_for as location_id_for
 from openslots.connectors.database.providers import provider_id_for as provider_id_for
+from openslots.domain import clock
 from openslots.domain import connections as connection_rules
 from openslots.domain import lifecycle as rules
 from openslots.domain.messages import invitation_key
@@ -38,10 +39,6 @@ class LifecycleError(OpenslotsError):
 
 def _refused(invitation_id: int, refusal: rules.Refusal) -> LifecycleError:
     return LifecycleError(f"invitation {invitation_id} {refusal.reason}")
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def audit(
@@ -63,7 +60,7 @@ def audit(
             to_value=None if to_value is None else str(to_value),
             actor=actor,
             reason=reason,
-            created_at=_now(),
+            created_at=clock.now(),
         )
     )
 
@@ -103,7 +100,7 @@ def set_connection_status(
     conn.execute(
         update(ConnectionRow)
         .where(ConnectionRow.id == connection_id)
-        .values(status=status, updated_at=_now())
+        .values(status=status, updated_at=clock.now())
     )
     audit(conn, "connection", connection_id, "status", old, status, actor, reason)
     if connection_rules.approval_connects_invitation(status, has_client=row.client_id is not None):
@@ -172,7 +169,7 @@ def set_priority(
     conn.execute(
         update(ConnectionRow)
         .where(ConnectionRow.id == connection_id)
-        .values(priority=label, updated_at=_now())
+        .values(priority=label, updated_at=clock.now())
     )
     audit(conn, "connection", connection_id, "priority", old, label, actor)
 
@@ -189,7 +186,7 @@ def set_mrn(
     conn.execute(
         update(ConnectionRow)
         .where(ConnectionRow.id == connection_id)
-        .values(mrn=mrn, updated_at=_now())
+        .values(mrn=mrn, updated_at=clock.now())
     )
     audit(conn, "connection", connection_id, "mrn", old, mrn, actor, reason)
 
@@ -210,7 +207,7 @@ def _set_invitation_status(
     conn.execute(
         update(Invitation)
         .where(Invitation.id == invitation_id)
-        .values(status=new, updated_at=_now())
+        .values(status=new, updated_at=clock.now())
     )
     audit(conn, "invitation", invitation_id, "status", old, new, actor, reason)
 
@@ -268,7 +265,7 @@ def queue_invitation_messages(conn: Connection, invitation_id: int, attempt: int
                 "invitation_id": invitation_id,
                 "status": OutboxStatus.PENDING,
                 "attempts": 0,
-                "created_at": _now(),
+                "created_at": clock.now(),
             }
             for channel in channels
         ],
@@ -282,7 +279,7 @@ def request_connection(conn: Connection, invitation_id: int, actor: str) -> None
     if isinstance(new, rules.Refusal):
         raise _refused(invitation_id, new)
     conn.execute(
-        update(Invitation).where(Invitation.id == invitation_id).values(requested_at=_now())
+        update(Invitation).where(Invitation.id == invitation_id).values(requested_at=clock.now())
     )
     _set_invitation_status(conn, invitation_id, status, new, actor, "provider-initiated request")
 
@@ -368,7 +365,7 @@ def _approve_for_invitation(
             .values(
                 client_id=inv.client_id,
                 mrn=connection_rules.mrn_on_approval(existing.mrn, inv.client_ref),
-                updated_at=_now(),
+                updated_at=clock.now(),
             )
         )
         if connection_rules.status_changes(existing.status, ConnectionStatus.APPROVED):
@@ -470,7 +467,7 @@ def register(
             provider_id=provider_id,
             location_id=location_id,
             outcome="registered",
-            received_at=_now(),
+            received_at=clock.now(),
         )
         .returning(Registration.id)
     ).scalar_one()
@@ -589,7 +586,9 @@ def opt_out(
     if exists is None:
         opt_out_id = conn.execute(
             insert(OptOut)
-            .values(provider_id=provider_id, channel=channel, address=address, created_at=_now())
+            .values(
+                provider_id=provider_id, channel=channel, address=address, created_at=clock.now()
+            )
             .returning(OptOut.id)
         ).scalar_one()
         audit(conn, "opt_out", opt_out_id, "opt-out", None, channel, actor, reason)

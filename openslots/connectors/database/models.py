@@ -25,6 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from openslots.domain import clock
 from openslots.domain.contact import name_key
 from openslots.domain.statuses import ConnectionStatus, InvitationStatus
 
@@ -106,10 +107,6 @@ def _enum(enum: type[StrEnum], name: str) -> Enum:
     )
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 def _name_key_default(context: Any) -> str:
     """Computed from the names on every INSERT (Core or ORM); an UPDATE of a name must set
     name_key too."""
@@ -123,9 +120,9 @@ class Base(DeclarativeBase):
 
 
 class Timestamped:
-    created_at: Mapped[dt.datetime] = mapped_column(default=_now, server_default=func.now())
+    created_at: Mapped[dt.datetime] = mapped_column(default=clock.now, server_default=func.now())
     updated_at: Mapped[dt.datetime] = mapped_column(
-        default=_now, onupdate=_now, server_default=func.now()
+        default=clock.now, onupdate=clock.now, server_default=func.now()
     )
 
 
@@ -233,7 +230,7 @@ class OptOut(Base):
     provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id", ondelete="CASCADE"))
     channel: Mapped[Channel] = mapped_column(_enum(Channel, "channel"))
     address: Mapped[str] = mapped_column(String(254))  # lower-cased email or E.164 phone
-    created_at: Mapped[dt.datetime] = mapped_column(default=_now, server_default=func.now())
+    created_at: Mapped[dt.datetime] = mapped_column(default=clock.now, server_default=func.now())
 
 
 class OutboxMessage(Base):
@@ -255,7 +252,7 @@ class OutboxMessage(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)  # PHI-free: class and rule only
     lease_expires_at: Mapped[dt.datetime | None]
-    created_at: Mapped[dt.datetime] = mapped_column(default=_now, server_default=func.now())
+    created_at: Mapped[dt.datetime] = mapped_column(default=clock.now, server_default=func.now())
     sent_at: Mapped[dt.datetime | None]
 
 
@@ -288,7 +285,7 @@ class ImportBatch(Base):
     needs_review: Mapped[int] = mapped_column(Integer, default=0)
     queued_invitations: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)  # PHI-free
-    started_at: Mapped[dt.datetime] = mapped_column(default=_now, server_default=func.now())
+    started_at: Mapped[dt.datetime] = mapped_column(default=clock.now, server_default=func.now())
     finished_at: Mapped[dt.datetime | None]
 
 
@@ -377,7 +374,7 @@ class Registration(Base):
     provider_id: Mapped[int | None] = mapped_column(ForeignKey("providers.id", ondelete="SET NULL"))
     location_id: Mapped[int | None] = mapped_column(ForeignKey("locations.id", ondelete="SET NULL"))
     outcome: Mapped[str] = mapped_column(String(32), default="registered")
-    received_at: Mapped[dt.datetime] = mapped_column(default=_now, server_default=func.now())
+    received_at: Mapped[dt.datetime] = mapped_column(default=clock.now, server_default=func.now())
 
 
 class AuditEvent(Base):
@@ -394,7 +391,7 @@ class AuditEvent(Base):
     to_value: Mapped[str | None] = mapped_column(String(254))
     actor: Mapped[str] = mapped_column(String(100))
     reason: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[dt.datetime] = mapped_column(default=_now, server_default=func.now())
+    created_at: Mapped[dt.datetime] = mapped_column(default=clock.now, server_default=func.now())
 
 
 class Hl7Message(Base):
@@ -425,7 +422,7 @@ class Hl7Message(Base):
     status: Mapped[str] = mapped_column(String(16), default=Hl7MessageStatus.STORED.value)
     error: Mapped[str | None] = mapped_column(Text)  # segment, field and rule; never a value
     control_id_reused: Mapped[bool] = mapped_column(Boolean, default=False)
-    received_at: Mapped[dt.datetime] = mapped_column(default=_now, server_default=func.now())
+    received_at: Mapped[dt.datetime] = mapped_column(default=clock.now, server_default=func.now())
     processed_at: Mapped[dt.datetime | None]
 
 

@@ -39,15 +39,12 @@ from openslots.connectors.database.models import (
     OutboxStatus,
     Provider,
 )
+from openslots.domain import clock
 from openslots.domain.messages import KEY_SEPARATOR, invitation_key_parts
 from openslots.domain.statuses import InvitationStatus
 
 OUTBOX = cast(Table, OutboxMessage.__table__)
 FIRST_ATTEMPT = 1
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def key_sql(parts: Sequence[object]) -> ColumnElement[str]:
@@ -107,7 +104,8 @@ def expire_leases(conn: Connection) -> int:
     result = conn.execute(
         update(OutboxMessage)
         .where(
-            OutboxMessage.status == OutboxStatus.SENDING, OutboxMessage.lease_expires_at < _now()
+            OutboxMessage.status == OutboxStatus.SENDING,
+            OutboxMessage.lease_expires_at < clock.now(),
         )
         .values(status=OutboxStatus.UNKNOWN, last_error="lease expired during send")
     )
@@ -130,7 +128,7 @@ def claim(conn: Connection, limit: int, lease_seconds: int) -> list[int]:
             .values(
                 status=OutboxStatus.SENDING,
                 attempts=OutboxMessage.attempts + 1,
-                lease_expires_at=_now() + dt.timedelta(seconds=lease_seconds),
+                lease_expires_at=clock.now() + dt.timedelta(seconds=lease_seconds),
             )
         )
     return ids
@@ -186,7 +184,7 @@ def record_sent(conn: Connection, ids: Sequence[int]) -> None:
     last time an invitation was sent)."""
     if not ids:
         return
-    now = _now()
+    now = clock.now()
     conn.execute(
         update(OutboxMessage)
         .where(OutboxMessage.id.in_(ids), OutboxMessage.status == OutboxStatus.SENDING)
