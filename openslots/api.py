@@ -25,22 +25,15 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Connection
 
-from openslots.connectors.database import (
-    get_engine,
-    hl7_store,
-    listings,
-    providers,
-    require_current_schema,
-    upgrade_database,
-)
+from openslots.connectors.database import hl7_store, listings, providers, upgrade_database
 from openslots.connectors.database import lifecycle as life
 from openslots.connectors.database.engine import display_url
 from openslots.connectors.database.models import Channel
 from openslots.connectors.database.outbox import status_counts
 from openslots.domain.statuses import ConnectionStatus
 from openslots.errors import OpenslotsError
+from openslots.resources import resources
 from openslots.schemas.registrations import REGISTRATION_COLUMNS, validate_registrations
-from openslots.settings import get_settings
 from openslots.tasks.registrations import registration_input
 
 __all__ = [
@@ -83,14 +76,17 @@ class NotFoundError(OpenslotsError):
     """The id asked for does not exist (an import batch...); the message names the id."""
 
 
+def require_current_schema() -> None:
+    """Raise ConfigurationError (run `openslots db upgrade`) unless the schema is current."""
+    resources().require_current_schema()
+
+
 def _reading() -> AbstractContextManager[Connection]:
-    require_current_schema()
-    return get_engine().connect()
+    return resources().require_current_schema().connect()
 
 
 def _writing() -> AbstractContextManager[Connection]:
-    require_current_schema()
-    return get_engine().begin()
+    return resources().require_current_schema().begin()
 
 
 # --- schema -------------------------------------------------------------------------------
@@ -257,7 +253,7 @@ def set_connection_status(
 
 def set_priority(connection_id: int, label: str | None, actor: str) -> None:
     """Set the practice's priority label (one of OPENSLOTS_PRIORITY_LABELS)."""
-    labels = get_settings().priority_labels
+    labels = resources().settings.priority_labels
     with _writing() as conn:
         life.set_priority(conn, connection_id, label, labels, actor)
 
@@ -297,8 +293,8 @@ def register_from_app(**fields: str | None) -> dict[str, Any]:
     unknown = set(fields) - set(REGISTRATION_COLUMNS)
     if unknown:
         raise TypeError(f"unknown registration fields: {', '.join(sorted(unknown))}")
-    settings = get_settings()
-    require_current_schema(settings)
+    res = resources()
+    settings, engine = res.settings, res.require_current_schema()
     frame = pd.DataFrame([{k: fields.get(k) or "" for k in REGISTRATION_COLUMNS}], dtype="str")
     chunk = validate_registrations(frame, 1, settings.phone_region)
     if chunk.rejections:
@@ -306,7 +302,7 @@ def register_from_app(**fields: str | None) -> dict[str, Any]:
             [{"field": r.field, "rule": r.rule, "message": r.message} for r in chunk.rejections]
         )
     row = next(chunk.accepted.itertuples(index=False))._asdict()
-    with get_engine(settings).begin() as conn:
+    with engine.begin() as conn:
         return asdict(life.register(conn, registration_input(row)))
 
 

@@ -6,7 +6,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any, Literal
 
-from openslots.connectors.database import get_engine, upgrade_database
+from openslots.connectors.database import upgrade_database
 from openslots.connectors.database.connections import (
     add_connection,
     count_connections_of_provider,
@@ -14,6 +14,7 @@ from openslots.connectors.database.connections import (
 from openslots.connectors.database.providers import ensure_target
 from openslots.domain.statuses import ConnectionStatus
 from openslots.reports import batch_report
+from openslots.resources import resources
 from openslots.synthetic import messy_rows, people, write_roster
 
 PROVIDERS: tuple[tuple[str, str, bool, Literal["invite", "sync"], str, str], ...] = (
@@ -26,7 +27,6 @@ PROVIDERS: tuple[tuple[str, str, bool, Literal["invite", "sync"], str, str], ...
 def run_demo(directory: Path, clients: int) -> dict[str, Any]:
     from openslots.flows.dispatch import dispatch
     from openslots.flows.roster_sync import roster_sync
-    from openslots.settings import get_settings
 
     directory.mkdir(parents=True, exist_ok=True)
     upgrade_database()
@@ -51,7 +51,7 @@ def run_demo(directory: Path, clients: int) -> dict[str, Any]:
             {"provider": provider, "location": location, "file": str(path), "mode": mode} | report
         )
     sent = dispatch()
-    settings = get_settings()
+    settings = resources().settings
     outbox = settings.resolved_outbox_dir()
     return {
         "directory": str(directory),
@@ -66,7 +66,7 @@ def run_demo(directory: Path, clients: int) -> dict[str, Any]:
 def _register_some(provider: str, location: str, roster: list[Any]) -> None:
     """As if some patients had already registered in the mobile app and asked to connect:
     every fifth is Approved without an MRN yet, every seventh Pending."""
-    with get_engine().begin() as conn:
+    with resources().engine.begin() as conn:
         target = ensure_target(conn, provider, location, integrated=True, create=True)
         # Connections already there: the demo ran here before and the app's users registered.
         if count_connections_of_provider(conn, target.provider_id):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from openslots.connectors.database import batches, get_engine
+from openslots.connectors.database import batches
+from openslots.resources import resources
 
 
 def batch_report(batch_id: int) -> dict[str, Any]:
@@ -12,5 +13,5 @@ def batch_report(batch_id: int) -> dict[str, Any]:
 
     Raises NoResultFound for an unknown batch.
     """
-    with get_engine().connect() as conn:
+    with resources().engine.connect() as conn:
         return batches.batch_report(conn, batch_id)

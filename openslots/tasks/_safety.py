@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
 from openslots.errors import OpenslotsError, PipelineStepError
-from openslots.settings import get_settings
+from openslots.resources import resources
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -28,7 +28,7 @@ def phi_safe(step: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
             except OpenslotsError:
                 raise
             except Exception as exc:
-                if get_settings().debug_unsafe_errors:
+                if resources().settings.debug_unsafe_errors:
                     raise PipelineStepError(step, exc) from exc
                 raise PipelineStepError(step, exc) from None
 

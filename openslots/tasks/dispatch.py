@@ -8,14 +8,13 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Engine
 
-from openslots.connectors.database import get_engine, require_current_schema
 from openslots.connectors.database import outbox as repo
 from openslots.connectors.database.models import Channel, OutboxStatus
-from openslots.connectors.email import EmailSender, OutgoingEmail, email_sender
-from openslots.connectors.sms import OutgoingSms, SmsSender, sms_sender
+from openslots.connectors.email import EmailSender, OutgoingEmail
+from openslots.connectors.sms import OutgoingSms, SmsSender
 from openslots.domain.messages import InvitationContext, invitation_email, invitation_sms
 from openslots.errors import SendOutcomeUnknown, SendRefused
-from openslots.settings import get_settings
+from openslots.resources import resources
 from openslots.tasks._safety import phi_safe, run_logger
 
 
@@ -41,10 +40,9 @@ def dispatch_outbox(limit: int | None = None) -> DispatchCounts:
     Each batch: claim (commit), send each message, record every outcome (commit). A crash
     between send and record leaves the lease to expire: those messages become `unknown`.
     """
-    settings = get_settings()
-    require_current_schema(settings)
-    engine = get_engine(settings)
-    senders = (email_sender(settings), sms_sender(settings))
+    res = resources()
+    settings, engine = res.settings, res.require_current_schema()
+    senders = (res.email, res.sms)
     counts = DispatchCounts()
     logger = run_logger()
     with engine.begin() as conn:

@@ -11,7 +11,6 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from openslots.connectors.database import get_engine, require_current_schema
 from openslots.connectors.database.lifecycle import (
     LifecycleError,
     RegistrationInput,
@@ -19,9 +18,9 @@ from openslots.connectors.database.lifecycle import (
 )
 from openslots.connectors.database.models import FindingSeverity
 from openslots.errors import ConfigurationError, RosterFileError
+from openslots.resources import resources
 from openslots.schemas.registrations import REGISTRATION_COLUMNS, validate_registrations
 from openslots.schemas.roster import Rejection, header_key
-from openslots.settings import get_settings
 from openslots.tasks._safety import phi_safe, run_logger
 
 
@@ -85,8 +84,8 @@ def _canonical(frame: pd.DataFrame) -> pd.DataFrame:
 @phi_safe("apply-registrations")
 def apply_registrations(path: str) -> RegistrationCounts:
     """Validate every registration, then apply each in its own transaction."""
-    settings = get_settings()
-    require_current_schema(settings)
+    res = resources()
+    settings, engine = res.settings, res.require_current_schema()
     frame, first_line = read_registrations(Path(path))
     if first_line == 1 and len(frame):  # JSON lines: the index holds each record's line
         lines = list(frame.index)
@@ -99,7 +98,6 @@ def apply_registrations(path: str) -> RegistrationCounts:
         Rejection(lines[r.line], r.field, r.rule, r.message, r.severity)
         for r in chunk.rejections + chunk.warnings
     ]
-    engine = get_engine(settings)
     for row in chunk.accepted.itertuples(index=False):
         try:
             with engine.begin() as conn:

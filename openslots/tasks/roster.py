@@ -15,12 +15,12 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from openslots.connectors.csv_source import iter_chunks, sniff_layout
-from openslots.connectors.database import batches, get_engine, require_current_schema
+from openslots.connectors.database import batches
 from openslots.connectors.database import roster as repo
 from openslots.connectors.database.models import BatchStatus, ImportMode
 from openslots.errors import OpenslotsError, RosterRejectedError
+from openslots.resources import resources
 from openslots.schemas.roster import validate_chunk
-from openslots.settings import get_settings
 from openslots.tasks._safety import phi_safe, run_logger
 
 # In-process listeners for a progress bar (the CLI registers one); called with
@@ -67,8 +67,7 @@ def start_import(
     path: str, provider: str, location: str, mode: str, strict: bool, integrated: bool
 ) -> ImportStart:
     """Open an import batch (the provider and location are resolved when it applies)."""
-    require_current_schema()
-    with get_engine().begin() as conn:
+    with resources().require_current_schema().begin() as conn:
         batch_id = repo.start_batch(
             conn, provider, location, integrated, Path(path).name, ImportMode(mode), strict
         )
@@ -81,7 +80,7 @@ def start_import(
 def stage_roster(batch_id: int, path: str) -> StageCounts:
     """Stream the file in chunks: validate each (pandera, lazy), stage accepted rows, record
     rejections and warnings. Memory is bounded by the chunk size, not the file size."""
-    settings = get_settings()
+    settings = resources().settings
     try:
         layout = sniff_layout(Path(path))
         if layout.ignored:
@@ -95,8 +94,8 @@ def stage_roster(batch_id: int, path: str) -> StageCounts:
 
 def stage_chunks(batch_id: int, chunks: Iterable[tuple[int, pd.DataFrame, float]]) -> StageCounts:
     """Validate and stage (first line, chunk with canonical columns, fraction done) chunks."""
-    settings = get_settings()
-    engine = get_engine(settings)
+    res = resources()
+    settings, engine = res.settings, res.engine
     logger = run_logger()
     total = rejected = warnings = 0
     for first_line, chunk, done in chunks:
@@ -125,7 +124,7 @@ def apply_roster(batch_id: int, staged: StageCounts) -> ImportSummary:
 def apply_batch(batch_id: int, staged: StageCounts, *, feed: bool = False) -> ImportSummary:
     """`apply_roster` as a plain function. A `feed` batch (HL7) queues invitations only when
     the provider invites feed patients automatically."""
-    engine = get_engine()
+    engine = resources().engine
     try:
         with engine.begin() as conn:
             batch = batches.batch_request(conn, batch_id)
@@ -215,7 +214,7 @@ def apply_batch(batch_id: int, staged: StageCounts, *, feed: bool = False) -> Im
 @phi_safe("publish-import-report")
 def publish_import_report(summary: ImportSummary) -> None:
     """A markdown artifact with counts and rejections per rule: no values, no line contents."""
-    with get_engine().connect() as conn:
+    with resources().engine.connect() as conn:
         by_rule = batches.findings_by_rule(conn, summary.batch_id)
     lines = [
         f"# Roster import, batch {summary.batch_id} ({summary.mode})",
@@ -246,6 +245,6 @@ def publish_import_report(summary: ImportSummary) -> None:
 def _fail(batch_id: int, exc: BaseException) -> None:
     """Mark the batch failed with a PHI-free reason and drop its staged rows."""
     reason = str(exc) if isinstance(exc, OpenslotsError) else type(exc).__name__
-    with get_engine().begin() as conn:
+    with resources().engine.begin() as conn:
         repo.clear_staging(conn, batch_id)
         repo.finish_batch(conn, batch_id, BatchStatus.FAILED, error=reason)
