@@ -56,6 +56,7 @@ def test_an_unmigrated_database_is_a_clear_error(tmp_path: Path) -> None:
 # applied to a production database: changing it would leave that database silently different.
 RELEASED_REVISIONS = {
     "0001_initial_schema.py": "3b6b35a2301b244a7f7720a0595188a96cf81597a8c8f89cda78ba241f947a13",
+    "0002_dispatch_intents.py": "78041bd5ce4053436cde6ce5c47ea11a455b668e90a5902fc178b119a1a73908",
 }
 VERSIONS_DIR = MIGRATIONS_DIR / "versions"
 
@@ -400,3 +401,62 @@ def test_rows_written_at_an_earlier_revision_survive_the_upgrade_to_head(
             stored = {column: _comparable(value) for column, value in found._mapping.items()}
             expected = {column: _comparable(value) for column, value in row.values.items()}
             assert stored == expected, f"{row.table} row {row.id} changed in the upgrade"
+
+
+def test_0002_derives_each_invitations_attempt_from_its_messages(empty_database: Settings) -> None:
+    """Upgraded invitations owe nothing they already have messages for: a pending message of
+    0001 keeps working (dispatch sends it) and is never materialised a second time."""
+    assert upgrade_database(empty_database, "0001") == "0001"
+    engine = get_engine(empty_database)
+    with engine.begin() as conn:
+        rows = RowWriter(conn)
+        provider = rows.insert("providers", name="P", integrated=False, auto_invite=False)
+        location = rows.insert("locations", provider_id=provider, name="L")
+        invitations = {}
+        for name, messages in {
+            "resent": [("1", "email"), ("1", "sms"), ("2", "email"), ("2", "sms")],
+            "sms-only resent": [("1", "sms"), ("2", "sms"), ("3", "sms")],
+            "queued": [("1", "email")],
+            "no messages": [],
+        }.items():
+            client = rows.insert(
+                "clients",
+                provider_id=provider,
+                client_ref=name,
+                first_name="A",
+                last_name="B",
+                date_of_birth=dt.date(1970, 1, 1),
+                email=None,
+            )
+            invitation = rows.insert(
+                "invitations",
+                client_id=client,
+                provider_id=provider,
+                location_id=location,
+                status="Queued",
+                send_count=0,
+            )
+            invitations[name] = invitation
+            for attempt, channel in messages:
+                rows.insert(
+                    "outbox",
+                    idempotency_key=f"invite:{invitation}:{attempt}:{channel}",
+                    kind="invitation",
+                    channel=channel,
+                    invitation_id=invitation,
+                    status="pending",
+                    attempts=0,
+                )
+    upgrade_database(empty_database)
+    with engine.connect() as conn:
+        found = dict(
+            conn.execute(
+                text("SELECT id, attempt || '/' || messages_attempt FROM invitations")
+            ).all()
+        )
+    assert {name: found[i] for name, i in invitations.items()} == {
+        "resent": "2/2",
+        "sms-only resent": "3/3",
+        "queued": "1/1",
+        "no messages": "1/0",
+    }

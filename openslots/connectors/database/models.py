@@ -39,12 +39,15 @@ NAMING_CONVENTION = {
 
 
 class OutboxStatus(StrEnum):
+    """pending -> sending (leased) -> sent | failed (retried) | unknown | dead | cancelled."""
+
     PENDING = "pending"  # waiting for dispatch
     SENDING = "sending"  # claimed under a lease
     SENT = "sent"
-    FAILED = "failed"  # refused before anything went out: safe to retry by an operator
+    FAILED = "failed"  # refused before anything went out: retried after `next_attempt_at`
     UNKNOWN = "unknown"  # may or may not have gone out: an operator decides, never retried blindly
-    CANCELLED = "cancelled"  # the recipient opted out after it was queued
+    CANCELLED = "cancelled"  # opted out or no longer eligible at send time
+    DEAD = "dead"  # refused for good (invalid address, 5xx, retries exhausted)
 
 
 class Channel(StrEnum):
@@ -218,6 +221,10 @@ class Invitation(Timestamped, Base):
     first_sent_at: Mapped[dt.datetime | None]
     last_sent_at: Mapped[dt.datetime | None]
     send_count: Mapped[int] = mapped_column(Integer, default=0)
+    # The intent: while Queued, attempt `attempt` is owed; dispatch turns it into outbox
+    # messages and records that here, so an intent is materialised once.
+    attempt: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    messages_attempt: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class OptOut(Base):
@@ -237,7 +244,10 @@ class OutboxMessage(Base):
     """Every outgoing message, written in the transaction that caused it."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_status_id", "status", "id"),)
+    __table_args__ = (
+        Index("ix_outbox_status_id", "status", "id"),
+        Index("ix_outbox_invitation_id", "invitation_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     idempotency_key: Mapped[str] = mapped_column(String(120), unique=True)
@@ -252,6 +262,10 @@ class OutboxMessage(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)  # PHI-free: class and rule only
     lease_expires_at: Mapped[dt.datetime | None]
+    worker_id: Mapped[str | None] = mapped_column(String(64))  # who holds the lease
+    # Set just before the message is handed to a sender: only then can its outcome be unknown.
+    send_started_at: Mapped[dt.datetime | None]
+    next_attempt_at: Mapped[dt.datetime | None]  # when a failed message may be tried again
     created_at: Mapped[dt.datetime] = mapped_column(default=clock.now, server_default=func.now())
     sent_at: Mapped[dt.datetime | None]
 
@@ -442,3 +456,14 @@ class Slot(Base):
     message_id: Mapped[int | None] = mapped_column(Integer)
     opened_at: Mapped[dt.datetime | None]
     filled_at: Mapped[dt.datetime | None]
+
+
+class AppSecret(Base):
+    """Installation-wide secrets generated on first use (the token signing key when
+    OPENSLOTS_SECRET_KEY is unset), so every process of one installation agrees."""
+
+    __tablename__ = "app_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=clock.now, server_default=func.now())
