@@ -13,12 +13,14 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass, field
 from functools import cached_property
 
 from sqlalchemy import Engine
 
 from openslots.connectors.database.engine import get_engine, require_current_schema
+from openslots.connectors.database.secrets import TOKEN_KEY, get_or_create_secret
 from openslots.connectors.email import EmailSender, email_sender
 from openslots.connectors.sms import SmsSender, sms_sender
 from openslots.domain import clock as _clock
@@ -53,6 +55,20 @@ class Resources:
 
     def now(self) -> dt.datetime:
         return self.clock.now()
+
+    def secret_key(self) -> str:
+        """The key that signs every token: OPENSLOTS_SECRET_KEY, else one generated on first
+        use and stored in the database, so every process of the installation agrees."""
+        if self.settings.secret_key is not None:
+            return self.settings.secret_key.get_secret_value()
+        with self.engine.begin() as conn:
+            key, generated = get_or_create_secret(conn, TOKEN_KEY)
+        if generated:
+            logging.getLogger("openslots").warning(
+                "OPENSLOTS_SECRET_KEY is unset: generated a signing key and stored it in the "
+                "database; set OPENSLOTS_SECRET_KEY to manage it yourself"
+            )
+        return key
 
     def require_current_schema(self) -> Engine:
         """The engine, once the schema is known to be at this code's revision."""

@@ -6,6 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 
 from openslots.connectors.email import FileEmailSender
 from openslots.connectors.sms import FileSmsSender
@@ -40,3 +41,21 @@ def test_resources_clock_is_the_process_clock() -> None:
 def test_an_unmigrated_database_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="openslots db upgrade"):
         resources(Settings(home=tmp_path)).require_current_schema()
+
+
+def test_the_signing_key_is_generated_once_and_shared(
+    db: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="openslots"):
+        first = resources().secret_key()
+    assert len(first) >= 32
+    assert "OPENSLOTS_SECRET_KEY is unset" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="openslots"):
+        again = resources().secret_key()  # another process would build its own Resources
+    assert again == first and caplog.text == ""
+
+
+def test_the_configured_signing_key_wins(db: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENSLOTS_SECRET_KEY", "k" * 40)
+    assert resources().secret_key() == "k" * 40
