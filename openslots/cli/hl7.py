@@ -64,7 +64,8 @@ def hl7_listen(
     import asyncio
 
     from openslots.connectors.hl7.mllp import MllpListener
-    from openslots.settings import get_settings
+    from openslots.resources import resources
+    from openslots.tasks.hl7_receive import StoreThenAck
 
     # No ACK may promise a message was stored in a database that cannot store it.
     require_schema(as_json=False)
@@ -74,7 +75,16 @@ def hl7_listen(
 
         return hl7_ingest()
 
-    listener = MllpListener(get_settings(), host, port, run_ingest if ingest else None)
+    res = resources()
+    settings = res.settings
+    listener = MllpListener(
+        StoreThenAck(res.engine, settings.hl7_assigning_authority),
+        host,
+        port,
+        on_batch=run_ingest if ingest else None,
+        batch_size=settings.hl7_batch_size,
+        batch_seconds=settings.hl7_batch_seconds,
+    )
 
     async def main() -> None:
         task = asyncio.create_task(listener.serve())

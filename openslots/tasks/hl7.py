@@ -18,13 +18,12 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Connection, Engine
 
-from openslots.connectors.database import batches, get_engine, require_current_schema
+from openslots.connectors.database import batches, get_engine
 from openslots.connectors.database import hl7_store as store
 from openslots.connectors.database import roster as repo
 from openslots.connectors.database import slots as slot_repo
 from openslots.connectors.database.merges import merge_mrns
 from openslots.connectors.database.models import FindingSeverity, Hl7MessageStatus, ImportMode
-from openslots.connectors.hl7.ack import DEMOGRAPHIC_EVENTS
 from openslots.connectors.hl7.parser import (
     Appointment,
     Header,
@@ -36,9 +35,11 @@ from openslots.connectors.hl7.parser import (
 from openslots.domain import clock
 from openslots.domain.statuses import SlotStatus
 from openslots.errors import RosterFileError
+from openslots.resources import resources
 from openslots.schemas.roster import ROSTER_COLUMNS, PatientRow, Rejection, validate_chunk
 from openslots.settings import Settings, get_settings
 from openslots.tasks._safety import phi_safe, run_logger
+from openslots.tasks.hl7_receive import DEMOGRAPHIC_EVENTS, receive
 from openslots.tasks.roster import StageCounts, apply_batch
 
 FIELD_LOCATIONS = {
@@ -111,14 +112,13 @@ def message_files(paths: list[str]) -> list[Path]:
 @phi_safe("store-hl7-files")
 def store_files(paths: list[str]) -> Hl7Counts:
     """Store every message of the files (or directories of files) given."""
-    settings = get_settings()
-    require_current_schema(settings)
+    res = resources()
+    engine = res.require_current_schema()
     counts = Hl7Counts()
-    engine = get_engine(settings)
     for path in message_files(paths):
         raws = split_messages(path.read_bytes())
         with engine.begin() as conn:
-            results = store.store_messages(conn, raws, "file", settings.hl7_assigning_authority)
+            results = receive(conn, raws, "file", res.settings.hl7_assigning_authority)
         counts.messages += len(results)
         counts.duplicates += sum(r.duplicate for r in results)
         counts.errors += sum(r.ack_code != "AA" and not r.duplicate for r in results)

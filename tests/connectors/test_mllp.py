@@ -1,5 +1,6 @@
-"""The MLLP listener on a loopback port: ACK codes, split frames, many connections, bad input,
-and no acknowledged message lost when the listener is killed."""
+"""The MLLP listener on a loopback port: the transport alone with an in-memory handler (replies
+in order, group hand-over, refusal), then with the real store-then-ACK handler: ACK codes, split
+frames, many connections, bad input, and no acknowledged message lost when it is killed."""
 
 from __future__ import annotations
 
@@ -21,9 +22,10 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from openslots.connectors.database.models import Client, Hl7Message
-from openslots.connectors.hl7.mllp import MllpListener
-from openslots.settings import get_settings
+from openslots.connectors.hl7.mllp import MllpListener, Reply
+from openslots.resources import resources
 from openslots.tasks.hl7 import ingest_all
+from openslots.tasks.hl7_receive import StoreThenAck
 from tests import hl7_messages as m
 from tests.mllp_client import START, ack_code, frame, read_ack, send
 
@@ -31,8 +33,23 @@ from tests.mllp_client import START, ack_code, frame, read_ack, send
 @pytest.fixture
 def listener(db: Engine, monkeypatch) -> Iterator[MllpListener]:
     monkeypatch.setenv("OPENSLOTS_HL7_BATCH_SECONDS", "0.2")
-    settings = get_settings()
-    server = MllpListener(settings, "127.0.0.1", 0, on_batch=lambda: ingest_all(settings))
+    res = resources()
+    settings = res.settings
+    server = MllpListener(
+        StoreThenAck(res.engine, settings.hl7_assigning_authority),
+        "127.0.0.1",
+        0,
+        on_batch=lambda: ingest_all(settings),
+        batch_size=settings.hl7_batch_size,
+        batch_seconds=settings.hl7_batch_seconds,
+    )
+    with serving(server):
+        yield server
+
+
+@contextlib.contextmanager
+def serving(server: MllpListener) -> Iterator[MllpListener]:
+    """The listener on its own event loop in a thread, until the block ends."""
     loop = asyncio.new_event_loop()
     task = loop.create_task(server.serve())
 
@@ -44,9 +61,11 @@ def listener(db: Engine, monkeypatch) -> Iterator[MllpListener]:
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     _wait_until_ready(server.ready.is_set, thread.is_alive, "the MLLP listener")
-    yield server
-    loop.call_soon_threadsafe(task.cancel)
-    thread.join(timeout=10)
+    try:
+        yield server
+    finally:
+        loop.call_soon_threadsafe(task.cancel)
+        thread.join(timeout=10)
 
 
 def _wait_until_ready(
@@ -60,6 +79,82 @@ def _wait_until_ready(
         if time.monotonic() > deadline:
             pytest.fail(f"{what} was not ready to accept connections after {seconds:g} s")
         time.sleep(0.02)
+
+
+class InMemoryHandler:
+    """A handler with no database: answers each message with its own text, records each group,
+    and can hold a group (to let others queue behind it) or fail one (to see the refusal)."""
+
+    def __init__(self, fail_call: int | None = None) -> None:
+        self.groups: list[list[bytes]] = []
+        self.fail_call = fail_call
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def handle(self, raws: list[bytes]) -> list[Reply]:
+        self.entered.set()
+        assert self.gate.wait(30)
+        self.groups.append(list(raws))
+        if len(self.groups) == self.fail_call:
+            raise RuntimeError("the store is down")
+        return [Reply(b"MSA|AA|" + raw, "AA", new=not raw.startswith(b"OLD")) for raw in raws]
+
+    def refuse(self, raw: bytes) -> Reply:
+        return Reply(b"MSA|AR|" + raw, "AR")
+
+
+def _until(condition: Callable[[], bool], what: str, seconds: float = 15) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not happen within {seconds:g} s")
+        time.sleep(0.01)
+
+
+def test_transport_answers_every_message_with_its_own_reply_in_order() -> None:
+    handler = InMemoryHandler()
+    handed_over = threading.Event()
+    server = MllpListener(
+        handler, "127.0.0.1", 0, on_batch=handed_over.set, batch_size=30, batch_seconds=3600
+    )
+    with serving(server), ThreadPoolExecutor(4) as pool:
+        senders = [[f"S{n}-M{i}" for i in range(10)] for n in range(4)]
+        replies = list(pool.map(lambda texts: send(server.port, list(texts)), senders))
+        assert replies == [[f"MSA|AA|{text}" for text in texts] for texts in senders]
+        assert handed_over.wait(10)  # 40 new messages >= batch_size, long before batch_seconds
+        assert send(server.port, ["OLD-1"], split=3) == ["MSA|AA|OLD-1"]
+    handled = [raw for group in handler.groups for raw in group]
+    assert sorted(handled) == sorted([b"OLD-1", *(t.encode() for texts in senders for t in texts)])
+    assert all(1 <= len(group) <= 4 for group in handler.groups)  # one waiting per connection
+    assert server.stats.received == 41
+    assert server.stats.acked == {"AA": 41, "AE": 0, "AR": 0}
+    assert server.stats.connections == 5
+    assert server.stats.batches == 1
+
+
+def test_transport_refuses_a_whole_group_when_the_handler_fails_and_keeps_connections() -> None:
+    handler = InMemoryHandler(fail_call=2)
+    server = MllpListener(handler, "127.0.0.1", 0)
+    with serving(server), contextlib.ExitStack() as stack:
+        socks = [
+            stack.enter_context(socket.create_connection(("127.0.0.1", server.port), timeout=30))
+            for _ in range(5)
+        ]
+        handler.gate.clear()  # hold the first group so that the next four queue behind it
+        socks[0].sendall(frame("FIRST"))
+        assert handler.entered.wait(10)
+        for n, sock in enumerate(socks[1:], 1):
+            sock.sendall(frame(f"QUEUED-{n}"))
+        _until(lambda: server.stats.received == 5, "queueing four messages")
+        handler.gate.set()
+        assert read_ack(socks[0]) == "MSA|AA|FIRST"
+        assert [read_ack(sock) for sock in socks[1:]] == [f"MSA|AR|QUEUED-{n}" for n in range(1, 5)]
+        assert sorted(handler.groups[1]) == [f"QUEUED-{n}".encode() for n in range(1, 5)]
+        for n, sock in enumerate(socks[1:], 1):  # every connection is still usable: send again
+            sock.sendall(frame(f"QUEUED-{n}"))
+            assert read_ack(sock) == f"MSA|AA|QUEUED-{n}"
+    assert server.stats.acked == {"AA": 5, "AE": 0, "AR": 4}
 
 
 def stored(db: Engine) -> int:

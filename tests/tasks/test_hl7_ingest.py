@@ -9,6 +9,7 @@ from sqlalchemy import Engine, select, text
 from openslots.connectors.database.models import Client, Hl7Message, Invitation, Slot
 from openslots.connectors.database.models import Connection as ConnectionRow
 from openslots.tasks.hl7 import ingest_stored, split_messages, store_files
+from openslots.tasks.hl7_receive import StoreThenAck, receive
 from tests import hl7_messages as m
 from tests._corpus import hl7_public_corpus
 from tests.factories import connection
@@ -186,3 +187,27 @@ def test_patients_without_email_are_not_duplicates_by_name_and_birthday(
         drop(tmp_path, "twins.hl7", m.CERNER_A08.replace("\n", "\r"), twin.replace("\n", "\r"))
     )
     assert (counts.applied, counts.errors, counts.rows_accepted) == (2, 0, 2)
+
+
+def test_mllp_and_file_drop_decide_each_message_the_same_way(db: Engine) -> None:
+    """One receiver for both ways in: the same messages get the same codes, flags and rows."""
+    no_mrn = m.EPIC_A04.replace("E1001^^^NORTH^MR~999-00-1111^^^SSA^SS", "").replace(
+        "EPC0001", "EPC0099"
+    )
+    reused = m.EPIC_A04.replace("E1001", "E1002")  # same control id, other content
+    raws = [x.encode() for x in (m.EPIC_A04, no_mrn, "not hl7 at all", m.EPIC_A04, reused)]
+    with db.begin() as conn:
+        by_file = receive(conn, raws, "file")
+    replies = StoreThenAck(db).handle(raws)  # the MLLP handler, after the file drop
+    assert [s.ack_code for s in by_file] == ["AA", "AE", "AR", "AA", "AA"]
+    assert [r.code for r in replies] == ["AA", "AE", "AR", "AA", "AA"]
+    assert [s.duplicate for s in by_file] == [False, False, False, True, False]
+    assert [s.control_id_reused for s in by_file] == [False, False, False, False, True]
+    assert by_file[3].message_id == by_file[0].message_id
+    # Everything the MLLP side saw again is a redelivery, so it is no new work for ingest.
+    assert [r.new for r in replies] == [False, False, False, False, False]
+    assert b"MSA|AE|EPC0099" in replies[1].response
+    stored = rows(db, "SELECT source, status, error IS NULL FROM hl7_messages ORDER BY id")
+    assert stored[:2] == [("file", "stored", True), ("file", "error", False)]
+    # Unreadable messages have no identity, so each arrival is stored (and kept for review).
+    assert [source for source, *_ in stored] == ["file", "file", "file", "file", "mllp"]

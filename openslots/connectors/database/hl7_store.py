@@ -1,13 +1,13 @@
 """The HL7 message store: every message is written (and committed) before it is acknowledged.
 
 A redelivery (same sender, control id and content) is recognised and not stored again; the
-same control id with different content (senders do reuse ids) is stored and flagged.
+same control id with different content (senders do reuse ids) is stored and flagged. What a
+message is (its identity, type, and whether it is applicable) is decided by the receiver in
+tasks/; this module only stores what it is given.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,56 +15,42 @@ from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from openslots.connectors.database._dialect import skip_locked
 from openslots.connectors.database.models import Hl7Message, Hl7MessageStatus
-from openslots.connectors.hl7.ack import classify, precheck
-from openslots.connectors.hl7.errors import Hl7Error, Hl7ParseError
-from openslots.connectors.hl7.parser import Message, parse
+from openslots.domain import clock
+
+Identity = tuple[str, str, str]  # (sending application, sending facility, control id)
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """One received message as the receiver decided it; `error` (PHI-free) means not applicable."""
+
+    raw: bytes
+    identity: Identity
+    content_hash: str
+    message_type: str
+    error: str | None
 
 
-@dataclass
-class Stored:
-    """The outcome of storing one message, and what to acknowledge."""
+@dataclass(frozen=True, slots=True)
+class Saved:
+    """Where a message went: its row, whether it was a redelivery, whether its id was reused."""
 
     message_id: int
-    ack_code: str  # AA | AE | AR
     duplicate: bool
-    message: Message | None
-    error: Hl7Error | None
     control_id_reused: bool = False  # stored beside a different message with its control id
 
 
-def store_messages(
-    conn: Connection, raws: Sequence[bytes], source: str, authority: str | None = None
-) -> list[Stored]:
-    """Store a batch of raw messages in one transaction (the caller commits)."""
-    prepared = []
-    for raw in raws:
-        message: Message | None = None
-        error: Hl7Error | None = None
-        try:
-            message = parse(raw)
-            precheck(message, authority)
-        except Hl7Error as exc:
-            error = exc
-        except Exception:
-            error = Hl7ParseError("the message cannot be read as HL7")
-        header = message.header if message is not None else None
-        identity = (
-            (
-                header.sending_application[:180],
-                header.sending_facility[:180],
-                header.control_id[:199],
-            )
-            if header
-            else ("", "", "")
-        )
-        prepared.append((raw, message, error, identity, hashlib.sha256(raw).hexdigest()))
+def _fit(identity: Identity) -> Identity:
+    """The identity cut to its column widths (what is stored is what is compared)."""
+    app, facility, control = identity
+    return app[:180], facility[:180], control[:199]
 
-    control_ids = sorted({p[3][2] for p in prepared if p[3][2]})
-    known: dict[tuple[str, str, str], dict[str, int]] = {}
+
+def store_messages(conn: Connection, messages: Sequence[Incoming], source: str) -> list[Saved]:
+    """Store a batch of received messages in one transaction (the caller commits)."""
+    identities = [_fit(m.identity) for m in messages]
+    control_ids = sorted({identity[2] for identity in identities if identity[2]})
+    known: dict[Identity, dict[str, int]] = {}
     for start in range(0, len(control_ids), 1000):
         rows = conn.execute(
             select(
@@ -80,41 +66,43 @@ def store_messages(
 
     # Decide every message first (a redelivery inside the batch is a duplicate too), then
     # insert the new ones in one multi-row INSERT ... RETURNING.
-    decided: list[tuple[int | None, bool, Message | None, Hl7Error | None, str, int]] = []
+    decided: list[tuple[int | None, bool, int]] = []  # (known id, duplicate, new row index)
     new_rows: list[dict[str, object]] = []
     pending: dict[tuple[str, str, str, str], int] = {}
-    pending_identities: set[tuple[str, str, str]] = set()
-    for raw, message, error, identity, digest in prepared:
-        code = classify(message, error)
+    pending_identities: set[Identity] = set()
+    received_at = clock.now()
+    for message, identity in zip(messages, identities, strict=True):
+        digest = message.content_hash
         seen = known.get(identity, {}) if identity[2] else {}
         if digest in seen:
-            decided.append((seen[digest], True, message, error, code, -1))
+            decided.append((seen[digest], True, -1))
             continue
         key = (*identity, digest)
         if identity[2] and key in pending:
-            decided.append((None, True, message, error, code, pending[key]))
+            decided.append((None, True, pending[key]))
             continue
-        header = message.header if message is not None else None
         reused = bool(identity[2]) and (bool(seen) or identity in pending_identities)
         new_rows.append(
             {
                 "sending_application": identity[0],
                 "sending_facility": identity[1],
                 "control_id": identity[2],
-                "message_type": header.kind[:20] if header else "",
+                "message_type": message.message_type[:20],
                 "content_hash": digest,
-                "raw": raw,
+                "raw": message.raw,
                 "source": source,
-                "status": Hl7MessageStatus.ERROR if error else Hl7MessageStatus.STORED,
-                "error": str(error) if error else None,
+                "status": (
+                    Hl7MessageStatus.STORED if message.error is None else Hl7MessageStatus.ERROR
+                ),
+                "error": message.error,
                 "control_id_reused": reused,
-                "received_at": _now(),
+                "received_at": received_at,
             }
         )
         if identity[2]:
             pending[key] = len(new_rows) - 1
             pending_identities.add(identity)
-        decided.append((None, False, message, error, code, len(new_rows) - 1))
+        decided.append((None, False, len(new_rows) - 1))
     ids: list[int] = []
     if new_rows:
         ids = list(
@@ -123,15 +111,12 @@ def store_messages(
             ).scalars()
         )
     return [
-        Stored(
+        Saved(
             message_id if message_id is not None else ids[row],
-            code,
             duplicate,
-            message,
-            error,
             bool(not duplicate and new_rows[row]["control_id_reused"]),
         )
-        for message_id, duplicate, message, error, code, row in decided
+        for message_id, duplicate, row in decided
     ]
 
 
@@ -148,7 +133,7 @@ def claim_stored(conn: Connection, limit: int) -> list[tuple[int, bytes]]:
 def mark(conn: Connection, outcomes: Sequence[tuple[int, Hl7MessageStatus, str | None]]) -> None:
     """Set (status, PHI-free error) per message id: one statement per status for the many
     messages without an error, one row at a time only for errors."""
-    now = _now()
+    now = clock.now()
     plain: dict[Hl7MessageStatus, list[int]] = {}
     for message_id, status, error in outcomes:
         if error is None:

@@ -1,10 +1,11 @@
-"""An MLLP listener for EHR interfaces: many connections at once, many messages per connection.
+"""An MLLP transport for EHR interfaces: many connections at once, many messages per connection.
 
-Each message is stored and committed before its ACK goes back (AA stored, AE understood but
-not applicable, AR unreadable). Writes from all connections are grouped into one transaction
-every few milliseconds, so a burst costs one commit per group, not one per message. Stored
-messages are handed to ingest in batches (every N messages or every few seconds), never one
-flow run per message.
+The listener frames and unframes; what a message means, where it is stored and what its ACK
+says belong to the handler it is given (python-hl7's `mllp/` keeps the same split). Messages
+from all connections are handed over in groups every few milliseconds, so a handler that
+stores a group in one transaction costs one commit per burst, not one per message; each
+message is answered only once its group was handled. New work is handed to ingest in batches
+(every N messages or every few seconds), never one flow run per message.
 """
 
 from __future__ import annotations
@@ -15,12 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-
-from openslots.connectors.database import get_engine
-from openslots.connectors.database.hl7_store import Stored, store_messages
-from openslots.connectors.hl7.ack import ack
-from openslots.connectors.hl7.errors import Hl7Error
-from openslots.settings import Settings
+from typing import Protocol
 
 START, END = b"\x0b", b"\x1c\r"
 MAX_FRAME = 16 * 1024 * 1024
@@ -28,8 +24,26 @@ GROUP_MAX = 500
 log = logging.getLogger("openslots.mllp")
 
 
-class StorageUnavailable(Hl7Error):
-    code = "207"
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What goes back for one message: the response, its ACK code (for the stats) and whether
+    the message is new work for ingest (it counts toward the next hand-over)."""
+
+    response: bytes
+    code: str
+    new: bool = False
+
+
+class MessageHandler(Protocol):
+    """What the listener is handed: it decides, stores and answers; the listener only carries."""
+
+    def handle(self, raws: list[bytes]) -> list[Reply]:
+        """One reply per message, in order; called in a worker thread, one group at a time."""
+        ...
+
+    def refuse(self, raw: bytes) -> Reply:
+        """The answer to a message of a group that `handle` failed on (e.g. AR: send again)."""
+        ...
 
 
 @dataclass
@@ -44,7 +58,13 @@ class ListenerStats:
 
 
 def frames(buffer: bytearray) -> list[bytes]:
-    """Take every complete MLLP frame out of `buffer` (bytes before a start block are junk)."""
+    r"""Take every complete MLLP frame out of `buffer` (bytes before a start block are junk).
+
+    Example:
+        >>> buffer = bytearray(b"junk\x0bMSH|A\x1c\r\x0bMSH|B")
+        >>> frames(buffer), bytes(buffer)
+        ([b'MSH|A'], b'\x0bMSH|B')
+    """
     found: list[bytes] = []
     while True:
         start = buffer.find(START)
@@ -62,18 +82,28 @@ def frames(buffer: bytearray) -> list[bytes]:
 
 
 class MllpListener:
+    """Serve MLLP on `host:port` (0: any free port), answering each message with `handler`.
+
+    `openslots hl7 listen` hands it `StoreThenAck` (tasks/hl7_receive.py); a test hands it any
+    object with `handle` and `refuse`, no database needed.
+    """
+
     def __init__(
         self,
-        settings: Settings,
+        handler: MessageHandler,
         host: str = "127.0.0.1",
         port: int = 2575,
+        *,
         on_batch: Callable[[], object] | None = None,
+        batch_size: int = 20_000,
+        batch_seconds: float = 5.0,
     ):
-        self.settings = settings
+        self.handler = handler
         self.host, self.port = host, port
         self.on_batch = on_batch
+        self.batch_size, self.batch_seconds = batch_size, batch_seconds
         self.stats = ListenerStats()
-        self._queue: asyncio.Queue[tuple[bytes, asyncio.Future[Stored]]] | None = None
+        self._queue: asyncio.Queue[tuple[bytes, asyncio.Future[Reply]]] | None = None
         self._pending_ingest = 0
         self._server: asyncio.base_events.Server | None = None
         self.ready = asyncio.Event()
@@ -107,7 +137,9 @@ class MllpListener:
                     writer.write(START + response + END)
                     await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
-            pass  # the sender went away; everything acknowledged was already stored
+            pass  # the sender went away; everything acknowledged was already handled
+        except Exception as exc:  # the handler could not even refuse: the sender must resend
+            log.error("closing a connection without a reply (%s)", type(exc).__name__)
         finally:
             with contextlib.suppress(Exception):
                 writer.close()
@@ -115,57 +147,56 @@ class MllpListener:
 
     async def _receive(self, raw: bytes) -> bytes:
         assert self._queue is not None
-        future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         await self._queue.put((raw, future))
-        try:
-            stored = await future
-        except Exception:
-            error = StorageUnavailable("the message was not stored; send it again")
-            self._count("AR")
-            return ack(None, "AR", error)
-        self._count(stored.ack_code)
-        return ack(stored.message, stored.ack_code, stored.error)
+        reply = await future
+        self._count(reply.code)
+        return reply.response
 
     def _count(self, code: str) -> None:
         assert self.stats.acked is not None
         self.stats.acked[code] = self.stats.acked.get(code, 0) + 1
 
     async def _writer(self) -> None:
-        """Group commit: take what is waiting (up to GROUP_MAX), store it in one transaction."""
+        """Group commit: take what is waiting (up to GROUP_MAX), hand it to the handler at once."""
         assert self._queue is not None
         while True:
             batch = [await self._queue.get()]
             while len(batch) < GROUP_MAX and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            raws = [raw for raw, _ in batch]
             try:
-                results = await asyncio.to_thread(self._store, [raw for raw, _ in batch])
+                replies = await asyncio.to_thread(self._handle, raws)
             except Exception as exc:
-                log.error("storing %d messages failed (%s)", len(batch), type(exc).__name__)
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for (_, future), result in zip(batch, results, strict=True):
+                log.error("handling %d messages failed (%s)", len(batch), type(exc).__name__)
+                try:
+                    replies = [self.handler.refuse(raw) for raw in raws]
+                except Exception as refused:  # no answer at all: their connections are closed
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(refused)
+                    continue
+            for (_, future), reply in zip(batch, replies, strict=True):
                 if not future.done():
-                    future.set_result(result)
-            self._pending_ingest += sum(
-                1 for r in results if r.ack_code == "AA" and not r.duplicate
-            )
+                    future.set_result(reply)
+            self._pending_ingest += sum(reply.new for reply in replies)
 
-    def _store(self, raws: list[bytes]) -> list[Stored]:
-        with get_engine(self.settings).begin() as conn:
-            return store_messages(conn, raws, "mllp", self.settings.hl7_assigning_authority)
+    def _handle(self, raws: list[bytes]) -> list[Reply]:
+        replies = self.handler.handle(raws)
+        if len(replies) != len(raws):  # a reply to the wrong message is worse than none
+            raise ValueError(f"the handler answered {len(replies)} of {len(raws)} messages")
+        return replies
 
     async def _batcher(self) -> None:
-        """Hand stored messages to ingest every N messages or every few seconds."""
+        """Hand new work to ingest every `batch_size` messages or every `batch_seconds`."""
         last = time.monotonic()
         while True:
             await asyncio.sleep(0.05)
-            due = time.monotonic() - last >= self.settings.hl7_batch_seconds
+            due = time.monotonic() - last >= self.batch_seconds
             if self.on_batch is None or not self._pending_ingest:
                 last = time.monotonic() if not self._pending_ingest else last
                 continue
-            if self._pending_ingest >= self.settings.hl7_batch_size or due:
+            if self._pending_ingest >= self.batch_size or due:
                 self._pending_ingest = 0
                 self.stats.batches += 1
                 try:
