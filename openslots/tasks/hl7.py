@@ -18,7 +18,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Connection, Engine
 
-from openslots.connectors.database import batches, get_engine
+from openslots.connectors.database import batches
 from openslots.connectors.database import hl7_store as store
 from openslots.connectors.database import roster as repo
 from openslots.connectors.database import slots as slot_repo
@@ -37,7 +37,7 @@ from openslots.domain.statuses import SlotStatus
 from openslots.errors import RosterFileError
 from openslots.resources import resources
 from openslots.schemas.roster import ROSTER_COLUMNS, PatientRow, Rejection, validate_chunk
-from openslots.settings import Settings, get_settings
+from openslots.settings import Settings
 from openslots.tasks._safety import phi_safe, run_logger
 from openslots.tasks.hl7_receive import DEMOGRAPHIC_EVENTS, receive
 from openslots.tasks.roster import StageCounts, apply_batch
@@ -136,11 +136,11 @@ def store_files(paths: list[str]) -> Hl7Counts:
 @phi_safe("ingest-hl7")
 def ingest_stored() -> Hl7Counts:
     """Apply every stored message, in batches of `OPENSLOTS_HL7_BATCH_SIZE`."""
-    return ingest_all(get_settings())
+    return ingest_all(resources().settings)
 
 
 def ingest_all(settings: Settings) -> Hl7Counts:
-    engine = get_engine(settings)
+    engine = resources(settings).engine
     total = Hl7Counts()
     while True:
         with engine.begin() as conn:
@@ -190,7 +190,7 @@ def ingest_batch(settings: Settings, claimed: list[tuple[int, bytes]]) -> Hl7Cou
                 outcomes[message_id] = (Hl7MessageStatus.IGNORED, None)
         except Exception as exc:
             outcomes[message_id] = (Hl7MessageStatus.ERROR, _reason(exc))
-    engine = get_engine(settings)
+    engine = resources(settings).engine
     _apply_patients(settings, patients, outcomes, counts)
     with engine.begin() as conn:
         for message_id, patient in merges:
@@ -278,7 +278,7 @@ def _apply_patients(
             settings, header, patient.provider_name, patient.provider_id, patient.location
         )
         groups[where].append((message_id, _row(header, patient)))
-    engine = get_engine(settings)
+    engine = resources(settings).engine
     for (provider, location), rows in groups.items():
         frame = pd.DataFrame([r for _, r in rows], columns=list(ROSTER_COLUMNS), dtype="str")
         ids = [i for i, _ in rows]
