@@ -7,10 +7,10 @@ from enum import StrEnum
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from openslots.cli.options import ActorOpt, JsonOpt, ReasonOpt, actor_or_user
-from openslots.cli.output import USAGE, emit_json, err, fail, out, require_schema, run, table
+from openslots.cli.output import USAGE, emit_json, err, fail, out, require_schema, run
 
 app = typer.Typer(help="The outgoing message outbox.", no_args_is_help=True)
 
@@ -65,18 +65,15 @@ class ListState(StrEnum):
     FAILED = "failed"
 
 
-LIST_COLUMNS = [
-    "id",
-    "idempotency_key",
-    "kind",
-    "channel",
-    "state",
-    "attempts",
-    "reason",
-    "created_at",
-    "next_attempt_at",
-    "invitation_id",
-]
+# The table a person reads (the key names kind, invitation and channel); --json has every field.
+LIST_COLUMNS = {
+    "id": "id",
+    "idempotency_key": "key",
+    "state": "state",
+    "attempts": "attempts",
+    "reason": "reason",
+    "next_attempt_at": "next attempt",
+}
 
 
 @app.command("list")
@@ -97,7 +94,13 @@ def outbox_list(
     if as_json:
         emit_json(rows)
         return
-    table(rows, LIST_COLUMNS)
+    # Folded, not cut with an ellipsis: the reason is what the operator came for.
+    grid = Table(*[Column(title, overflow="fold") for title in LIST_COLUMNS.values()])
+    for row in rows:
+        when = row["next_attempt_at"]
+        row = row | {"next_attempt_at": when and f"{when:%Y-%m-%d %H:%M}"}
+        grid.add_row(*["" if row[c] is None else str(row[c]) for c in LIST_COLUMNS])
+    out.print(grid)
 
 
 @app.command("retry")
