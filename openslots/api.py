@@ -279,7 +279,8 @@ def set_mrn(connection_id: int, mrn: str | None, actor: str, reason: str | None 
 
 
 def audit_events(entity: str, entity_id: int) -> list[dict[str, Any]]:
-    """Every recorded change of a `connection` or `invitation`: who, when, from, to, why."""
+    """Every recorded change of a `connection`, `invitation` or `outbox` message (or an
+    `opt_out`): who, when, from, to, why."""
     with _reading() as conn:
         return listings.audit_events(conn, entity, entity_id)
 

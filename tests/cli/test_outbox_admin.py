@@ -165,7 +165,9 @@ def test_retry_moves_failed_and_dead_to_pending_now_and_audits(db: Engine) -> No
     moved = row(db, failed)
     assert moved.status == OutboxStatus.PENDING and moved.next_attempt_at is None
     assert moved.attempts == 3
-    [event] = audit_events("outbox", failed)
+    code, events = run("audit", "--outbox", str(failed))
+    assert code == 0 and isinstance(events, list)
+    [event] = events
     assert (event["actor"], event["action"], event["from"], event["to"], event["reason"]) == (
         "ops",
         "retry",
