@@ -31,6 +31,8 @@ from openslots.cli import (
     providers,
     registrations,
     roster,
+    sms,
+    unsubscribe,
 )
 
 __all__ = ["app", "main"]
@@ -46,11 +48,13 @@ app = typer.Typer(
 app.command("audit")(opt_out.audit_command)
 app.command("opt-out")(opt_out.opt_out_command)
 app.command("opt-in")(opt_out.opt_in_command)
+app.command("unsubscribe")(unsubscribe.unsubscribe_command)
 app.command("demo")(demo.demo)
 app.add_typer(db.app, name="db")
 app.add_typer(providers.app, name="providers")
 app.add_typer(roster.app, name="roster")
 app.add_typer(outbox.app, name="outbox")
+app.add_typer(sms.app, name="sms")
 app.add_typer(invite.app, name="invite")
 app.add_typer(invitations.app, name="invitations")
 app.add_typer(connections.app, name="connections")

@@ -13,14 +13,20 @@ from openslots.cli.output import USAGE, emit_json, err, fail, run, table
 def audit_command(
     connection: Annotated[int | None, typer.Option(help="Connection id.")] = None,
     invitation: Annotated[int | None, typer.Option(help="Invitation id.")] = None,
+    outbox: Annotated[int | None, typer.Option(help="Outbox message id.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Every recorded change of a connection or invitation: who, when, from, to, why."""
+    """Every recorded change of a connection, invitation or outbox message: who, when, from,
+    to, why."""
     from openslots.api import audit_events
 
-    if (connection is None) == (invitation is None):
-        raise fail("give exactly one of --connection or --invitation", as_json, code=USAGE)
-    entity, entity_id = ("connection", connection) if connection else ("invitation", invitation)
+    given = {"connection": connection, "invitation": invitation, "outbox": outbox}
+    chosen = [(entity, value) for entity, value in given.items() if value is not None]
+    if len(chosen) != 1:
+        raise fail(
+            "give exactly one of --connection, --invitation or --outbox", as_json, code=USAGE
+        )
+    [(entity, entity_id)] = chosen
     events = run(as_json, lambda: audit_events(entity, int(entity_id or 0)))
     if as_json:
         emit_json(events)
