@@ -7,6 +7,7 @@ array operations; the patterns are plain enough for both Python's `re` and pyarr
 from __future__ import annotations
 
 import datetime as dt
+import re
 import unicodedata
 
 import pandas as pd
@@ -39,14 +40,26 @@ def name_key(first: str, last: str) -> str:
     """
 
     def fold(text: str) -> str:
-        return " ".join(unicodedata.normalize("NFC", text).casefold().split())
+        folded = unicodedata.normalize("NFC", text.replace("\u00a0", " ")).casefold()
+        return _RUNS_OF_SPACE.sub(" ", folded).strip(_SPACE)
 
     return f"{fold(first)}|{fold(last)}"
 
 
+# One definition of "space" for both forms: the vectorised one runs in pyarrow, whose regular
+# expressions (RE2) know ASCII whitespace only.
+_SPACE = " \t\n\r\f\v"
+_RUNS_OF_SPACE = re.compile(f"[{_SPACE}]+")
+
+
 def name_keys(first: pd.Series, last: pd.Series) -> pd.Series:
     """`name_key` for whole columns (values already cleaned by `clean_text`)."""
-    return first.str.casefold() + "|" + last.str.casefold()
+
+    def fold(values: pd.Series) -> pd.Series:
+        folded = values.str.casefold().str.replace(_RUNS_OF_SPACE.pattern, " ", regex=True)
+        return folded.str.strip(_SPACE)
+
+    return fold(first) + "|" + fold(last)
 
 
 def normalise_email(values: pd.Series) -> pd.Series:

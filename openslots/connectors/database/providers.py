@@ -42,7 +42,7 @@ def provider_id_for(conn: Connection, provider: str) -> int:
     """The provider's id; an unknown name is a ConfigurationError that names it."""
     found = provider_id_named(conn, provider)
     if found is None:
-        raise _unknown_provider(provider)
+        raise ConfigurationError(f"unknown provider {provider!r}")
     return found
 
 
