@@ -44,8 +44,10 @@ def retry_delay(
     """
     if retry_after is not None:
         return min(dt.timedelta(seconds=max(0.0, retry_after)), MAX_RETRY_DELAY)
-    exponent = min(max(attempts, 1) - 1, 40)  # 2^40 · base is far beyond the cap already
-    return min(dt.timedelta(seconds=base_seconds * 2**exponent * jitter), MAX_RETRY_DELAY)
+    # Capped in seconds first: a large exponent would overflow timedelta itself.
+    exponent = min(max(attempts, 1) - 1, 60)
+    seconds = min(base_seconds * 2.0**exponent * jitter, MAX_RETRY_DELAY.total_seconds())
+    return dt.timedelta(seconds=seconds)
 
 
 def retries_exhausted(attempts: int, max_attempts: int) -> bool:

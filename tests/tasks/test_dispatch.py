@@ -180,9 +180,7 @@ def test_existing_pending_rows_of_an_old_database_are_sent(db: Engine, tmp_path:
     assert (counts.materialised, counts.sent) == (0, 1)
 
 
-def test_two_materialisations_at_once_create_each_message_once(
-    db: Engine, tmp_path: Path
-) -> None:
+def test_two_materialisations_at_once_create_each_message_once(db: Engine, tmp_path: Path) -> None:
     run_import(roster_file(tmp_path / "r.csv", [person(n) for n in range(1, 41)]))
     written: list[int] = []
     errors: list[BaseException] = []
@@ -352,7 +350,7 @@ def test_a_bad_template_override_fails_the_run_before_anything_is_claimed(
     monkeypatch.setenv("OPENSLOTS_TEMPLATES_DIR", str(tmp_path / "templates"))
     run_import(roster_file(tmp_path / "r.csv", [person(1)]))
     materialise_intents.fn()
-    with pytest.raises(ConfigurationError, match="invitation/subject.txt"):
+    with pytest.raises(ConfigurationError, match=r"invitation/subject\.txt"):
         dispatch_outbox.fn()
     assert set(statuses(db).values()) == {"pending"}
 

@@ -85,9 +85,7 @@ def test_counts_add_up_and_invitations_are_queued_as_intents(db: Engine, tmp_pat
     assert dict(channels) == {"email": 6, "sms": 5}
 
 
-def test_materialised_messages_carry_the_key_the_domain_defines(
-    db: Engine, tmp_path: Path
-) -> None:
+def test_materialised_messages_carry_the_key_the_domain_defines(db: Engine, tmp_path: Path) -> None:
     # Dispatch builds its keys in SQL, the domain in Python: both must write one format.
     run_import(roster_file(tmp_path / "r.csv", [person(1), person(2, mobile_phone="")]))
     materialise_intents.fn()
