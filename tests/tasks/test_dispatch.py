@@ -8,6 +8,7 @@ import datetime as dt
 import email
 import json
 import threading
+import time
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -362,3 +363,14 @@ def test_a_client_who_lost_the_address_is_cancelled(db: Engine, tmp_path: Path) 
         conn.execute(update(Client).values(mobile_phone=None))
     counts = dispatch_outbox.fn()
     assert (counts.sent, counts.cancelled) == (1, 1)
+
+
+def test_the_email_rate_limit_spaces_the_sends(
+    db: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENSLOTS_EMAIL_PER_SECOND", "10")
+    run_import(roster_file(tmp_path / "r.csv", [person(n, mobile_phone="") for n in range(1, 16)]))
+    started = time.monotonic()
+    assert dispatch_now().sent == 15
+    # 10 at once (a second's worth), then the other 5 one tenth of a second apart.
+    assert time.monotonic() - started >= 0.45

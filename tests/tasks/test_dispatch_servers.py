@@ -5,6 +5,8 @@ listed with its reason."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +19,7 @@ from openslots.connectors.database.models import AuditEvent, Client, Invitation,
 from openslots.connectors.database.models import OutboxMessage as Outbox
 from openslots.domain.clock import frozen_clock
 from openslots.resources import resources
-from openslots.tasks.dispatch import dispatch_outbox, materialise_intents
+from openslots.tasks.dispatch import DispatchCounts, dispatch_outbox, materialise_intents
 from tests.factories import person, roster_file
 from tests.smtp_server import DROP, SmtpSink
 from tests.tasks._dispatch import dispatch_now, use_smtp, use_twilio
@@ -181,3 +183,28 @@ def test_a_dead_worker_leaves_one_unknown_and_another_sends_the_rest_once(
     assert Counter(sink.recipients()) == {
         f"client{n}@example.org": 1 for n in range(1, 11) if n != 4
     }
+
+
+def test_a_working_worker_renews_its_lease_and_keeps_its_messages(
+    db: Engine, tmp_path: Path, twilio: TwilioServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Real time: a 1 s lease, a text whose API answers after 2.5 s; a second worker starting
+    meanwhile finds the lease renewed by the first one's heartbeat and takes nothing."""
+    monkeypatch.setenv("OPENSLOTS_LEASE_SECONDS", "1")
+    monkeypatch.setenv("OPENSLOTS_TWILIO_TIMEOUT_SECONDS", "10")
+    twilio.state.slow_seconds = 2.5
+    twilio.behave("+14155550001", "slow")
+    run_import(roster_file(tmp_path / "r.csv", [person(1)]))
+    materialise_intents.fn()
+    results: dict[str, object] = {}
+    worker_a = threading.Thread(target=lambda: results.update(a=dispatch_outbox.fn()))
+    worker_a.start()
+    time.sleep(1.6)
+    second = dispatch_outbox.fn()
+    worker_a.join()
+    first = results["a"]
+    assert isinstance(first, DispatchCounts)
+    assert (second.expired_leases, second.claimed) == (0, 0)
+    assert (first.claimed, first.sent) == (2, 2)
+    assert [sms.to for sms in twilio.received] == ["+14155550001"]
+    assert set(statuses(db).values()) == {"sent"}

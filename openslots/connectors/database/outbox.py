@@ -132,6 +132,9 @@ def materialise_intents(conn: Connection, first_id: int, last_id: int, now: dt.d
             .select_from(Invitation)
             .join(Client, Client.id == Invitation.client_id)
             .where(in_chunk, address.is_not(None), reachable)
+            # One insertion order for every dispatcher: two writing the same keys wait for
+            # each other instead of deadlocking on the unique index.
+            .order_by(Invitation.id)
         )
         statement = (
             upsert(conn, OUTBOX)
