@@ -48,6 +48,11 @@ class Resources:
         """The configured SMS backend."""
         return sms_sender(self.settings)
 
+    def new_senders(self) -> tuple[EmailSender, SmsSender]:
+        """A fresh (email, SMS) sender pair for one sending thread: an SMTP sender holds one
+        connection and belongs to one thread, so parallel dispatch asks for one pair each."""
+        return email_sender(self.settings), sms_sender(self.settings)
+
     @property
     def clock(self) -> _clock.Clock:
         """The process's clock (a test may have frozen it)."""

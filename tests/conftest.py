@@ -36,6 +36,9 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Pa
             monkeypatch.delenv(name)
     home = tmp_path / "home"
     monkeypatch.setenv("OPENSLOTS_HOME", str(home))
+    # Texts wait out the quiet hours: a test that sends them must not depend on when it runs
+    # (the quiet-hours tests set them back and freeze the clock).
+    monkeypatch.setenv("OPENSLOTS_SMS_QUIET_HOURS", "off")
     yield home
     engine_module.dispose_engines()
 

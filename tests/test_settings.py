@@ -12,7 +12,8 @@ from openslots.connectors.sms import FileSmsSender, sms_sender
 from openslots.settings import Settings
 
 
-def test_defaults_keep_the_file_backends() -> None:
+def test_defaults_keep_the_file_backends(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENSLOTS_SMS_QUIET_HOURS")  # conftest turns them off for other tests
     settings = Settings()
     assert isinstance(email_sender(settings), FileEmailSender)
     assert isinstance(sms_sender(settings), FileSmsSender)

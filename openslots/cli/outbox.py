@@ -20,7 +20,8 @@ def outbox_send(
     limit: Annotated[int | None, typer.Option(help="Send at most this many messages.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run the dispatch flow: send pending emails and texts, each exactly once."""
+    """Run the dispatch flow: write the messages owed invitations need, then send pending emails
+    and texts, each exactly once."""
     from openslots.flows.dispatch import dispatch
     from openslots.settings import get_settings
 
@@ -32,7 +33,7 @@ def outbox_send(
     else:
         err.print(
             f"sent {counts['sent']:,} of {counts['claimed']:,} claimed messages "
-            f"({counts['failed']} failed, {counts['unknown']} unknown, "
+            f"({counts['failed']} failed, {counts['unknown']} unknown, {counts['dead']} dead, "
             f"{counts['cancelled']} cancelled); files in {counts['outbox_dir']}"
         )
 

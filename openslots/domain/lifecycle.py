@@ -8,7 +8,6 @@ the answer. A refused change comes back as a `Refusal`, whose reason completes t
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from openslots.domain.normalise import email_value
@@ -57,24 +56,26 @@ def resend_refusal(status: InvitationStatus) -> str | None:
 
 
 def resend_attempt(
-    status: InvitationStatus, *, message_waiting: bool, messages_per_channel: Mapping[str, int]
+    status: InvitationStatus, *, attempt: int, messages_attempt: int, message_waiting: bool
 ) -> int | Refusal:
-    """The attempt number a resend gets, or why there is none.
+    """The attempt a resend asks for, or why there is none.
 
-    Each attempt queues one message per channel the client has, so the attempts so far are the
-    messages on the busiest channel (an SMS-only client counts by its texts). A message still
-    waiting in the outbox refuses the resend: the client would get two at once.
+    An invitation owes attempt `attempt`; dispatch turns it into messages and records that in
+    `messages_attempt`. A resend records the next attempt, to be materialised by the next
+    dispatch. An attempt still owed, or a message still waiting in the outbox, refuses it: the
+    client would get two at once (and a dispatcher materialising the owed attempt at this very
+    moment never races a resend, since a resend waits until the messages exist).
 
-    >>> resend_attempt(InvitationStatus.SENT, message_waiting=False,
-    ...                messages_per_channel={"email": 2, "sms": 1})
+    >>> resend_attempt(InvitationStatus.SENT, attempt=2, messages_attempt=2,
+    ...                message_waiting=False)
     3
     """
     refusal = resend_refusal(status)
     if refusal:
         return Refusal(f"cannot be resent: {refusal}")
-    if message_waiting:
+    if message_waiting or messages_attempt < attempt:
         return Refusal("already has a message waiting to be sent")
-    return 1 + max(messages_per_channel.values(), default=0)
+    return attempt + 1
 
 
 def after_request(status: InvitationStatus) -> InvitationStatus | Refusal:

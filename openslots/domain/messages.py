@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 T = TypeVar("T")
+A = TypeVar("A")
 
 # An outbox message's idempotency key is its intent's parts joined by KEY_SEPARATOR, so two
 # dispatchers writing the same intent collide on the unique key instead of sending twice.
@@ -13,10 +14,10 @@ KEY_SEPARATOR = ":"
 INVITATION_KEY_PREFIX = "invite"
 
 
-def invitation_key_parts(invitation_id: T, attempt: int, channel: str) -> tuple[str, T, str, str]:
-    """The parts of an invitation message's key, in order; `invitation_id` may be a value or
-    (in a set-based INSERT) the SQL column that holds it."""
-    return (INVITATION_KEY_PREFIX, invitation_id, str(attempt), str(channel))
+def invitation_key_parts(invitation_id: T, attempt: A, channel: str) -> tuple[str, T, A, str]:
+    """The parts of an invitation message's key, in order; `invitation_id` and `attempt` may be
+    values or (in a set-based INSERT) the SQL columns that hold them."""
+    return (INVITATION_KEY_PREFIX, invitation_id, attempt, str(channel))
 
 
 def invitation_key(invitation_id: int, attempt: int, channel: str) -> str:
@@ -26,6 +27,15 @@ def invitation_key(invitation_id: int, attempt: int, channel: str) -> str:
     'invite:7:1:email'
     """
     return KEY_SEPARATOR.join(str(p) for p in invitation_key_parts(invitation_id, attempt, channel))
+
+
+def invitation_key_prefix(invitation_id: int, attempt: int) -> str:
+    """What every channel's key of one attempt starts with (a resend reports it).
+
+    >>> invitation_key_prefix(7, 2)
+    'invite:7:2'
+    """
+    return invitation_key(invitation_id, attempt, "").removesuffix(KEY_SEPARATOR)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,30 +1,67 @@
-"""Dispatch: drain the outbox through the configured email and SMS senders."""
+"""Dispatch: turn owed intents into outbox messages, then send them in parallel, each once.
+
+One `dispatch_outbox` run is one worker with an id (host:pid:random). It claims batches under
+leases that name it, renews them from a heartbeat thread while it works, and feeds each batch
+to `dispatch_connections` threads that each own an email and an SMS sender (one SMTP
+connection per thread, reused across the batch). A thread commits "this message is being
+handed to a sender" before each send, together with the outcome of its previous message, so a
+worker killed at any moment leaves at most one message per thread whose outcome is unknown;
+every other message it held returns to pending when its lease expires.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import os
+import queue
+import random
+import secrets
+import socket
+import threading
+import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy import Engine
+from sqlalchemy import Connection
 
+from openslots.connectors.database import lifecycle
 from openslots.connectors.database import outbox as repo
-from openslots.connectors.database.models import Channel, OutboxStatus
-from openslots.connectors.email import EmailSender, OutgoingEmail
-from openslots.connectors.sms import OutgoingSms, SmsSender
-from openslots.domain.messages import InvitationContext, invitation_email, invitation_sms
-from openslots.errors import SendOutcomeUnknown, SendRefused
-from openslots.resources import resources
+from openslots.connectors.database.models import Channel, OutboxKind, OutboxStatus
+from openslots.connectors.email import (
+    EmailSender,
+    FileEmailSender,
+    OutgoingEmail,
+    safe_file_name,
+)
+from openslots.connectors.sms import FileSmsSender, OutgoingSms, SmsSender
+from openslots.connectors.templates import MessageTemplates
+from openslots.domain import clock
+from openslots.domain import dispatch as rules
+from openslots.domain.messages import InvitationContext
+from openslots.domain.rendering import invitation_variables, link
+from openslots.domain.tokens import make_token
+from openslots.errors import RecipientOptedOut, SendOutcomeUnknown, SendRefused, SendRejected
+from openslots.resources import Resources, resources
 from openslots.tasks._safety import phi_safe, run_logger
+
+LEASE_EXPIRED = "lease expired during send"
+OPTED_OUT_AT_PROVIDER = "the SMS provider reports that the recipient unsubscribed"
 
 
 @dataclass
 class DispatchCounts:
+    """What one run did, in counts (no patient data): safe as a Prefect result."""
+
     claimed: int = 0
     sent: int = 0
-    failed: int = 0
-    unknown: int = 0
+    failed: int = 0  # refused, to be retried after its backoff
+    unknown: int = 0  # may have gone out (including sends whose worker's lease expired)
     cancelled: int = 0
+    dead: int = 0
+    materialised: int = 0
+    returned_to_pending: int = 0
     expired_leases: int = 0
     by_channel: dict[str, int] = field(default_factory=dict)
 
@@ -32,53 +69,280 @@ class DispatchCounts:
         return asdict(self)
 
 
+def worker_id() -> str:
+    """host:pid:random, unique per run even when a process runs several."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+@task(name="materialise-intents", cache_policy=NO_CACHE)
+@phi_safe("materialise-intents")
+def materialise_intents() -> int:
+    """Write the outbox messages every owed invitation attempt needs, in id-range chunks
+    (set-based INSERT ... SELECT ... ON CONFLICT DO NOTHING); returns the messages written."""
+    engine = resources().require_current_schema()
+    with engine.connect() as conn:
+        span = repo.owed_id_range(conn)
+    if span is None:
+        return 0
+    written = 0
+    first, last = span
+    for low in range(first, last + 1, repo.MATERIALISE_CHUNK):
+        high = min(low + repo.MATERIALISE_CHUNK - 1, last)
+        with engine.begin() as conn:
+            written += repo.materialise_intents(conn, low, high, clock.now())
+    return written
+
+
 @task(name="dispatch-outbox", cache_policy=NO_CACHE)
 @phi_safe("dispatch-outbox")
 def dispatch_outbox(limit: int | None = None) -> DispatchCounts:
-    """Send pending messages in leased batches until the outbox is empty (or `limit` is hit).
+    """Send due messages in leased batches until none is left (or `limit` were claimed).
 
-    Each batch: claim (commit), send each message, record every outcome (commit). A crash
-    between send and record leaves the lease to expire: those messages become `unknown`.
+    Recovers expired leases first: a message never handed to a sender returns to pending; one
+    whose send had started is `unknown`, except with a file backend, whose outcome is read from
+    the file the key names.
     """
-    res = resources()
-    settings, engine = res.settings, res.require_current_schema()
-    senders = (res.email, res.sms)
-    counts = DispatchCounts()
-    logger = run_logger()
-    with engine.begin() as conn:
-        counts.expired_leases = repo.expire_leases(conn)
-    while limit is None or counts.claimed < limit:
-        size = settings.dispatch_batch_size
-        if limit is not None:
-            size = min(size, limit - counts.claimed)
-        with engine.begin() as conn:
-            ids = repo.claim(conn, size, settings.lease_seconds)
-        if not ids:
-            break
-        counts.claimed += len(ids)
-        with engine.connect() as conn:
-            pending = repo.load_invitations(conn, ids)
-        sent = _send_all(engine, pending, senders, counts)
-        with engine.begin() as conn:
-            repo.record_sent(conn, sent)
-        logger.info("dispatched %d messages so far (%d sent)", counts.claimed, counts.sent)
-    return counts
+    return _Worker(resources()).run(limit)
 
 
-def _send_all(
-    engine: Engine,
-    pending: list[repo.PendingInvitation],
-    senders: tuple[EmailSender, SmsSender],
-    counts: DispatchCounts,
-) -> list[int]:
-    email, sms = senders
-    sent: list[int] = []
-    outcomes: list[tuple[int, OutboxStatus, str]] = []
-    for item in pending:
-        if item.opted_out:
-            outcomes.append((item.outbox_id, OutboxStatus.CANCELLED, "recipient opted out"))
-            counts.cancelled += 1
-            continue
+@dataclass
+class _Outcome:
+    """A send's outcome, written in the thread's next transaction."""
+
+    item: repo.PendingInvitation
+    status: OutboxStatus
+    reason: str | None = None
+    next_attempt_at: dt.datetime | None = None
+    opt_out_phone: str | None = None
+
+
+class _Worker:
+    def __init__(self, res: Resources):
+        self.settings = res.settings
+        self.engine = res.require_current_schema()
+        # Loaded (and checked) first: a broken override fails the run before anything is claimed.
+        self.templates = MessageTemplates.load(self.settings)
+        self.secret_key = res.secret_key()
+        self.id = worker_id()
+        self.senders = [res.new_senders() for _ in range(self.settings.dispatch_connections)]
+        self.buckets = {
+            Channel.EMAIL: _bucket(self.settings.email_per_second),
+            Channel.SMS: _bucket(self.settings.sms_per_second),
+        }
+        self.counts = DispatchCounts()
+        self.lock = threading.Lock()
+        self.errors: list[BaseException] = []
+
+    # -- the run --------------------------------------------------------------------------
+
+    def run(self, limit: int | None) -> DispatchCounts:
+        logger = run_logger()
+        self._recover()
+        work: queue.Queue[repo.PendingInvitation | None] = queue.Queue()
+        threads = [
+            threading.Thread(target=self._send_loop, args=(work, pair), daemon=True)
+            for pair in self.senders
+        ]
+        heartbeat = _Heartbeat(self)
+        heartbeat.start()
+        for thread in threads:
+            thread.start()
+        try:
+            while not self.errors and (limit is None or self.counts.claimed < limit):
+                size = self.settings.dispatch_batch_size
+                if limit is not None:
+                    size = min(size, limit - self.counts.claimed)
+                with self.engine.begin() as conn:
+                    ids = repo.claim(
+                        conn,
+                        size,
+                        self.settings.lease_seconds,
+                        worker_id=self.id,
+                        max_attempts=self.settings.dispatch_max_attempts,
+                        channels=self._channels(),
+                        now=clock.now(),
+                    )
+                if not ids:
+                    break
+                self.counts.claimed += len(ids)
+                with self.engine.connect() as conn:
+                    for item in repo.load_invitations(conn, ids):
+                        work.put(item)
+                work.join()
+                logger.info(
+                    "dispatched %d messages so far (%d sent)", self.counts.claimed, self.counts.sent
+                )
+        finally:
+            for _ in threads:
+                work.put(None)
+            for thread in threads:
+                thread.join()
+            heartbeat.stop()
+        if self.errors:
+            raise self.errors[0]
+        return self.counts
+
+    def _channels(self) -> tuple[Channel, ...]:
+        """Texts are not claimed inside the quiet hours (they wait for the morning)."""
+        quiet = rules.in_quiet_hours(
+            clock.now(), self.settings.resolved_quiet_hours(), self.settings.default_timezone
+        )
+        return (Channel.EMAIL,) if quiet else (Channel.EMAIL, Channel.SMS)
+
+    # -- expired leases -------------------------------------------------------------------
+
+    def _recover(self) -> None:
+        now = clock.now()
+        with self.engine.begin() as conn:
+            unstarted = repo.return_unstarted(conn, now)
+            expired = repo.expired_sends(conn, now)
+            known: dict[bool | None, list[int]] = {True: [], False: [], None: []}
+            for send in expired:
+                known[self._file_outcome(send)].append(send.outbox_id)
+            repo.record_sent(conn, known[True])
+            returned = repo.resolve_expired(conn, known[False], OutboxStatus.PENDING, None, now)
+            unknown = repo.resolve_expired(
+                conn, known[None], OutboxStatus.UNKNOWN, LEASE_EXPIRED, now
+            )
+        self.counts.expired_leases = unstarted + len(expired)
+        self.counts.returned_to_pending = unstarted + returned
+        self.counts.unknown += unknown
+
+    def _file_outcome(self, send: repo.ExpiredSend) -> bool | None:
+        """Whether a file backend wrote the message (the file its key names is there), or None
+        when the backend cannot tell (SMTP, Twilio)."""
+        email, sms = self.senders[0]
+        path: Path | None = None
+        if send.channel == Channel.EMAIL and isinstance(email, FileEmailSender):
+            path = email.directory / f"{safe_file_name(send.key)}.eml"
+        elif send.channel == Channel.SMS and isinstance(sms, FileSmsSender):
+            path = sms.directory / f"{safe_file_name(send.key)}.json"
+        return None if path is None else path.exists()
+
+    # -- one sending thread ---------------------------------------------------------------
+
+    def _send_loop(
+        self,
+        work: queue.Queue[repo.PendingInvitation | None],
+        senders: tuple[EmailSender, SmsSender],
+    ) -> None:
+        done: list[_Outcome] = []
+        try:
+            while (item := work.get()) is not None:
+                try:
+                    if not self.errors:
+                        self._send_one(item, senders, done)
+                except BaseException as exc:  # re-raised by run(), stripped by phi_safe
+                    with self.lock:
+                        self.errors.append(exc)
+                finally:
+                    work.task_done()
+            work.task_done()
+            if done:
+                with self.engine.begin() as conn:
+                    self._write(conn, done)
+        except BaseException as exc:
+            with self.lock:
+                self.errors.append(exc)
+        finally:
+            close = getattr(senders[0], "close", None)
+            if callable(close):
+                close()
+
+    def _send_one(
+        self,
+        item: repo.PendingInvitation,
+        senders: tuple[EmailSender, SmsSender],
+        done: list[_Outcome],
+    ) -> None:
+        address = item.email if item.channel == Channel.EMAIL else item.mobile_phone
+        reason = rules.cancel_reason(item.status, opted_out=item.opted_out)
+        if reason is None and not address:
+            reason = f"no {item.channel} address any more"
+        if reason is not None:
+            done.append(_Outcome(item, OutboxStatus.CANCELLED, reason))
+            return
+        message = self._render(item)
+        bucket = self.buckets[item.channel]
+        if bucket is not None:
+            time.sleep(bucket.reserve(time.monotonic()))
+        # The outcome of the previous message and the start of this one, in one commit.
+        with self.engine.begin() as conn:
+            self._write(conn, done)
+            done.clear()
+            if not repo.mark_started(conn, item.outbox_id, self.id, clock.now()):
+                return  # the lease is no longer ours: another worker has it
+        done.append(self._send(item, message, senders))
+
+    def _send(
+        self,
+        item: repo.PendingInvitation,
+        message: OutgoingEmail | OutgoingSms,
+        senders: tuple[EmailSender, SmsSender],
+    ) -> _Outcome:
+        email, sms = senders
+        try:
+            if isinstance(message, OutgoingEmail):
+                email.send(message)
+            else:
+                sms.send(message)
+        except RecipientOptedOut as exc:
+            return _Outcome(item, OutboxStatus.DEAD, exc.reason, opt_out_phone=item.mobile_phone)
+        except SendRejected as exc:
+            return _Outcome(item, OutboxStatus.DEAD, exc.reason)
+        except SendRefused as exc:
+            attempts = item.attempts + 1
+            if rules.retries_exhausted(attempts, self.settings.dispatch_max_attempts):
+                return _Outcome(item, OutboxStatus.DEAD, f"retries exhausted ({exc.reason})")
+            delay = rules.retry_delay(
+                attempts,
+                base_seconds=self.settings.dispatch_retry_base_seconds,
+                jitter=random.uniform(*rules.JITTER_RANGE),
+                retry_after=exc.retry_after,
+            )
+            return _Outcome(item, OutboxStatus.FAILED, exc.reason, clock.now() + delay)
+        except SendOutcomeUnknown as exc:
+            return _Outcome(item, OutboxStatus.UNKNOWN, exc.reason)
+        return _Outcome(item, OutboxStatus.SENT)
+
+    def _write(self, conn: Connection, outcomes: list[_Outcome]) -> None:
+        """Record outcomes, each only while this worker still holds the message."""
+        for outcome in outcomes:
+            item = outcome.item
+            if outcome.status is OutboxStatus.SENT:
+                applied = repo.record_sent(conn, [item.outbox_id], worker_id=self.id) == 1
+            else:
+                if outcome.opt_out_phone:
+                    lifecycle.opt_out(
+                        conn,
+                        item.provider_id,
+                        Channel.SMS,
+                        outcome.opt_out_phone,
+                        actor="sms-provider",
+                        reason=OPTED_OUT_AT_PROVIDER,
+                    )
+                applied = repo.record_outcome(
+                    conn,
+                    item.outbox_id,
+                    outcome.status,
+                    outcome.reason or "",
+                    worker_id=self.id,
+                    next_attempt_at=outcome.next_attempt_at,
+                )
+            if applied:
+                self._count(outcome)
+
+    def _count(self, outcome: _Outcome) -> None:
+        with self.lock:
+            name = str(outcome.status)
+            setattr(self.counts, name, getattr(self.counts, name) + 1)
+            if outcome.status is OutboxStatus.SENT:
+                channel = str(outcome.item.channel)
+                self.counts.by_channel[channel] = self.counts.by_channel.get(channel, 0) + 1
+
+    # -- the message ----------------------------------------------------------------------
+
+    def _render(self, item: repo.PendingInvitation) -> OutgoingEmail | OutgoingSms:
         ctx = InvitationContext(
             item.first_name,
             item.last_name,
@@ -87,30 +351,61 @@ def _send_all(
             item.guardian_first_name,
             item.guardian_last_name,
         )
-        try:
-            if item.channel == Channel.EMAIL:
-                subject, body = invitation_email(ctx)
-                email.send(OutgoingEmail(item.key, item.email, subject, body))
-            else:
-                if not item.mobile_phone:
-                    outcomes.append((item.outbox_id, OutboxStatus.CANCELLED, "no mobile phone"))
-                    counts.cancelled += 1
-                    continue
-                sms.send(OutgoingSms(item.key, item.mobile_phone, invitation_sms(ctx)))
-        except SendRefused as exc:
-            outcomes.append((item.outbox_id, OutboxStatus.FAILED, exc.reason))
-            counts.failed += 1
-            continue
-        except SendOutcomeUnknown as exc:
-            outcomes.append((item.outbox_id, OutboxStatus.UNKNOWN, exc.reason))
-            counts.unknown += 1
-            continue
-        sent.append(item.outbox_id)
-        counts.sent += 1
-        channel = str(item.channel)
-        counts.by_channel[channel] = counts.by_channel.get(channel, 0) + 1
-    if outcomes:
-        with engine.begin() as conn:
-            for outbox_id, status, reason in outcomes:
-                repo.record_outcome(conn, outbox_id, status, reason)
-    return sent
+        kind = rules.message_kind(ctx, resend=item.kind == OutboxKind.RESEND)
+        # The token names the message, not the person: `openslots unsubscribe` reads it back.
+        expires = clock.now() + dt.timedelta(days=self.settings.unsubscribe_token_days)
+        token = make_token(self.secret_key, "unsubscribe", item.outbox_id, expires)
+        unsubscribe_url = link(self.settings.public_url, "unsubscribe", token)
+        _, variables = invitation_variables(
+            ctx, public_url=self.settings.public_url, unsubscribe_url=unsubscribe_url
+        )
+        if item.channel == Channel.SMS:
+            text = self.templates.sms(kind, variables)
+            return OutgoingSms(item.key, item.mobile_phone or "", text)
+        rendered = self.templates.email(kind, variables)
+        recipient = (
+            (item.guardian_first_name, item.guardian_last_name)
+            if ctx.is_dependent
+            else (item.first_name, item.last_name)
+        )
+        return OutgoingEmail(
+            key=item.key,
+            to=item.email or "",
+            subject=rendered.subject,
+            body=rendered.text,
+            html=rendered.html,
+            unsubscribe_url=unsubscribe_url,
+            to_name=" ".join(part for part in recipient if part) or None,
+        )
+
+
+def _bucket(rate: float | None) -> rules.TokenBucket | None:
+    return None if rate is None else rules.TokenBucket(rate=rate, capacity=max(1.0, rate))
+
+
+class _Heartbeat:
+    """Renews the worker's leases every lease/3 seconds while it works, so that no other worker
+    recovers a message it still holds."""
+
+    def __init__(self, worker: _Worker):
+        self._worker = worker
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        lease = self._worker.settings.lease_seconds
+        while not self._stop.wait(lease / 3):
+            try:
+                with self._worker.engine.begin() as conn:
+                    repo.renew_leases(
+                        conn, self._worker.id, clock.now() + dt.timedelta(seconds=lease)
+                    )
+            except Exception as exc:  # the next beat tries again; the class name only
+                run_logger().warning("lease renewal failed (%s)", type(exc).__name__)

@@ -126,7 +126,7 @@ def test_outbox_send_and_status(db: Engine, tmp_path: Path, isolated_env: Path) 
         ],
     )
     code, sent = run_json("outbox", "send")
-    assert code == 0 and sent["sent"] == 2
+    assert code == 0 and sent["sent"] == 2 and sent["materialised"] == 2
     assert Path(sent["outbox_dir"]) == (isolated_env / "outbox").resolve()
     code, status = run_json("outbox", "status")
     assert status == {"email:sent": 1, "sms:sent": 1}

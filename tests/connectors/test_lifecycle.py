@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,8 @@ from openslots.connectors.database.listings import audit_events, list_invitation
 from openslots.connectors.database.models import Channel, Invitation, OutboxMessage
 from openslots.connectors.database.models import Connection as ConnectionRow
 from openslots.domain.statuses import ConnectionStatus
-from openslots.tasks.dispatch import dispatch_outbox
 from tests.factories import HEADER, person, roster_file
+from tests.tasks._dispatch import dispatch_now
 from tests.tasks.test_roster_import import LOCATION, PROVIDER, run_import
 
 GUARDIAN_HEADER = [*HEADER, "Guardian First Name", "Guardian Last Name"]
@@ -45,7 +46,7 @@ def connections(db: Engine) -> list[tuple]:
 
 def invited(db: Engine, tmp_path: Path, rows: list[list[str]], header=None) -> None:
     run_import(roster_file(tmp_path / "r.csv", rows, header=header), integrated=True)
-    dispatch_outbox.fn()
+    dispatch_now()
 
 
 def test_dob_match_approves_at_once_and_connects(db: Engine, tmp_path: Path) -> None:
@@ -170,17 +171,25 @@ def test_resend_rules(db: Engine, tmp_path: Path) -> None:
     run_import(roster_file(tmp_path / "r.csv", [person(1)]))
     with db.begin() as conn, pytest.raises(life.LifecycleError, match="still queued"):
         life.resend(conn, 1, "tester")
-    dispatch_outbox.fn()
+    dispatch_now()
     with db.begin() as conn:
         assert life.resend(conn, 1, "tester") == "invite:1:2"
     with db.begin() as conn, pytest.raises(life.LifecycleError, match="waiting to be sent"):
         life.resend(conn, 1, "tester")
-    assert dispatch_outbox.fn().sent == 2
+    assert dispatch_now().sent == 2
     with db.connect() as conn:
         count = conn.execute(select(Invitation.send_count)).scalar_one()
         keys = set(conn.execute(select(OutboxMessage.idempotency_key)).scalars())
     assert count == 2
     assert keys == {"invite:1:1:email", "invite:1:1:sms", "invite:1:2:email", "invite:1:2:sms"}
+    # The second attempt is a reminder (the resend template), the first an invitation.
+    outbox = tmp_path / "home" / "outbox" / "email"
+    subjects = {
+        path.name: email.message_from_bytes(path.read_bytes())["Subject"]
+        for path in outbox.glob("*.eml")
+    }
+    assert subjects["invite_1_2_email.eml"].startswith("Reminder:")
+    assert not subjects["invite_1_1_email.eml"].startswith("Reminder:")
     with db.begin() as conn:
         life.opt_out(conn, 1, Channel.EMAIL, "client1@example.org", "tester")
     with db.begin() as conn, pytest.raises(life.LifecycleError, match="opted out"):

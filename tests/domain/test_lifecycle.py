@@ -30,19 +30,19 @@ OPTED_OUT, CONNECTED, NEW = I.OPTED_OUT, I.CONNECTED, I.NEW
 
 
 @pytest.mark.parametrize(
-    ("status", "waiting", "per_channel", "expected"),
+    ("status", "waiting", "attempts", "expected"),
     [
-        (SENT, False, {"email": 1, "sms": 1}, 2),
-        (SENT, False, {"email": 3}, 4),
-        (REGISTERED, False, {"email": 1}, 2),
-        (INVITED, False, {"email": 2, "sms": 1}, 3),  # phone added after the first attempt
-        (SENT, False, {"sms": 2}, 3),  # an HL7 patient without email: texts count
-        (SENT, False, {}, 1),
-        (SENT, True, {"email": 1}, Refusal("already has a message waiting to be sent")),
+        (SENT, False, (1, 1), 2),
+        (SENT, False, (3, 3), 4),
+        (REGISTERED, False, (1, 1), 2),
+        (INVITED, False, (2, 2), 3),
+        (SENT, True, (1, 1), Refusal("already has a message waiting to be sent")),
+        # a resend recorded but not yet materialised is waiting too
+        (SENT, False, (2, 1), Refusal("already has a message waiting to be sent")),
         (
             QUEUED,
             False,
-            {"email": 1},
+            (1, 1),
             Refusal(
                 "cannot be resent: the invitation is still queued: run `openslots outbox send`"
             ),
@@ -50,13 +50,13 @@ OPTED_OUT, CONNECTED, NEW = I.OPTED_OUT, I.CONNECTED, I.NEW
         (
             OPTED_OUT,
             True,
-            {"email": 1},
+            (1, 1),
             Refusal("cannot be resent: the client opted out of this provider's messages"),
         ),
         (
             CONNECTED,
             False,
-            {"email": 1},
+            (1, 1),
             Refusal(
                 "cannot be resent: the client is already Connected (Approved on the "
                 "Connections screen)"
@@ -65,16 +65,21 @@ OPTED_OUT, CONNECTED, NEW = I.OPTED_OUT, I.CONNECTED, I.NEW
         (
             NEW,
             False,
-            {"email": 1},
+            (1, 1),
             Refusal(
                 "cannot be resent: a person with this email is already Connected with this provider"
             ),
         ),
     ],
 )
-def test_resend_attempt(status: I, waiting: bool, per_channel: dict, expected: object) -> None:
+def test_resend_attempt(
+    status: I, waiting: bool, attempts: tuple[int, int], expected: object
+) -> None:
+    attempt, messages_attempt = attempts
     assert (
-        resend_attempt(status, message_waiting=waiting, messages_per_channel=per_channel)
+        resend_attempt(
+            status, attempt=attempt, messages_attempt=messages_attempt, message_waiting=waiting
+        )
         == expected
     )
 

@@ -100,6 +100,19 @@ def test_roster_sync_and_dispatch_end_to_end(db: Engine, tmp_path: Path) -> None
     assert again["queued_invitations"] == 0
     sent = dispatch()
     assert sent["sent"] == 40  # 20 emails + 20 texts
+    assert (sent["materialised"], sent["dead"], sent["expired_leases"]) == (40, 0, 0)
+    assert set(sent) == {
+        "claimed",
+        "sent",
+        "failed",
+        "unknown",
+        "cancelled",
+        "dead",
+        "materialised",
+        "returned_to_pending",
+        "expired_leases",
+        "by_channel",
+    }
     assert dispatch()["sent"] == 0
     with db.connect() as conn:
         assert conn.execute(select(func.count()).select_from(Client)).scalar_one() == 20

@@ -19,8 +19,10 @@ from openslots.connectors.database.models import Connection as ConnectionRow
 from openslots.domain.messages import invitation_key
 from openslots.domain.statuses import ConnectionStatus
 from openslots.errors import RosterFileError, RosterRejectedError
+from openslots.tasks.dispatch import materialise_intents
 from openslots.tasks.roster import ImportSummary, apply_roster, stage_roster, start_import
 from tests.factories import HEADER, connection, person, roster_file
+from tests.tasks._dispatch import dispatch_now
 
 PROVIDER, LOCATION = "Dr. Test Provider", "Main Street"
 
@@ -52,9 +54,7 @@ def rejections(db: Engine, batch_id: int, severity: str = "error") -> set[tuple[
     return {tuple(r) for r in rows}
 
 
-def test_counts_add_up_and_invitations_are_queued_with_their_messages(
-    db: Engine, tmp_path: Path
-) -> None:
+def test_counts_add_up_and_invitations_are_queued_as_intents(db: Engine, tmp_path: Path) -> None:
     rows = [person(n) for n in range(1, 6)] + [
         person(6, email="broken"),
         person(7, mobile_phone=""),
@@ -65,22 +65,30 @@ def test_counts_add_up_and_invitations_are_queued_with_their_messages(
     assert (summary.accepted, summary.rejected, summary.new_clients) == (6, 1, 6)
     assert summary.queued_invitations == 6
     assert count(db, Client) == 6 and count(db, Invitation) == 6
+    assert count(db, OutboxMessage) == 0  # messages are the dispatch flow's to write
+    with db.connect() as conn:
+        owed = conn.execute(
+            select(Invitation.status, Invitation.attempt, Invitation.messages_attempt).distinct()
+        ).all()
+        staged = conn.execute(text("SELECT count(*) FROM roster_staging")).scalar_one()
+        batch = conn.execute(select(ImportBatch.status, ImportBatch.accepted)).one()
+    assert [tuple(row) for row in owed] == [("Queued", 1, 0)]
+    assert staged == 0  # staging is emptied after apply
+    assert tuple(batch) == ("completed", 6)
+    # A dispatch afterwards sends what the import owes, once.
+    assert dispatch_now().by_channel == {"email": 6, "sms": 5}  # person 7 has no phone
+    assert dispatch_now().claimed == 0
     with db.connect() as conn:
         channels = conn.execute(
             select(OutboxMessage.channel, func.count()).group_by(OutboxMessage.channel)
         ).all()
-        staged = conn.execute(text("SELECT count(*) FROM roster_staging")).scalar_one()
-        batch = conn.execute(select(ImportBatch.status, ImportBatch.accepted)).one()
-    assert dict(channels) == {"email": 6, "sms": 5}  # person 7 has no phone
-    assert staged == 0  # staging is emptied after apply
-    assert tuple(batch) == ("completed", 6)
+    assert dict(channels) == {"email": 6, "sms": 5}
 
 
-def test_queued_messages_carry_the_key_the_resend_path_would_write(
-    db: Engine, tmp_path: Path
-) -> None:
-    # The roster builds its keys in SQL, a resend in Python: both must write one format.
+def test_materialised_messages_carry_the_key_the_domain_defines(db: Engine, tmp_path: Path) -> None:
+    # Dispatch builds its keys in SQL, the domain in Python: both must write one format.
     run_import(roster_file(tmp_path / "r.csv", [person(1), person(2, mobile_phone="")]))
+    materialise_intents.fn()
     with db.connect() as conn:
         rows = conn.execute(
             select(
@@ -105,7 +113,8 @@ def test_reimporting_the_same_file_changes_and_queues_nothing(db: Engine, tmp_pa
     second = run_import(path)
     assert first.queued_invitations == 3
     assert (second.new_clients, second.updated_clients, second.queued_invitations) == (0, 0, 0)
-    assert count(db, Invitation) == 3 and count(db, OutboxMessage) == 6
+    assert count(db, Invitation) == 3 and count(db, OutboxMessage) == 0
+    assert dispatch_now().materialised == 6
 
 
 def test_changed_details_update_the_client(db: Engine, tmp_path: Path) -> None:

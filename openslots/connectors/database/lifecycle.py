@@ -28,7 +28,7 @@ from openslots.connectors.database.providers import provider_id_for as provider_
 from openslots.domain import clock
 from openslots.domain import connections as connection_rules
 from openslots.domain import lifecycle as rules
-from openslots.domain.messages import invitation_key
+from openslots.domain.messages import invitation_key_prefix
 from openslots.domain.statuses import ConnectionStatus, InvitationStatus
 from openslots.errors import ConfigurationError, OpenslotsError
 
@@ -222,54 +222,40 @@ def _invitation_status(conn: Connection, invitation_id: int) -> InvitationStatus
 
 
 def resend(conn: Connection, invitation_id: int, actor: str) -> str:
-    """Queue the invitation again (email, and SMS when there is a phone); returns the attempt
-    key prefix. Refused, with the seed's reason, for Opted-Out, Connected and New."""
-    status = _invitation_status(conn, invitation_id)
+    """Record that the invitation is owed another attempt (email, and SMS when there is a
+    phone): the next dispatch turns it into messages. Returns the attempt key prefix. Refused,
+    with the seed's reason, for Opted-Out, Connected and New, and while a message is waiting."""
+    row = conn.execute(
+        select(Invitation.status, Invitation.attempt, Invitation.messages_attempt).where(
+            Invitation.id == invitation_id
+        )
+    ).one_or_none()
+    if row is None:
+        raise LifecycleError(f"no invitation {invitation_id}")
     waiting = conn.execute(
         select(func.count()).where(
             OutboxMessage.invitation_id == invitation_id,
             OutboxMessage.status.in_([OutboxStatus.PENDING, OutboxStatus.SENDING]),
         )
     ).scalar_one()
-    per_channel = conn.execute(
-        select(OutboxMessage.channel, func.count())
-        .where(OutboxMessage.invitation_id == invitation_id)
-        .group_by(OutboxMessage.channel)
-    ).all()
     attempt = rules.resend_attempt(
-        status,
+        InvitationStatus(row.status),
+        attempt=row.attempt,
+        messages_attempt=row.messages_attempt,
         message_waiting=bool(waiting),
-        messages_per_channel={str(channel): int(count) for channel, count in per_channel},
     )
     if isinstance(attempt, rules.Refusal):
         raise _refused(invitation_id, attempt)
-    queue_invitation_messages(conn, invitation_id, attempt)
+    # Guarded by the attempt read above: two resends at once record one attempt, not two.
+    recorded = conn.execute(
+        update(Invitation)
+        .where(Invitation.id == invitation_id, Invitation.attempt == row.attempt)
+        .values(attempt=attempt, updated_at=clock.now())
+    ).rowcount
+    if not recorded:
+        raise _refused(invitation_id, rules.Refusal("already has a message waiting to be sent"))
     audit(conn, "invitation", invitation_id, "resend", None, attempt, actor)
-    return f"invite:{invitation_id}:{attempt}"
-
-
-def queue_invitation_messages(conn: Connection, invitation_id: int, attempt: int) -> None:
-    email, phone = conn.execute(
-        select(Client.email, Client.mobile_phone)
-        .join(Invitation, Invitation.client_id == Client.id)
-        .where(Invitation.id == invitation_id)
-    ).one()
-    channels = ([Channel.EMAIL] if email else []) + ([Channel.SMS] if phone else [])
-    conn.execute(
-        insert(OutboxMessage),
-        [
-            {
-                "idempotency_key": invitation_key(invitation_id, attempt, channel),
-                "kind": "invitation",
-                "channel": channel,
-                "invitation_id": invitation_id,
-                "status": OutboxStatus.PENDING,
-                "attempts": 0,
-                "created_at": clock.now(),
-            }
-            for channel in channels
-        ],
-    )
+    return invitation_key_prefix(invitation_id, attempt)
 
 
 def request_connection(conn: Connection, invitation_id: int, actor: str) -> None:

@@ -70,6 +70,7 @@ class OutboxKind(StrEnum):
     """Why a message is sent (`outbox.kind`)."""
 
     INVITATION = "invitation"
+    RESEND = "resend"  # an invitation's later attempt (the `resend` template)
 
 
 class FindingSeverity(StrEnum):

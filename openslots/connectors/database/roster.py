@@ -46,7 +46,6 @@ from openslots.connectors.database.models import (
     RosterStaging,
     StagingState,
 )
-from openslots.connectors.database.outbox import queue_first_invitation_messages
 
 # Re-exported: tasks and benchmarks reach these through this module.
 from openslots.connectors.database.providers import Target as Target
@@ -450,8 +449,8 @@ def apply_mrn_updates(conn: Connection, batch_id: int, provider_id: int) -> int:
 
 
 def queue_invitations(conn: Connection, batch_id: int, target: Target) -> int:
-    """One invitation per new client x location, plus its outbox messages (email when there is
-    an address, SMS when there is a mobile phone), in this transaction.
+    """One invitation per new client x location, in status Queued: the intent to send its first
+    attempt (`attempt` 1, none materialised). The dispatch flow writes its messages.
 
     Skipped: rows matching an Approved connection (sync mode), clients already invited at this
     location, and anyone whose email or phone opted out of this provider (on any channel).
@@ -522,7 +521,6 @@ def queue_invitations(conn: Connection, batch_id: int, target: Target) -> int:
         insert(invitations).from_select(list(columns), source, include_defaults=False),
         execution_options={"preserve_rowcount": True},
     ).rowcount
-    queue_first_invitation_messages(conn, batch_id, now)
     return int(inserted or 0)
 
 

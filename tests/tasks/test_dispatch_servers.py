@@ -1,0 +1,210 @@
+"""Dispatch against real servers on loopback: aiosmtpd for email, the Twilio Messages API fake
+for texts. What the servers received is the proof: each recipient exactly once, or the message
+listed with its reason."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select, update
+
+from openslots.connectors.database import outbox as repo
+from openslots.connectors.database.models import AuditEvent, Client, Invitation, OptOut
+from openslots.connectors.database.models import OutboxMessage as Outbox
+from openslots.domain.clock import frozen_clock
+from openslots.resources import resources
+from openslots.tasks.dispatch import DispatchCounts, dispatch_outbox, materialise_intents
+from tests.factories import person, roster_file
+from tests.smtp_server import DROP, SmtpSink
+from tests.tasks._dispatch import dispatch_now, use_smtp, use_twilio
+from tests.tasks.test_dispatch import NOON, statuses
+from tests.tasks.test_roster_import import run_import
+from tests.twilio_server import TwilioServer
+
+
+@pytest.fixture
+def sink(monkeypatch: pytest.MonkeyPatch) -> Iterator[SmtpSink]:
+    with SmtpSink() as running:
+        use_smtp(monkeypatch, running)
+        yield running
+
+
+@pytest.fixture
+def twilio(monkeypatch: pytest.MonkeyPatch) -> Iterator[TwilioServer]:
+    with TwilioServer() as running:
+        use_twilio(monkeypatch, running)
+        yield running
+
+
+def email_only(count: int) -> list[list[str]]:
+    return [person(n, mobile_phone="") for n in range(1, count + 1)]
+
+
+def outbox_rows(db: Engine) -> dict[str, tuple[str, str | None]]:
+    with db.connect() as conn:
+        rows = conn.execute(select(Outbox.idempotency_key, Outbox.status, Outbox.last_error))
+        return {key: (str(status), error) for key, status, error in rows}
+
+
+def test_a_421_is_retried_after_the_backoff_and_everyone_gets_exactly_one(
+    db: Engine, tmp_path: Path, sink: SmtpSink
+) -> None:
+    run_import(roster_file(tmp_path / "r.csv", email_only(100)))
+    sink.fail_data("client38@example.org", "421 4.3.2 Service shutting down")
+    with frozen_clock(NOON) as clock:
+        first = dispatch_now()
+        assert (first.claimed, first.sent, first.failed) == (100, 99, 1)
+        assert outbox_rows(db)["invite:38:1:email"][0] == "failed"
+        sink.handler.data_rules.clear()  # the relay is back
+        assert dispatch_now().claimed == 0  # not before the backoff
+        clock.advance(dt.timedelta(minutes=1))
+        second = dispatch_now()
+    assert (second.claimed, second.sent) == (1, 1)
+    assert Counter(sink.recipients()) == {f"client{n}@example.org": 1 for n in range(1, 101)}
+    assert sink.connections <= resources().settings.dispatch_connections + 2  # reused
+    assert set(statuses(db).values()) == {"sent"}
+
+
+def test_a_connection_dropped_after_the_data_is_unknown_and_never_resent(
+    db: Engine, tmp_path: Path, sink: SmtpSink
+) -> None:
+    run_import(roster_file(tmp_path / "r.csv", email_only(100)))
+    sink.fail_data("client50@example.org", DROP)
+    counts = dispatch_now()
+    assert (counts.sent, counts.unknown) == (99, 1)
+    assert dispatch_now().claimed == 0
+    status, reason = outbox_rows(db)["invite:50:1:email"]
+    assert status == "unknown" and reason is not None and "no reply" in reason
+    assert "client50" not in reason
+    assert Counter(sink.recipients()) == {
+        f"client{n}@example.org": 1 for n in range(1, 101) if n != 50
+    }
+    assert len(sink.dropped) == 1
+
+
+def test_an_opt_out_between_queue_and_send_sends_nothing(
+    db: Engine, tmp_path: Path, sink: SmtpSink
+) -> None:
+    run_import(roster_file(tmp_path / "r.csv", email_only(2)))
+    materialise_intents.fn()
+    with db.begin() as conn:
+        conn.execute(
+            OptOut.__table__.insert().values(
+                provider_id=1, channel="email", address="client1@example.org"
+            )
+        )
+    counts = dispatch_outbox.fn()
+    assert (counts.sent, counts.cancelled) == (1, 1)
+    assert sink.recipients() == ["client2@example.org"]
+    assert outbox_rows(db)["invite:1:1:email"] == ("cancelled", "recipient opted out")
+
+
+def test_header_injection_in_a_name_is_dead_and_nothing_is_sent(
+    db: Engine, tmp_path: Path, sink: SmtpSink
+) -> None:
+    run_import(roster_file(tmp_path / "r.csv", email_only(2)))
+    with db.begin() as conn:  # a name that reached the database by another road than the roster
+        conn.execute(
+            update(Client)
+            .where(Client.client_ref == "00001")
+            .values(first_name="Eve\r\nBcc: victim@example.org")
+        )
+    counts = dispatch_now()
+    assert (counts.sent, counts.dead) == (1, 1)
+    status, reason = outbox_rows(db)["invite:1:1:email"]
+    assert status == "dead" and reason is not None and "header injection" in reason
+    assert sink.recipients() == ["client2@example.org"]
+    assert b"victim" not in b"".join(item.content for item in sink.received)
+
+
+def test_twilio_429_is_retried_after_retry_after_500_is_unknown_21610_opts_out(
+    db: Engine, tmp_path: Path, twilio: TwilioServer
+) -> None:
+    rows = [person(n) for n in (1, 2, 3, 4)]
+    run_import(roster_file(tmp_path / "r.csv", rows))
+    twilio.behave("+14155550001", "429")
+    twilio.behave("+14155550002", "500")
+    twilio.behave("+14155550003", "21610")
+    with frozen_clock(NOON) as clock:
+        first = dispatch_now()
+        assert first.by_channel == {"email": 4, "sms": 1}
+        assert (first.failed, first.unknown, first.dead) == (1, 1, 1)
+        rows_now = outbox_rows(db)
+        assert rows_now["invite:1:1:sms"][0] == "failed"
+        assert rows_now["invite:2:1:sms"][0] == "unknown"
+        assert rows_now["invite:3:1:sms"][0] == "dead"
+        with db.connect() as conn:
+            retry_at = conn.execute(
+                select(Outbox.next_attempt_at).where(Outbox.idempotency_key == "invite:1:1:sms")
+            ).scalar_one()
+        assert retry_at.replace(tzinfo=dt.UTC) == NOON + dt.timedelta(seconds=7)  # Retry-After
+        twilio.behave("+14155550001", "ok")
+        clock.advance(dt.timedelta(seconds=8))
+        second = dispatch_now()
+    assert (second.claimed, second.sent) == (1, 1)  # the unknown one is not retried
+    assert Counter(sms.to for sms in twilio.received) == {
+        "+14155550001": 1,
+        "+14155550002": 1,  # the 500: the provider has it, we did not send it again
+        "+14155550004": 1,
+    }
+    with db.connect() as conn:
+        opted = conn.execute(select(OptOut.channel, OptOut.address)).all()
+        status = conn.execute(select(Invitation.status).where(Invitation.id == 3)).scalar_one()
+        actors = set(conn.execute(select(AuditEvent.actor)).scalars())
+    assert [tuple(row) for row in opted] == [("sms", "+14155550003")]
+    assert status == "Opted-Out" and "sms-provider" in actors
+
+
+def test_a_dead_worker_leaves_one_unknown_and_another_sends_the_rest_once(
+    db: Engine, tmp_path: Path, sink: SmtpSink
+) -> None:
+    """Worker A claims 10 and hands one to its sender, then dies (no renewal); after the lease,
+    worker B marks that one unknown and sends the 9 others exactly once."""
+    run_import(roster_file(tmp_path / "r.csv", email_only(10)))
+    materialise_intents.fn()
+    lease = resources().settings.lease_seconds
+    with frozen_clock(NOON) as clock:
+        with db.begin() as conn:
+            ids = repo.claim(conn, 10, lease, worker_id="worker-a", now=NOON)
+            assert len(ids) == 10 and repo.mark_started(conn, ids[3], "worker-a", NOON)
+        clock.advance(dt.timedelta(seconds=lease - 1))
+        assert dispatch_outbox.fn().claimed == 0  # A's lease is still live
+        clock.advance(dt.timedelta(seconds=2))
+        counts = dispatch_outbox.fn()
+    assert (counts.expired_leases, counts.returned_to_pending, counts.unknown) == (10, 9, 1)
+    assert (counts.claimed, counts.sent) == (9, 9)
+    assert outbox_rows(db)["invite:4:1:email"] == ("unknown", "lease expired during send")
+    assert Counter(sink.recipients()) == {
+        f"client{n}@example.org": 1 for n in range(1, 11) if n != 4
+    }
+
+
+def test_a_working_worker_renews_its_lease_and_keeps_its_messages(
+    db: Engine, tmp_path: Path, twilio: TwilioServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Real time: a 1 s lease, a text whose API answers after 2.5 s; a second worker starting
+    meanwhile finds the lease renewed by the first one's heartbeat and takes nothing."""
+    monkeypatch.setenv("OPENSLOTS_LEASE_SECONDS", "1")
+    monkeypatch.setenv("OPENSLOTS_TWILIO_TIMEOUT_SECONDS", "10")
+    twilio.state.slow_seconds = 2.5
+    twilio.behave("+14155550001", "slow")
+    run_import(roster_file(tmp_path / "r.csv", [person(1)]))
+    materialise_intents.fn()
+    results: dict[str, object] = {}
+    worker_a = threading.Thread(target=lambda: results.update(a=dispatch_outbox.fn()))
+    worker_a.start()
+    time.sleep(1.6)
+    second = dispatch_outbox.fn()
+    worker_a.join()
+    first = results["a"]
+    assert isinstance(first, DispatchCounts)
+    assert (second.expired_leases, second.claimed) == (0, 0)
+    assert (first.claimed, first.sent) == (2, 2)
+    assert [sms.to for sms in twilio.received] == ["+14155550001"]
+    assert set(statuses(db).values()) == {"sent"}
