@@ -440,12 +440,3 @@ def record_outcome(
         )
     )
     return bool(result.rowcount)
-
-
-def status_counts(conn: Connection) -> dict[str, int]:
-    rows = conn.execute(
-        select(OutboxMessage.channel, OutboxMessage.status, func.count()).group_by(
-            OutboxMessage.channel, OutboxMessage.status
-        )
-    ).all()
-    return {f"{channel}:{status}": int(count) for channel, status, count in rows}
