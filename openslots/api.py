@@ -28,8 +28,10 @@ from sqlalchemy import Connection
 from openslots.connectors.database import (
     hl7_store,
     listings,
+    opt_outs,
     outbox_admin,
     providers,
+    registrations,
     upgrade_database,
 )
 from openslots.connectors.database import lifecycle as life
@@ -290,14 +292,14 @@ def opt_out(provider: str, channel: str, address: str, actor: str, reason: str |
     the number of invitations now Opted-Out."""
     with _writing() as conn:
         provider_id = providers.provider_id_for(conn, provider)
-        return life.opt_out(conn, provider_id, Channel(channel), address, actor, reason)
+        return opt_outs.opt_out(conn, provider_id, Channel(channel), address, actor, reason)
 
 
 def opt_in(provider: str, channel: str, address: str, actor: str, reason: str | None) -> int:
     """Reverse an opt-out; returns the number of invitations restored to their earlier status."""
     with _writing() as conn:
         provider_id = providers.provider_id_for(conn, provider)
-        return life.opt_in(conn, provider_id, Channel(channel), address, actor, reason)
+        return opt_outs.opt_in(conn, provider_id, Channel(channel), address, actor, reason)
 
 
 # --- mobile app ---------------------------------------------------------------------------
@@ -318,7 +320,7 @@ def register_from_app(**fields: str | None) -> dict[str, Any]:
         )
     row = next(chunk.accepted.itertuples(index=False))._asdict()
     with engine.begin() as conn:
-        return asdict(life.register(conn, registration_input(row)))
+        return asdict(registrations.register(conn, registration_input(row)))
 
 
 # --- outbox and HL7 -------------------------------------------------------------------------
@@ -411,7 +413,7 @@ def unsubscribe(token: str) -> dict[str, Any]:
         already = outbox_admin.is_opted_out(
             conn, target.provider_id, target.channel, target.address
         )
-        changed = life.opt_out(
+        changed = opt_outs.opt_out(
             conn,
             target.provider_id,
             target.channel,
@@ -466,13 +468,13 @@ def sms_inbound(from_number: str, to_number: str, body: str) -> dict[str, Any]:
         if action is InboundAction.OPTED_OUT:
             ids = outbox_admin.provider_ids(conn)
             for provider_id in ids:
-                changed += life.opt_out(
+                changed += opt_outs.opt_out(
                     conn, provider_id, Channel.SMS, sender, "sms-stop", f"replied {word}"
                 )
         else:
             ids = outbox_admin.providers_opted_out(conn, Channel.SMS, sender)
             for provider_id in ids:
-                changed += life.opt_in(
+                changed += opt_outs.opt_in(
                     conn, provider_id, Channel.SMS, sender, "sms-start", f"replied {word}"
                 )
     return result | {"providers": len(ids), "invitations_changed": changed}

@@ -26,7 +26,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Connection
 
-from openslots.connectors.database import lifecycle
+from openslots.connectors.database import opt_outs
 from openslots.connectors.database import outbox as repo
 from openslots.connectors.database.models import Channel, OutboxKind, OutboxStatus
 from openslots.connectors.email import (
@@ -313,7 +313,7 @@ class _Worker:
                 applied = repo.record_sent(conn, [item.outbox_id], worker_id=self.id) == 1
             else:
                 if outcome.opt_out_phone:
-                    lifecycle.opt_out(
+                    opt_outs.opt_out(
                         conn,
                         item.provider_id,
                         Channel.SMS,

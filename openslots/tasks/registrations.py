@@ -11,12 +11,9 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from openslots.connectors.database.lifecycle import (
-    LifecycleError,
-    RegistrationInput,
-    register,
-)
+from openslots.connectors.database.lifecycle import LifecycleError
 from openslots.connectors.database.models import FindingSeverity
+from openslots.connectors.database.registrations import RegistrationInput, register
 from openslots.errors import ConfigurationError, RosterFileError
 from openslots.resources import resources
 from openslots.schemas.registrations import REGISTRATION_COLUMNS, validate_registrations

@@ -22,6 +22,7 @@ from hypothesis.stateful import (
 from sqlalchemy import Engine, delete
 
 from openslots.connectors.database import lifecycle as life
+from openslots.connectors.database import opt_outs
 from openslots.connectors.database.connections import add_connection
 from openslots.connectors.database.eligibility import alert_reasons, eligible_connection_ids
 from openslots.connectors.database.models import Channel, Location, OptOut, Provider
@@ -109,10 +110,10 @@ def test_commands_never_break_the_alert_rule(db: Engine) -> None:
             key = (person["provider"], channel.value, address)
             with db.begin() as conn:
                 if opt_in and key in self.opted:
-                    life.opt_in(conn, person["provider"], channel, address, "fuzz")
+                    opt_outs.opt_in(conn, person["provider"], channel, address, "fuzz")
                     self.opted.discard(key)
                 elif not opt_in:
-                    life.opt_out(conn, person["provider"], channel, address, "fuzz")
+                    opt_outs.opt_out(conn, person["provider"], channel, address, "fuzz")
                     self.opted.add(key)
 
         @invariant()

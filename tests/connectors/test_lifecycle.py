@@ -10,6 +10,7 @@ from sqlalchemy import Engine, select
 
 from openslots.api import InvalidRegistration, register_from_app
 from openslots.connectors.database import lifecycle as life
+from openslots.connectors.database import opt_outs
 from openslots.connectors.database.eligibility import eligible_connection_ids
 from openslots.connectors.database.listings import audit_events, list_invitations
 from openslots.connectors.database.models import Channel, Invitation, OutboxMessage
@@ -191,7 +192,7 @@ def test_resend_rules(db: Engine, tmp_path: Path) -> None:
     assert subjects["invite_1_2_email.eml"].startswith("Reminder:")
     assert not subjects["invite_1_1_email.eml"].startswith("Reminder:")
     with db.begin() as conn:
-        life.opt_out(conn, 1, Channel.EMAIL, "client1@example.org", "tester")
+        opt_outs.opt_out(conn, 1, Channel.EMAIL, "client1@example.org", "tester")
     with db.begin() as conn, pytest.raises(life.LifecycleError, match="opted out"):
         life.resend(conn, 1, "tester")
 
@@ -236,10 +237,10 @@ def test_status_priority_and_mrn_changes_are_audited(
 def test_opt_out_holds_across_spellings_and_opt_in_restores(db: Engine, tmp_path: Path) -> None:
     invited(db, tmp_path, [person(1), person(2)])
     with db.begin() as conn:
-        changed = life.opt_out(conn, 1, Channel.SMS, "+14155550002", "tester", "replied STOP")
+        changed = opt_outs.opt_out(conn, 1, Channel.SMS, "+14155550002", "tester", "replied STOP")
     assert changed == 1 and invitation_status(db, 2) == "Opted-Out"
     with db.begin() as conn:
-        life.opt_out(conn, 1, Channel.EMAIL, "client1@example.org", "tester")
+        opt_outs.opt_out(conn, 1, Channel.EMAIL, "client1@example.org", "tester")
     # A later roster writes the email and phone differently, at a new location: no invitation.
     later = [
         person(1, email="Client1@EXAMPLE.org"),
@@ -249,7 +250,7 @@ def test_opt_out_holds_across_spellings_and_opt_in_restores(db: Engine, tmp_path
     summary = run_import(roster_file(tmp_path / "later.csv", later), location="Second Site")
     assert summary.queued_invitations == 1
     with db.begin() as conn:
-        assert life.opt_in(conn, 1, Channel.SMS, "+14155550002", "tester") == 1
+        assert opt_outs.opt_in(conn, 1, Channel.SMS, "+14155550002", "tester") == 1
     assert invitation_status(db, 2) == "Sent"
     with db.connect() as conn:
         rows = list_invitations(conn, 1, status="Opted-Out")
