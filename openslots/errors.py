@@ -95,9 +95,7 @@ class SendRefused(OpenslotsError):
     `retry_after` is the delay the server asked for (HTTP Retry-After), in seconds.
     """
 
-    def __init__(
-        self, reason: str, *, transient: bool = False, retry_after: float | None = None
-    ):
+    def __init__(self, reason: str, *, transient: bool = False, retry_after: float | None = None):
         self.reason = reason
         self.transient = transient
         self.retry_after = retry_after

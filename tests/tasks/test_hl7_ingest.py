@@ -144,15 +144,21 @@ def test_errors_are_queued_with_a_reason_and_can_be_reprocessed(
         drop(tmp_path, "bad.hl7", bad_dob, no_pid3.replace("\n", "\r")),
         drop(tmp_path, "junk.hl7", b"garbage that is not HL7"),
     )
-    assert stored.errors == 2 and counts.errors == 1
+    # Every one is refused at receipt (AE/AR): none reaches ingest as a row.
+    assert stored.errors == 3 and counts.errors == 0
     reasons = dict(rows(db, "SELECT control_id, error FROM hl7_messages ORDER BY id"))
-    assert reasons["EPC0001"] == "PID-7: date_of_birth is not a real calendar date"
-    assert reasons["CRN-88"].startswith("PID-3: no patient identifier")
+    assert (
+        reasons["EPC0001"]
+        == "PID-7 (real_date): the birth date (PID-7.1) is not a real calendar date"
+    )
+    assert reasons["CRN-88"] == ("PID-3 (required): the patient identifier (PID-3.1) is required")
     assert "19801302" not in str(reasons)
     with db.begin() as conn:
         assert requeue(conn, None) == 3
     _, again = run()
     assert again.errors == 3  # nothing was fixed: they return to the queue, not lost
+    # Ingest applies the receipt's rules: the same reason, word for word.
+    assert dict(rows(db, "SELECT control_id, error FROM hl7_messages ORDER BY id")) == reasons
 
 
 def test_every_public_sample_is_applied_ignored_or_rejected_with_a_reason(db: Engine) -> None:
