@@ -94,9 +94,18 @@ def split_messages(data: bytes) -> list[bytes]:
     as HL7 is rejected (AR) rather than lost.
     """
     data = data.removeprefix(b"\xef\xbb\xbf")
-    if b"\x0b" in data:
-        framed = [BATCH_SEGMENT.sub(b"", m) for m in FRAME.findall(data)]
-        return [m for m in framed if m.strip()]
+    if b"\x0b" not in data:
+        return _messages_in(data)
+    messages: list[bytes] = []
+    for block in FRAME.findall(data):
+        # A block is one message as the sender framed it (kept byte for byte), unless it
+        # holds a batch or several messages.
+        several = _messages_in(block)
+        messages += several if len(several) > 1 or BATCH_SEGMENT.search(block) else [block]
+    return [m for m in messages if m.strip()]
+
+
+def _messages_in(data: bytes) -> list[bytes]:
     if BATCH_SEGMENT.search(data):
         data = BATCH_SEGMENT.sub(b"", data)
     parts = MESSAGE_START.split(data)

@@ -58,3 +58,15 @@ def test_import_errors_and_reprocess(db: Engine, tmp_path: Path) -> None:
     assert code == 0 and counts["requeued"] == 1 and counts["errors"] == 1
     result = runner.invoke(app, ["hl7", "reprocess"])
     assert result.exit_code == 2
+
+
+def test_import_lists_and_warns_about_files_it_did_not_read(db: Engine, tmp_path: Path) -> None:
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    (drop / "adt_0001.txt").write_text(m.EPIC_A04)
+    (drop / "notes.md").write_text("# notes\n")
+    result = runner.invoke(app, ["hl7", "import", str(drop), "--json"])
+    counts = json.loads(result.stdout)
+    assert (result.exit_code, counts["messages"], counts["applied"]) == (0, 1, 1)
+    assert [f["path"] for f in counts["skipped_files"]] == [str(drop / "notes.md")]
+    assert f"warning: skipped {drop / 'notes.md'}" in result.stderr

@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import Engine, text
 
 from openslots.connectors.hl7.parser import parse
-from openslots.tasks.hl7 import ingest_stored, store_files
+from openslots.tasks.hl7 import NOT_HL7, ingest_stored, split_messages, store_files
 from openslots.tasks.hl7_receive import StoreThenAck
 from tests import hl7_messages as m
 
@@ -140,3 +140,36 @@ def test_file_drop_and_mllp_decide_the_same_and_ingest_agrees(db: Engine, tmp_pa
     assert (counts.applied, counts.errors, counts.warnings) == (4, 0, 3)
     replies = StoreThenAck(db).handle([x.encode() for x in messages])  # redeliveries
     assert [r.code for r in replies] == ["AA", "AA", "AA", "AA", "AE", "AE"]
+
+
+def test_split_messages_handles_batches_mllp_and_a_bom() -> None:
+    batch = m.BATCH_FILE.encode()
+    assert [parse(x).header.control_id for x in split_messages(batch)] == ["EPC0001", "EPC0040"]
+    framed = b"".join(b"\x0b" + x + b"\x1c\r" for x in (batch, m.CERNER_A08.encode()))
+    assert len(split_messages(framed)) == 3
+    assert len(split_messages(b"\xef\xbb\xbf \r\n" + m.EPIC_A04.encode())) == 1
+
+
+def test_a_drop_decides_by_content_and_never_ignores_a_file_silently(
+    db: Engine, tmp_path: Path
+) -> None:
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    (folder / "adt_0001.txt").write_bytes(b"\xef\xbb\xbf\r\n" + m.EPIC_A04.encode())
+    (folder / "batch.dat").write_bytes(m.BATCH_FILE.encode())
+    (folder / "framed.msg").write_bytes(b"\x0b" + m.CERNER_A08.encode() + b"\x1c\r")
+    (folder / "notes.txt").write_text("call the clinic on Monday\n")
+    (folder / "MANIFEST.tsv").write_text("file\tkind\n")
+    (folder / "broken.hl7").write_text("this was meant as HL7\n")  # stays a rejected message
+    named = tmp_path / "named.json"  # named on the command line: read, whatever it holds
+    named.write_text("{}")
+    stored = store_files.fn([str(folder), str(named)])
+    assert (stored.messages, stored.errors) == (6, 2)  # 4 messages + broken.hl7 + named.json
+    assert stored.skipped_files == [
+        {"path": str(folder / name), "reason": NOT_HL7} for name in ("MANIFEST.tsv", "notes.txt")
+    ]
+    assert sorted(rows(db, "SELECT control_id FROM hl7_messages WHERE status = 'stored'")) == [
+        ("CRN-88",),
+        ("EPC0001",),
+        ("EPC0040",),
+    ]  # EPC0001 twice (.txt and batch): one redelivery
