@@ -7,7 +7,10 @@ name the line, the field and the rule, never the rejected value.
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from functools import cache, lru_cache
 from typing import Any
 
 import pandas as pd
@@ -15,8 +18,9 @@ import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 from pandera.typing import Series
 
-from openslots.domain import contact
-from openslots.domain.normalise import normalise_rows
+from openslots.domain import clock, contact
+from openslots.domain.normalise import clean_value, email_value, normalise_rows
+from openslots.domain.phone import phone_value
 from openslots.errors import RosterFileError
 
 # Canonical column -> header spellings seen in practice (compared after `header_key`).
@@ -274,6 +278,82 @@ def check_rows(model: type[PatientRow], frame: pd.DataFrame) -> list[tuple[Any, 
         for index in frame.index[~passed.fillna(False).astype(bool)]:
             found.setdefault((index, field), str(check.name))
     return [(index, field, rule) for (index, field), rule in found.items()]
+
+
+@lru_cache(maxsize=4)
+def _dob_bounds(today: dt.date) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """`contact.date_bounds` as the (year, month, day) of `contact.parse_date`."""
+    oldest, newest = contact.date_bounds(today)
+    return (oldest.year, oldest.month, oldest.day), (newest.year, newest.month, newest.day)
+
+
+# The model's checks for one normalised row (`normalise_record`), by check name: a column
+# check is given the row and its column, a dataframe-wide check the row and "". These are
+# the pandas checks above one value at a time (the per-value forms of domain/contact.py), for
+# the few rows of an MLLP group; `check_row` runs them in the model's own order, and
+# tests/schemas/test_roster.py checks on arbitrary rows that both decide alike.
+RowRule = Callable[[Mapping[str, Any], str], bool]
+ROW_RULES: dict[str, RowRule] = {
+    "required": lambda row, column: row[column] != "",
+    "control_characters": lambda row, column: not contact.has_control(row[column]),
+    "too_long": lambda row, column: len(row[column]) <= MAX_LENGTHS[column],
+    "name_characters": lambda row, column: row[column] == "" or contact.valid_name(row[column]),
+    "name_letter": lambda row, column: row[column] == "" or contact.feed_name(row[column]),
+    "date_format": lambda row, column: row[column] == "" or contact.date_format(row[column]),
+    "email_format": lambda row, column: row[column] == "" or contact.valid_email(row[column]),
+    "not_in_future": lambda row, column: (
+        row[column] is None or row[column] <= _dob_bounds(clock.today())[1]
+    ),
+    "not_over_130_years": lambda row, column: (
+        row[column] is None or row[column] >= _dob_bounds(clock.today())[0]
+    ),
+    "real_date": lambda row, _: (
+        not contact.date_format(row["date_of_birth"]) or row["dob"] is not None
+    ),
+    "guardian_names_together": lambda row, _: (
+        (row["guardian_first_name"] == "") == (row["guardian_last_name"] == "")
+    ),
+}
+
+
+def normalise_record(raw: Mapping[str, str], region: str) -> tuple[dict[str, Any], bool]:
+    """`normalise_chunk` for one row: (the normalised row with its `dob` as (year, month, day)
+    or None, whether its phone was present but unusable)."""
+    row: dict[str, Any] = {
+        column: (email_value if column == "email" else clean_value)(raw.get(column, ""))
+        for column in ROSTER_COLUMNS
+    }
+    phone = row["mobile_phone"]
+    row["mobile_phone"] = phone_value(phone, region) if phone else ""
+    row["dob"] = contact.parse_date(row["date_of_birth"])
+    return row, bool(phone.strip()) and row["mobile_phone"] == ""
+
+
+@cache
+def _row_plan(model: type[PatientRow]) -> tuple[tuple[str, str, str, RowRule], ...]:
+    """(column, reported field, rule, check) in the order `check_rows` reports them. A model
+    check without a one-row form fails here, at first use, rather than going unchecked."""
+    schema = _schema(model)
+    plan = [
+        (str(column), _REPORTED_FIELD.get(str(column), str(column)), name, ROW_RULES[name])
+        for column, spec in schema.columns.items()
+        for name in (str(check.name) for check in spec.checks)
+    ]
+    plan += [
+        ("", _FRAME_CHECK_FIELD.get(name, "row"), name, ROW_RULES[name])
+        for name in (str(check.name) for check in schema.checks)
+    ]
+    return tuple(plan)
+
+
+def check_row(model: type[PatientRow], row: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """`check_rows` for one normalised row (`normalise_record`): (field, rule) of the first
+    failed check per field, in the same order."""
+    found: dict[str, str] = {}
+    for column, field, name, rule in _row_plan(model):
+        if field not in found and not rule(row, column):
+            found[field] = name
+    return list(found.items())
 
 
 _SCHEMAS: dict[type[PatientRow], Any] = {}

@@ -36,14 +36,17 @@ from openslots.connectors.hl7.parser import (
     parse,
 )
 from openslots.domain import clock, contact
+from openslots.domain.normalise import clean_value, email_value
 from openslots.schemas.roster import (
     MAX_LENGTHS,
     NAME_COLUMNS,
     ROSTER_COLUMNS,
     FeedPatientRow,
+    check_row,
     check_rows,
     name_warnings,
     normalise_chunk,
+    normalise_record,
     rule_message,
 )
 
@@ -184,25 +187,78 @@ class Verdict:
     warnings: list[Hl7Error] = field(default_factory=list)
 
 
+# Up to this many rows a group is judged row by row (`check_row`): an MLLP group holds a few
+# messages, and pandas' fixed cost per call (~36 ms for a group of 8) would cap the listener
+# near 200 msg/s. Larger groups (a file drop) go through the columns, as a roster does.
+PER_ROW_LIMIT = 256
+
+
 def judge_patients(
-    rows: Sequence[dict[str, str]], region: str, untyped_mrn: Sequence[bool] = ()
+    rows: Sequence[dict[str, str]],
+    region: str,
+    untyped_mrn: Sequence[bool] = (),
+    per_row: bool | None = None,
 ) -> list[Verdict]:
-    """Every roster rule a feed patient is held to, for a group of rows (one per message)."""
-    verdicts = [Verdict() for _ in rows]
+    """Every roster rule a feed patient is held to, for a group of rows (one per message).
+
+    `per_row` picks the path (default: by PER_ROW_LIMIT); both decide alike
+    (tests/tasks/test_hl7_feed_rules.py checks it on arbitrary rows).
+    """
+    if per_row is None:
+        per_row = len(rows) <= PER_ROW_LIMIT
+    judged = _judge_rows(rows, region) if per_row else _judge_columns(rows, region)
+    verdicts = []
+    for position, (errors, forgiven) in enumerate(judged):
+        if position < len(untyped_mrn) and untyped_mrn[position]:
+            forgiven.append(("client_id", MRN_ONLY))
+        forgiven.sort(key=lambda finding: _field_order(finding[0]))
+        verdicts.append(
+            Verdict(
+                hl7_finding(*errors[0]) if errors else None,
+                [hl7_finding(name, rule, region, warning=True) for name, rule in forgiven],
+            )
+        )
+    return verdicts
+
+
+Findings = list[tuple[str, str]]  # (field, rule)
+
+
+def _judge_rows(rows: Sequence[dict[str, str]], region: str) -> list[tuple[Findings, Findings]]:
+    """(errors, warnings) per row, one row at a time."""
+    judged = []
+    for raw in rows:
+        email = email_value(raw.get("email", ""))
+        forgiven: Findings = []
+        if email and not contact.valid_email(email):
+            raw = raw | {"email": ""}
+            forgiven.append(("email", "email_format"))
+        forgiven += [
+            (column, "name_characters")
+            for column in NAME_COLUMNS
+            if (name := clean_value(raw.get(column, ""))) and not contact.valid_name(name)
+        ]
+        record, bad_phone = normalise_record(raw, region)
+        if bad_phone:
+            forgiven.append(("mobile_phone", "mobile_number"))
+        judged.append((check_row(FeedPatientRow, record), forgiven))
+    return judged
+
+
+def _judge_columns(rows: Sequence[dict[str, str]], region: str) -> list[tuple[Findings, Findings]]:
+    """(errors, warnings) per row, the rows as one frame (the roster's vectorised checks)."""
+    judged: list[tuple[Findings, Findings]] = [([], []) for _ in rows]
     if not rows:
-        return verdicts
+        return judged
     raw = pd.DataFrame(list(rows), columns=list(ROSTER_COLUMNS), dtype="str")
     raw, forgiven = screen_patients(raw)
     frame, bad_phone = normalise_chunk(raw, region)
     for index, field_name, rule in check_rows(FeedPatientRow, frame):
-        verdict = verdicts[int(index)]
-        if verdict.error is None:
-            verdict.error = hl7_finding(field_name, rule)
+        judged[int(index)][0].append((field_name, rule))
     forgiven += [(index, "mobile_phone", "mobile_number") for index in frame.index[bad_phone]]
-    forgiven += [(i, "client_id", MRN_ONLY) for i, untyped in enumerate(untyped_mrn) if untyped]
-    for index, field_name, rule in sorted(forgiven, key=lambda f: (f[0], _field_order(f[1]))):
-        verdicts[int(index)].warnings.append(hl7_finding(field_name, rule, region, warning=True))
-    return verdicts
+    for index, field_name, rule in forgiven:
+        judged[int(index)][1].append((field_name, rule))
+    return judged
 
 
 def _field_order(name: str) -> int:

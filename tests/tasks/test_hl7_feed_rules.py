@@ -4,13 +4,18 @@ ACK that tells it (8.12). SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
+from openslots.connectors.hl7.errors import Hl7Error
 from openslots.connectors.hl7.parser import parse
+from openslots.domain.contact import EMAIL_PATTERN
 from openslots.tasks.hl7 import NOT_HL7, ingest_stored, split_messages, store_files
-from openslots.tasks.hl7_receive import StoreThenAck
+from openslots.tasks.hl7_receive import PER_ROW_LIMIT, StoreThenAck, hl7_date, judge_patients
 from tests import hl7_messages as m
 
 
@@ -173,3 +178,85 @@ def test_a_drop_decides_by_content_and_never_ignores_a_file_silently(
         ("EPC0001",),
         ("EPC0040",),
     ]  # EPC0001 twice (.txt and batch): one redelivery
+
+
+# Arbitrary feed patients: names with suffixes, punctuation, digits, control characters and
+# other scripts; emails and junk; phones of every shape; HL7 dates real, unreal and not dates.
+NAME_PARTS = ["King", "Jr.", "III", "O’Neil", "St.", "José", "अनिल", "TEST1", "-", ",", "<b>"]
+names = st.one_of(
+    st.just(""),
+    st.lists(st.sampled_from(NAME_PARTS), min_size=1, max_size=3).map(" ".join),
+    st.text(alphabet="aZé’'-., 09@<>\x00\x07\x1f\u00a0\u0301", max_size=12),
+    st.text(max_size=12),
+)
+emails = st.one_of(
+    st.just(""),
+    st.from_regex(EMAIL_PATTERN, fullmatch=True).map(lambda e: f" {e.upper()} "),
+    st.text(alphabet="ab@.-_ \x07", max_size=12),
+)
+phones = st.one_of(
+    st.just(""),
+    st.builds(
+        "({}) {}-{:04d}".format, st.integers(100, 999), st.integers(100, 999), st.integers(0, 9999)
+    ),
+    st.sampled_from(["+44 7911 123456", "800-555-0100", "12", "call me"]),
+    st.text(alphabet="0123456789 +-()", max_size=14),
+)
+hl7_dates = st.one_of(
+    st.just(""),
+    st.dates(dt.date(1850, 1, 1), dt.date(2100, 12, 31)).map(lambda d: d.strftime("%Y%m%d")),
+    st.builds(
+        "{:04d}{:02d}{:02d}".format, st.integers(0, 9999), st.integers(0, 13), st.integers(0, 32)
+    ),
+    st.builds(
+        "{}{}".format,
+        st.from_regex(r"[0-9]{8}", fullmatch=True),
+        st.sampled_from(["", "1230", "123045+0100", "12-0500", "x"]),
+    ),
+    st.text(alphabet="0123456789-/٣", max_size=12),
+)
+patients = st.fixed_dictionaries(
+    {
+        "client_id": st.one_of(st.text(alphabet="M0123\x07", max_size=4), st.just("M" * 70)),
+        "first_name": names,
+        "last_name": names,
+        "date_of_birth": hl7_dates.map(hl7_date),
+        "email": emails,
+        "mobile_phone": phones,
+        "guardian_first_name": names,
+        "guardian_last_name": names,
+    }
+)
+
+
+def decided(error: Hl7Error | None) -> tuple[str, str, str | None, str | None] | None:
+    return None if error is None else (type(error).__name__, str(error), error.location, error.rule)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(patients, st.booleans()), min_size=1, max_size=8),
+    st.sampled_from(["US", "GB"]),
+)
+def test_one_row_at_a_time_decides_as_the_columns(
+    group: list[tuple[dict[str, str], bool]], region: str
+) -> None:
+    rows, untyped = [row for row, _ in group], [u for _, u in group]
+    by_row = judge_patients(rows, region, untyped, per_row=True)
+    by_column = judge_patients(rows, region, untyped, per_row=False)
+    assert [decided(v.error) for v in by_row] == [decided(v.error) for v in by_column]
+    assert [[decided(w) for w in v.warnings] for v in by_row] == [
+        [decided(w) for w in v.warnings] for v in by_column
+    ]
+
+
+def test_a_small_group_is_judged_row_by_row_a_large_one_by_columns() -> None:
+    row = {
+        "client_id": "M1",
+        "first_name": "Ann",
+        "last_name": "Lee",
+        "date_of_birth": "1980-01-02",
+    }
+    for size in (1, PER_ROW_LIMIT, PER_ROW_LIMIT + 1):
+        verdicts = judge_patients([row] * size, "US")
+        assert [(v.error, v.warnings) for v in verdicts] == [(None, [])] * size
