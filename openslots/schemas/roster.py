@@ -271,12 +271,12 @@ def check_rows(model: type[PatientRow], frame: pd.DataFrame) -> list[tuple[Any, 
             passed = check._check_fn(frame[column])
             field = _REPORTED_FIELD.get(str(column), str(column))
             for index in frame.index[~passed.fillna(False).astype(bool)]:
-                found.setdefault((index, field), str(check.name))
+                found.setdefault((index, field), _rule(check.name))
     for check in schema.checks:
         passed = check._check_fn(frame)
         field = _FRAME_CHECK_FIELD.get(str(check.name), "row")
         for index in frame.index[~passed.fillna(False).astype(bool)]:
-            found.setdefault((index, field), str(check.name))
+            found.setdefault((index, field), _rule(check.name))
     return [(index, field, rule) for (index, field), rule in found.items()]
 
 
@@ -337,11 +337,11 @@ def _row_plan(model: type[PatientRow]) -> tuple[tuple[str, str, str, RowRule], .
     plan = [
         (str(column), _REPORTED_FIELD.get(str(column), str(column)), name, ROW_RULES[name])
         for column, spec in schema.columns.items()
-        for name in (str(check.name) for check in spec.checks)
+        for name in (_rule(check.name) for check in spec.checks)
     ]
     plan += [
         ("", _FRAME_CHECK_FIELD.get(name, "row"), name, ROW_RULES[name])
-        for name in (str(check.name) for check in schema.checks)
+        for name in (_rule(check.name) for check in schema.checks)
     ]
     return tuple(plan)
 
@@ -363,6 +363,21 @@ def _schema(model: type[PatientRow]) -> Any:
     if model not in _SCHEMAS:
         _SCHEMAS[model] = model.to_schema()
     return _SCHEMAS[model]
+
+
+# pandera (0.35) names an inherited check after its method instead of its `name=` once a
+# subclass's schema has been built (RosterRow, then FeedPatientRow): the rule each method is.
+_METHOD_RULES = {
+    "client_id_length": "too_long",
+    "name_length": "too_long",
+    "email_length": "too_long",
+    "email_required": "required",
+}
+
+
+def _rule(check: object) -> str:
+    name = str(check)
+    return _METHOD_RULES.get(name, name)
 
 
 # Where a failure on a derived column is reported, and dataframe-wide checks' field.
@@ -453,7 +468,7 @@ def rejections_from(
     found: dict[tuple[int, str], Rejection] = {}
     columns = ["schema_context", "column", "check", "index"]
     for context, column, check, index in cases[columns].itertuples(index=False):
-        rule = str(check)
+        rule = _rule(check)
         if context == "DataFrameSchema":
             field = frame_fields.get(rule, "row")
         else:
