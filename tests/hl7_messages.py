@@ -123,3 +123,54 @@ ZERO_PADDED_A01 = "\r".join(
 
 ALL_ADT = [EPIC_A04, CERNER_A08, MEDITECH_A28_MINOR, CUSTOM_SEPARATORS_A31, MERGE_A40]
 ALL_SIU = [SIU_S12_BOOKED, SIU_S15_CANCELLED, SIU_S17_DELETED, SIU_S13_RESCHEDULED, SIU_S26_NO_SHOW]
+
+# Epic-style ADT^A04 whose family name carries a suffix after a comma, the way registration
+# clerks type it ("King, Jr."), and a birth date with time and UTC offset (DTM).
+SUFFIX_NAME_A04 = "\r".join(
+    [
+        "MSH|^~\\&|EPIC|NORTHCLINIC|OPENSLOTS|OS|20261126130000||ADT^A04^ADT_A01|EPC0100|P|2.5.1",
+        "PID|1||E1100^^^NORTH^MR||King, Jr.^Martin||198001021230+0100|M|||||^PRN^CP^^1^917^5550148",
+        "PV1|1|O|CARDIO^101^1^NORTHCLINIC||||D77^Rivera^Maria^^^Dr",
+    ]
+)
+
+# A go-live test patient as interface vendors' test scripts register them: digits in the
+# names (TEST1), which a roster row may not have and an EHR feed may.
+TEST_PATIENT_A01 = "\r".join(
+    [
+        "MSH|^~\\&|SENDER|FACILITY|OPENSLOTS|OS|20261126131000||ADT^A01^ADT_A01|TST-1|P|2.5.1",
+        "PID|1||T9001^^^HOSPITAL^MR||TEST1^PATIENT2||19900515|F",
+    ]
+)
+
+# A practice-management system that puts a phone number in the NET/Internet entry's address
+# (XTN-4) and a home number too short to be anyone's mobile: both contacts are junk.
+JUNK_CONTACT_A08 = "\r".join(
+    [
+        "MSH|^~\\&|PMSYS|WESTCLINIC|OPENSLOTS|OS|20261126132000||ADT^A08^ADT_A08|PM-77|P|2.5.1",
+        "PID|1||W7007^^^WEST^MR||Haddad^Leila||19850707|F|||||^PRN^PH^^^^555"
+        "~^NET^Internet^5553331234",
+        "PV1|1|O|GEN^^^WESTCLINIC||||D9^Weiß^Anna",
+    ]
+)
+
+# Redox-style ADT^A04: PID-3 repeats identifiers without type codes (the authority names
+# MR/EHRID instead): no way to tell which one is the MRN.
+UNTYPED_IDENTIFIERS_A04 = "\r".join(
+    [
+        "MSH|^~\\&|REDOX|RDX|OPENSLOTS|OS|20261126133000||ADT^A04|RDX-1|T|2.3",
+        "PID|||0000000042^^^MR~f00d-cafe^^^EHRID||Bixby^Tim||20080106|M",
+    ]
+)
+
+# A batch file as interface engines write them: FHS/BHS headers, two messages, BTS/FTS.
+BATCH_FILE = "\r".join(
+    [
+        "FHS|^~\\&|ENGINE|NORTHCLINIC|OPENSLOTS|OS|20261126134000",
+        "BHS|^~\\&|ENGINE|NORTHCLINIC|OPENSLOTS|OS|20261126134000",
+        EPIC_A04,
+        MERGE_A40,
+        "BTS|2",
+        "FTS|1",
+    ]
+)

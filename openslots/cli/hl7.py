@@ -25,10 +25,13 @@ app = typer.Typer(
 
 
 def _print_counts(counts: dict[str, Any], as_json: bool) -> None:
+    # stderr in both modes: a file the drop did not read is never passed over in silence.
+    for skipped in counts.get("skipped_files", []):
+        err.print(f"warning: skipped {skipped['path']}: {skipped['reason']}", soft_wrap=True)
     if as_json:
         emit_json(counts)
         return
-    err.print(counts_table(counts))
+    err.print(counts_table({k: v for k, v in counts.items() if k != "skipped_files"}))
     if counts.get("errors"):
         err.print("see `openslots hl7 errors`; after a fix, `openslots hl7 reprocess --all`")
 
@@ -78,7 +81,7 @@ def hl7_listen(
     res = resources()
     settings = res.settings
     listener = MllpListener(
-        StoreThenAck(res.engine, settings.hl7_assigning_authority),
+        StoreThenAck(res.engine, settings.hl7_assigning_authority, region=settings.phone_region),
         host,
         port,
         on_batch=run_ingest if ingest else None,

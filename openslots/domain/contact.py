@@ -1,11 +1,15 @@
-"""Vectorised normalisation and checks of roster values (names, emails, dates of birth).
+"""Normalisation and checks of roster values (names, emails, dates of birth).
 
-Every function takes and returns pandas Series so a chunk of a million rows is handled with
-array operations; the patterns are plain enough for both Python's `re` and pyarrow's RE2.
+The Series functions handle a chunk of a million rows with array operations; the patterns are
+plain enough for both Python's `re` and pyarrow's RE2. Each check also has a one-value form
+(`valid_email`, `valid_name`, ...) built from the same pattern, for the few rows of an MLLP
+group where pandas' fixed cost per call would dominate; tests/domain/test_contact.py checks
+that the two forms agree on any text.
 """
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import re
 import unicodedata
@@ -19,10 +23,17 @@ EMAIL_PATTERN = (
     r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}"
 )
-DATE_PATTERN = r"\d{4}-\d{2}-\d{2}"
-NAME_SEPARATORS = r"['’\- .]"
+# ASCII digits only: Python's \d takes any script's, which pandas then reads in a year only.
+DATE_PATTERN = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+NAME_SEPARATORS = r"['’\- .,]"  # inside a name only: it must start with a letter
+CONTROL_CHARACTERS = r"[\x00-\x1f\x7f]"
 MAX_AGE_YEARS = 130
 UNKNOWN_DOB = "1970-01-01"  # the seed's recommended placeholder; a valid date like any other
+
+_EMAIL = re.compile(EMAIL_PATTERN)
+_DATE = re.compile(DATE_PATTERN)
+_NAME_SEPARATORS = re.compile(NAME_SEPARATORS)
+_CONTROL = re.compile(CONTROL_CHARACTERS)
 
 
 def clean_text(values: pd.Series) -> pd.Series:
@@ -71,15 +82,92 @@ def is_valid_email(values: pd.Series) -> pd.Series:
     return values.str.fullmatch(EMAIL_PATTERN).fillna(False).astype(bool)
 
 
-def is_valid_name(values: pd.Series) -> pd.Series:
-    """Letters of any script, joined by apostrophes, hyphens, spaces or dots; starts with one.
+def valid_email(text: str) -> bool:
+    """`is_valid_email` for one value."""
+    return _EMAIL.fullmatch(text) is not None
 
-    >>> is_valid_name(pd.Series(["José", "O'Brien", "Smith-Jones", "R2D2", "-x"])).tolist()
+
+def valid_name(text: str) -> bool:
+    """`is_valid_name` for one value.
+
+    >>> valid_name("King, Jr."), valid_name("R2D2")
+    (True, False)
+    """
+    letters_only = _NAME_SEPARATORS.sub("", text)
+    return text[:1].isalpha() and (letters_only.isalpha() or _letters_and_marks(letters_only))
+
+
+def feed_name(text: str) -> bool:
+    """`is_feed_name` for one value."""
+    return any(ch.isalpha() for ch in text) and not has_control(text)
+
+
+def has_control(text: str) -> bool:
+    """Whether one value holds a control character (CONTROL_CHARACTERS)."""
+    return _CONTROL.search(text) is not None
+
+
+def date_format(text: str) -> bool:
+    """`has_date_format` for one value."""
+    return _DATE.fullmatch(text) is not None
+
+
+def parse_date(text: str) -> tuple[int, int, int] | None:
+    """`parse_dates` for one value, as (year, month, day) or None.
+
+    A tuple, not a `datetime.date`: pandas reads the proleptic calendar from year 0
+    ("0000-02-29" is a date to it, too old rather than unreal), which `date` cannot hold.
+
+    >>> parse_date("2000-02-29"), parse_date("2023-02-30"), parse_date("03/04/1971")
+    ((2000, 2, 29), None, None)
+    """
+    if not date_format(text):
+        return None
+    year, month, day = int(text[:4]), int(text[5:7]), int(text[8:10])
+    if not 1 <= month <= 12:
+        return None
+    leap = calendar.isleap(year)  # year 0 is a leap year, as in pandas
+    days = (31, 29 if leap else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)[month - 1]
+    return (year, month, day) if 1 <= day <= days else None
+
+
+def is_valid_name(values: pd.Series) -> pd.Series:
+    """The CSV rule (`name_characters`): letters of any script and their combining marks,
+    apostrophes (' and ’), hyphens, spaces, and commas and periods for suffixes; starts with a
+    letter. A CSV row is typed by hand, so anything else (digits, `<`, `>`, `@`, control
+    characters) is a typing error.
+
+    >>> is_valid_name(pd.Series(["King, Jr.", "O’Neil", "St. John-Smith", "R2D2", ",x"])).tolist()
     [True, True, True, False, False]
     """
     letters_only = values.str.replace(NAME_SEPARATORS, "", regex=True)
     starts_with_letter = values.str.slice(0, 1).str.isalpha()
-    return (letters_only.str.isalpha() & starts_with_letter).fillna(False).astype(bool)
+    valid = (letters_only.str.isalpha() & starts_with_letter).fillna(False).astype(bool)
+    # Outside ASCII, Python's Unicode tables decide, through `valid_name`: pyarrow's are of
+    # another Unicode version, and combining marks (Devanagari vowel signs, a stray accent NFC
+    # could not compose) are not "alpha". Those names are few; they go one by one.
+    other = ~values.str.isascii().fillna(True).astype(bool)
+    if other.any():
+        valid[other] = [valid_name(text) for text in values[other]]
+    return valid
+
+
+def is_feed_name(values: pd.Series) -> pd.Series:
+    """The EHR feed rule: at least one letter and no control character. A feed is the source
+    of truth for its patients; what `is_valid_name` would refuse there is a warning.
+
+    >>> is_feed_name(pd.Series(["TEST1", "NOPV1PATIENT", "123", "Ann\\x07"])).tolist()
+    [True, True, False, False]
+    """
+    has_letter = [any(ch.isalpha() for ch in text) for text in values.fillna("")]
+    control = values.str.contains(CONTROL_CHARACTERS, regex=True).fillna(False).astype(bool)
+    return pd.Series(has_letter, index=values.index, dtype=bool) & ~control
+
+
+def _letters_and_marks(text: str) -> bool:
+    return bool(text) and all(
+        ch.isalpha() or unicodedata.category(ch).startswith("M") for ch in text
+    )
 
 
 def has_date_format(values: pd.Series) -> pd.Series:

@@ -9,7 +9,7 @@ library's. `tests/domain/test_phone.py` checks the two agree.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 import pandas as pd
 import phonenumbers
@@ -50,6 +50,17 @@ def to_e164(raw: str, region: str) -> str | None:
     if phonenumbers.number_type(number) not in MOBILE_TYPES:
         return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+@lru_cache(maxsize=16384)  # a feed resends the same patients: each number is parsed once
+def phone_value(raw: str, region: str) -> str:
+    """`normalise_phones` for one value: E.164, or "" when empty or not a valid mobile.
+
+    >>> phone_value(" 415.555.2671 ", "US"), phone_value("12", "US")
+    ('+14155552671', '')
+    """
+    text = raw.strip()
+    return (to_e164(text, region) or "") if text else ""
 
 
 @dataclass(frozen=True)

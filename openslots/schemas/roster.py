@@ -7,7 +7,10 @@ name the line, the field and the rule, never the rejected value.
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from functools import cache, lru_cache
 from typing import Any
 
 import pandas as pd
@@ -15,8 +18,9 @@ import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 from pandera.typing import Series
 
-from openslots.domain import contact
-from openslots.domain.normalise import normalise_rows
+from openslots.domain import clock, contact
+from openslots.domain.normalise import clean_value, email_value, normalise_rows
+from openslots.domain.phone import phone_value
 from openslots.errors import RosterFileError
 
 # Canonical column -> header spellings seen in practice (compared after `header_key`).
@@ -47,7 +51,9 @@ RULE_MESSAGES: dict[str, str] = {
     "codes)",
     "extra_fields": "the row has more fields than the header: a value probably contains the "
     "delimiter without quotes",
-    "name_characters": "{field} may contain only letters, apostrophes, hyphens, spaces and dots",
+    "name_characters": "{field} may contain only letters, apostrophes, hyphens and spaces, "
+    "and commas or periods after the first letter (King, Jr.); no digits, <, > or @",
+    "name_letter": "{field} must contain at least one letter",
     "date_format": "{field} must be written YYYY-MM-DD (use 1970-01-01 when unknown); "
     "day/month orders such as MM/DD/YYYY are ambiguous and are not guessed",
     "real_date": "{field} is not a real calendar date",
@@ -85,7 +91,7 @@ class Rejection:
         return asdict(self)
 
 
-CONTROL_CHARACTERS = r"[\x00-\x1f\x7f]"
+CONTROL_CHARACTERS = contact.CONTROL_CHARACTERS
 # Column widths of the database (openslots.connectors.database.models).
 MAX_LENGTHS = {
     "client_id": 64,
@@ -225,6 +231,155 @@ class RosterRow(PatientRow):
         return values != ""
 
 
+class FeedPatientRow(PatientRow):
+    """A patient from an EHR feed, the source of truth for its patients: a name needs a letter
+    (and no control character, like every name); what the CSV rule refuses is a warning."""
+
+    @pa.check(
+        "first_name",
+        "last_name",
+        "guardian_first_name",
+        "guardian_last_name",
+        name="name_letter",
+    )
+    @classmethod
+    def name_characters(cls, values: pd.Series) -> pd.Series:
+        return (values == "") | contact.is_feed_name(values)
+
+
+NAME_COLUMNS = ("first_name", "last_name", "guardian_first_name", "guardian_last_name")
+
+
+def name_warnings(frame: pd.DataFrame) -> list[tuple[Any, str]]:
+    """(index, column) of every feed name the CSV rule `name_characters` would refuse."""
+    found: list[tuple[Any, str]] = []
+    for column in NAME_COLUMNS:
+        values = frame[column]
+        odd = (values != "") & ~contact.is_valid_name(values)
+        found += [(index, column) for index in values.index[odd]]
+    return found
+
+
+def check_rows(model: type[PatientRow], frame: pd.DataFrame) -> list[tuple[Any, str, str]]:
+    """(index, field, rule) of the first failed check per row and field, running the model's
+    own checks without pandera's machinery: the same rules at a fraction of the cost for the
+    handful of rows an MLLP group holds (`validate_chunk` stays the path for files)."""
+    schema = _schema(model)
+    found: dict[tuple[Any, str], str] = {}
+    for column, spec in schema.columns.items():
+        for check in spec.checks:
+            passed = check._check_fn(frame[column])
+            field = _REPORTED_FIELD.get(str(column), str(column))
+            for index in frame.index[~passed.fillna(False).astype(bool)]:
+                found.setdefault((index, field), _rule(check.name))
+    for check in schema.checks:
+        passed = check._check_fn(frame)
+        field = _FRAME_CHECK_FIELD.get(str(check.name), "row")
+        for index in frame.index[~passed.fillna(False).astype(bool)]:
+            found.setdefault((index, field), _rule(check.name))
+    return [(index, field, rule) for (index, field), rule in found.items()]
+
+
+@lru_cache(maxsize=4)
+def _dob_bounds(today: dt.date) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """`contact.date_bounds` as the (year, month, day) of `contact.parse_date`."""
+    oldest, newest = contact.date_bounds(today)
+    return (oldest.year, oldest.month, oldest.day), (newest.year, newest.month, newest.day)
+
+
+# The model's checks for one normalised row (`normalise_record`), by check name: a column
+# check is given the row and its column, a dataframe-wide check the row and "". These are
+# the pandas checks above one value at a time (the per-value forms of domain/contact.py), for
+# the few rows of an MLLP group; `check_row` runs them in the model's own order, and
+# tests/schemas/test_roster.py checks on arbitrary rows that both decide alike.
+RowRule = Callable[[Mapping[str, Any], str], bool]
+ROW_RULES: dict[str, RowRule] = {
+    "required": lambda row, column: row[column] != "",
+    "control_characters": lambda row, column: not contact.has_control(row[column]),
+    "too_long": lambda row, column: len(row[column]) <= MAX_LENGTHS[column],
+    "name_characters": lambda row, column: row[column] == "" or contact.valid_name(row[column]),
+    "name_letter": lambda row, column: row[column] == "" or contact.feed_name(row[column]),
+    "date_format": lambda row, column: row[column] == "" or contact.date_format(row[column]),
+    "email_format": lambda row, column: row[column] == "" or contact.valid_email(row[column]),
+    "not_in_future": lambda row, column: (
+        row[column] is None or row[column] <= _dob_bounds(clock.today())[1]
+    ),
+    "not_over_130_years": lambda row, column: (
+        row[column] is None or row[column] >= _dob_bounds(clock.today())[0]
+    ),
+    "real_date": lambda row, _: (
+        not contact.date_format(row["date_of_birth"]) or row["dob"] is not None
+    ),
+    "guardian_names_together": lambda row, _: (
+        (row["guardian_first_name"] == "") == (row["guardian_last_name"] == "")
+    ),
+}
+
+
+def normalise_record(raw: Mapping[str, str], region: str) -> tuple[dict[str, Any], bool]:
+    """`normalise_chunk` for one row: (the normalised row with its `dob` as (year, month, day)
+    or None, whether its phone was present but unusable)."""
+    row: dict[str, Any] = {
+        column: (email_value if column == "email" else clean_value)(raw.get(column, ""))
+        for column in ROSTER_COLUMNS
+    }
+    phone = row["mobile_phone"]
+    row["mobile_phone"] = phone_value(phone, region) if phone else ""
+    row["dob"] = contact.parse_date(row["date_of_birth"])
+    return row, bool(phone.strip()) and row["mobile_phone"] == ""
+
+
+@cache
+def _row_plan(model: type[PatientRow]) -> tuple[tuple[str, str, str, RowRule], ...]:
+    """(column, reported field, rule, check) in the order `check_rows` reports them. A model
+    check without a one-row form fails here, at first use, rather than going unchecked."""
+    schema = _schema(model)
+    plan = [
+        (str(column), _REPORTED_FIELD.get(str(column), str(column)), name, ROW_RULES[name])
+        for column, spec in schema.columns.items()
+        for name in (_rule(check.name) for check in spec.checks)
+    ]
+    plan += [
+        ("", _FRAME_CHECK_FIELD.get(name, "row"), name, ROW_RULES[name])
+        for name in (_rule(check.name) for check in schema.checks)
+    ]
+    return tuple(plan)
+
+
+def check_row(model: type[PatientRow], row: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """`check_rows` for one normalised row (`normalise_record`): (field, rule) of the first
+    failed check per field, in the same order."""
+    found: dict[str, str] = {}
+    for column, field, name, rule in _row_plan(model):
+        if field not in found and not rule(row, column):
+            found[field] = name
+    return list(found.items())
+
+
+_SCHEMAS: dict[type[PatientRow], Any] = {}
+
+
+def _schema(model: type[PatientRow]) -> Any:
+    if model not in _SCHEMAS:
+        _SCHEMAS[model] = model.to_schema()
+    return _SCHEMAS[model]
+
+
+# pandera (0.35) names an inherited check after its method instead of its `name=` once a
+# subclass's schema has been built (RosterRow, then FeedPatientRow): the rule each method is.
+_METHOD_RULES = {
+    "client_id_length": "too_long",
+    "name_length": "too_long",
+    "email_length": "too_long",
+    "email_required": "required",
+}
+
+
+def _rule(check: object) -> str:
+    name = str(check)
+    return _METHOD_RULES.get(name, name)
+
+
 # Where a failure on a derived column is reported, and dataframe-wide checks' field.
 _REPORTED_FIELD = {"dob": "date_of_birth"}
 _FRAME_CHECK_FIELD = {
@@ -313,7 +468,7 @@ def rejections_from(
     found: dict[tuple[int, str], Rejection] = {}
     columns = ["schema_context", "column", "check", "index"]
     for context, column, check, index in cases[columns].itertuples(index=False):
-        rule = str(check)
+        rule = _rule(check)
         if context == "DataFrameSchema":
             field = frame_fields.get(rule, "row")
         else:

@@ -7,11 +7,11 @@ fill slots; A40 merges MRNs. Tasks return counts only.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from prefect import task
@@ -25,6 +25,7 @@ from openslots.connectors.database import slots as slot_repo
 from openslots.connectors.database.merges import merge_mrns
 from openslots.connectors.database.models import FindingSeverity, Hl7MessageStatus, ImportMode
 from openslots.connectors.hl7.parser import (
+    MRN_ONLY,
     Appointment,
     Header,
     Patient,
@@ -36,27 +37,27 @@ from openslots.domain import clock
 from openslots.domain.statuses import SlotStatus
 from openslots.errors import RosterFileError
 from openslots.resources import resources
-from openslots.schemas.roster import ROSTER_COLUMNS, PatientRow, Rejection, validate_chunk
+from openslots.schemas.roster import ROSTER_COLUMNS, FeedPatientRow, Rejection, validate_chunk
 from openslots.settings import Settings
 from openslots.tasks._safety import phi_safe, run_logger
-from openslots.tasks.hl7_receive import DEMOGRAPHIC_EVENTS, receive
+from openslots.tasks.hl7_receive import (
+    DEMOGRAPHIC_EVENTS,
+    FIELD_LOCATIONS,
+    hl7_finding,
+    patient_row,
+    receive,
+    screen_patients,
+)
 from openslots.tasks.roster import StageCounts, apply_batch
 
-FIELD_LOCATIONS = {
-    "client_id": "PID-3",
-    "first_name": "PID-5.2",
-    "last_name": "PID-5.1",
-    "date_of_birth": "PID-7",
-    "email": "PID-13",
-    "mobile_phone": "PID-13",
-    "guardian_first_name": "NK1-2.2",
-    "guardian_last_name": "NK1-2.1",
-    "row": "PID",
-}
 Outcome = tuple[Hl7MessageStatus, str | None]  # (status, PHI-free error) of one message
 APPLIED: Outcome = (Hl7MessageStatus.APPLIED, None)
 FRAME = re.compile(rb"\x0b(.*?)\x1c\r?", re.S)
 MESSAGE_START = re.compile(rb"(?:^|[\r\n])(?=MSH)")
+# File and batch header/trailer segments (FHS/BHS ... BTS/FTS) wrap messages; they are none.
+BATCH_SEGMENT = re.compile(rb"(?:^|(?<=[\r\n]))(?:FHS|BHS|BTS|FTS)[^\r\n]*(?:\r\n|\r|\n)?")
+HL7_STARTS = (b"MSH", b"\x0b", b"FHS", b"BHS")
+NOT_HL7 = "not HL7: does not start with MSH, an MLLP block (0x0B) or a batch header (FHS/BHS)"
 
 
 @dataclass
@@ -73,39 +74,70 @@ class Hl7Counts:
     slots_filled: int = 0
     providers_created: int = 0
     control_ids_reused: int = 0
+    warnings: int = 0  # messages applied with warnings (acknowledged AA with ERR severity W)
+    # Files of a directory that are not HL7, with the reason: a drop never ignores one silently.
+    skipped_files: list[dict[str, str]] = field(default_factory=list)
 
     def add(self, other: Hl7Counts) -> None:
         for key, value in asdict(other).items():
             setattr(self, key, getattr(self, key) + value)
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def split_messages(data: bytes) -> list[bytes]:
-    """Messages in a file: MLLP-framed, or one after another, each starting with MSH."""
+    """Messages in a file: MLLP-framed, or one after another, each starting with MSH at a
+    segment start; FHS/BHS/BTS/FTS batch segments are dropped (they are not messages).
+
+    Anything before the first MSH stays a "message" of its own, so that junk in a file meant
+    as HL7 is rejected (AR) rather than lost.
+    """
     data = data.removeprefix(b"\xef\xbb\xbf")
-    if b"\x0b" in data:
-        return [m for m in FRAME.findall(data) if m.strip()]
+    if b"\x0b" not in data:
+        return _messages_in(data)
+    messages: list[bytes] = []
+    for block in FRAME.findall(data):
+        # A block is one message as the sender framed it (kept byte for byte), unless it
+        # holds a batch or several messages.
+        several = _messages_in(block)
+        messages += several if len(several) > 1 or BATCH_SEGMENT.search(block) else [block]
+    return [m for m in messages if m.strip()]
+
+
+def _messages_in(data: bytes) -> list[bytes]:
+    if BATCH_SEGMENT.search(data):
+        data = BATCH_SEGMENT.sub(b"", data)
     parts = MESSAGE_START.split(data)
     return [p.strip(b"\r\n") for p in parts if p.strip()]
 
 
-def message_files(paths: list[str]) -> list[Path]:
+def is_hl7(path: Path) -> bool:
+    """Decided by content: MSH (after a UTF-8 BOM and white space), an MLLP block, or FHS/BHS."""
+    with path.open("rb") as handle:
+        head = handle.read(4096).removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n")
+    return head.startswith(HL7_STARTS)
+
+
+def message_files(paths: list[str]) -> tuple[list[Path], list[dict[str, str]]]:
+    """(files to read, skipped files with the reason). A file named on the command line or
+    ending .hl7 is read whatever it holds (what is not HL7 in it is rejected, AR); any other
+    file of a directory is read when its content is HL7, and listed as skipped otherwise."""
     found: list[Path] = []
+    skipped: list[dict[str, str]] = []
     for name in paths:
         path = Path(name)
         if path.is_dir():
-            found += sorted(
-                p
-                for p in path.rglob("*")
-                if p.is_file() and p.suffix.lower() not in (".md", ".tsv", ".txt", ".json")
-            )
+            for candidate in sorted(p for p in path.rglob("*") if p.is_file()):
+                if candidate.suffix.lower() == ".hl7" or is_hl7(candidate):
+                    found.append(candidate)
+                else:
+                    skipped.append({"path": str(candidate), "reason": NOT_HL7})
         elif path.is_file():
             found.append(path)
         else:
             raise RosterFileError(f"no such file or directory: {path}")
-    return found
+    return found, skipped
 
 
 @task(name="store-hl7-files", cache_policy=NO_CACHE)
@@ -115,14 +147,25 @@ def store_files(paths: list[str]) -> Hl7Counts:
     res = resources()
     engine = res.require_current_schema()
     counts = Hl7Counts()
-    for path in message_files(paths):
-        raws = split_messages(path.read_bytes())
+    files, counts.skipped_files = message_files(paths)
+    settings = res.settings
+    for path in files:
+        data = path.read_bytes()
+        # A file meant as HL7 that holds no message at all is answered, not passed over.
+        raws = split_messages(data) or [data]
         with engine.begin() as conn:
-            results = receive(conn, raws, "file", res.settings.hl7_assigning_authority)
+            results = receive(
+                conn, raws, "file", settings.hl7_assigning_authority, settings.phone_region
+            )
         counts.messages += len(results)
         counts.duplicates += sum(r.duplicate for r in results)
         counts.errors += sum(r.ack_code != "AA" and not r.duplicate for r in results)
         counts.control_ids_reused += sum(r.control_id_reused for r in results)
+    if counts.skipped_files:
+        run_logger().warning(
+            "skipped %d files that are not HL7 (listed in skipped_files)",
+            len(counts.skipped_files),
+        )
     run_logger().info(
         "stored %d messages (%d duplicates, %d unreadable or incomplete)",
         counts.messages,
@@ -229,42 +272,6 @@ def _where(
     return provider[:200], location[:200]
 
 
-def _row(header: Header, patient: Patient) -> dict[str, str]:
-    """A roster row: a minor with a guardian becomes a dependent reached through the guardian."""
-    dob = patient.dob
-    iso = f"{dob[:4]}-{dob[4:6]}-{dob[6:8]}" if len(dob) == 8 and dob.isdigit() else dob
-    row = {
-        "client_id": patient.mrn,
-        "first_name": patient.given,
-        "last_name": patient.family,
-        "date_of_birth": iso,
-        "email": patient.email,
-        "mobile_phone": patient.phone,
-        "guardian_first_name": "",
-        "guardian_last_name": "",
-    }
-    if patient.guardian_family and _is_minor(iso, header.timestamp):
-        row |= {
-            "guardian_first_name": patient.guardian_given,
-            "guardian_last_name": patient.guardian_family,
-            "email": patient.guardian_email or patient.email,
-            "mobile_phone": patient.guardian_phone or patient.phone,
-        }
-    return row
-
-
-def _is_minor(iso_dob: str, timestamp: str) -> bool:
-    try:
-        born = dt.date.fromisoformat(iso_dob)
-    except ValueError:
-        return False
-    try:
-        on = dt.datetime.strptime(timestamp[:8], "%Y%m%d").date()
-    except ValueError:
-        on = clock.today()
-    return (on.year - born.year - ((on.month, on.day) < (born.month, born.day))) < 18
-
-
 def _apply_patients(
     settings: Settings,
     patients: list[tuple[int, Header, Patient]],
@@ -273,16 +280,22 @@ def _apply_patients(
 ) -> None:
     """Group patients by provider and location; each group is one roster batch (mode sync)."""
     groups: dict[tuple[str, str], list[tuple[int, dict[str, str]]]] = defaultdict(list)
+    untyped: set[int] = set()
+    region = settings.phone_region
     for message_id, header, patient in patients:
         where = _where(
             settings, header, patient.provider_name, patient.provider_id, patient.location
         )
-        groups[where].append((message_id, _row(header, patient)))
+        groups[where].append((message_id, patient_row(header, patient)))
+        if patient.mrn_choice == MRN_ONLY:
+            untyped.add(message_id)
     engine = resources(settings).engine
     for (provider, location), rows in groups.items():
         frame = pd.DataFrame([r for _, r in rows], columns=list(ROSTER_COLUMNS), dtype="str")
         ids = [i for i, _ in rows]
-        result = validate_chunk(frame, 0, settings.phone_region, model=PatientRow)
+        # The receipt's rules (hl7_receive.judge_patients), here through pandera.
+        frame, forgiven = screen_patients(frame)
+        result = validate_chunk(frame, 0, region, model=FeedPatientRow)
         # The latest valid message about a patient wins; earlier valid ones are superseded
         # (applied through it), invalid ones are errors and supersede nothing.
         accepted = result.accepted.copy()
@@ -292,9 +305,37 @@ def _apply_patients(
         accepted = latest.copy()
         accepted["line"] = [ids[int(i)] for i in accepted["line"]]
         findings = [
-            Rejection(ids[f.line], f.field, f.rule, f.message, f.severity)
+            Rejection(
+                ids[f.line],
+                f.field,
+                f.rule,
+                str(hl7_finding(f.field, f.rule, region, f.severity != FindingSeverity.ERROR)),
+                f.severity,
+            )
             for f in result.rejections + result.warnings
         ]
+        findings += [
+            Rejection(
+                ids[int(i)],
+                name,
+                rule,
+                str(hl7_finding(name, rule, region, warning=True)),
+                FindingSeverity.WARNING,
+            )
+            for i, name, rule in forgiven
+        ]
+        findings += [
+            Rejection(
+                i,
+                "client_id",
+                MRN_ONLY,
+                str(hl7_finding("client_id", MRN_ONLY, warning=True)),
+                FindingSeverity.WARNING,
+            )
+            for i in ids
+            if i in untyped
+        ]
+        warned = {f.line for f in findings if f.severity == FindingSeverity.WARNING}
         lines = [int(i) for i in accepted["line"]] + sorted(
             {f.line for f in findings if f.severity == FindingSeverity.ERROR}
         )
@@ -314,12 +355,17 @@ def _apply_patients(
         with engine.connect() as conn:
             batch_errors = batches.batch_errors(conn, batch_id)
         failed: dict[int, str] = {}
-        for line, field, message in batch_errors:
-            failed.setdefault(line, f"{FIELD_LOCATIONS.get(field, 'PID')}: {message}")
+        for line, field_name, message in batch_errors:
+            location = FIELD_LOCATIONS.get(field_name, ("PID", ""))[0]
+            # Our own findings already name their segment and field; the batch's do not.
+            failed.setdefault(
+                line, message if message.startswith(location) else f"{location}: {message}"
+            )
         for message_id in lines:
             outcomes[message_id] = (
                 (Hl7MessageStatus.ERROR, failed[message_id]) if message_id in failed else APPLIED
             )
+            counts.warnings += message_id not in failed and message_id in warned
         counts.rows_accepted += summary.accepted
         counts.rows_rejected += summary.rejected
         counts.not_invitable += int(

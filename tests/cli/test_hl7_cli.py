@@ -39,7 +39,7 @@ def test_import_errors_and_reprocess(db: Engine, tmp_path: Path) -> None:
         "ignored": 1,
         "errors": 1,
         "rows_accepted": 1,
-        "rows_rejected": 1,
+        "rows_rejected": 0,  # the bad PID-7 is refused at receipt (AE): it never becomes a row
         "slots_opened": 1,
         "slots_filled": 0,
     }
@@ -50,12 +50,23 @@ def test_import_errors_and_reprocess(db: Engine, tmp_path: Path) -> None:
     assert [(e["control_id"], e["error"]) for e in errors] == [
         (
             "EPC0777",
-            "PID-7: date_of_birth must be written YYYY-MM-DD (use 1970-01-01 when "
-            "unknown); day/month orders such as MM/DD/YYYY are ambiguous and are not "
-            "guessed",
+            "PID-7 (date_format): the birth date (PID-7.1) must be an HL7 date YYYYMMDD, "
+            "optionally with time and UTC offset (YYYYMMDDHHMM[SS][+/-ZZZZ])",
         )
     ]
     code, counts = run("hl7", "reprocess", str(errors[0]["id"]))
     assert code == 0 and counts["requeued"] == 1 and counts["errors"] == 1
     result = runner.invoke(app, ["hl7", "reprocess"])
     assert result.exit_code == 2
+
+
+def test_import_lists_and_warns_about_files_it_did_not_read(db: Engine, tmp_path: Path) -> None:
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    (drop / "adt_0001.txt").write_text(m.EPIC_A04)
+    (drop / "notes.md").write_text("# notes\n")
+    result = runner.invoke(app, ["hl7", "import", str(drop), "--json"])
+    counts = json.loads(result.stdout)
+    assert (result.exit_code, counts["messages"], counts["applied"]) == (0, 1, 1)
+    assert [f["path"] for f in counts["skipped_files"]] == [str(drop / "notes.md")]
+    assert f"warning: skipped {drop / 'notes.md'}" in result.stderr

@@ -121,9 +121,7 @@ def test_sms_asking_for_an_opt_out_keyword_is_refused(tmp_path: Path, text: str)
 
 def test_sms_without_the_instruction_gets_it(tmp_path: Path) -> None:
     directory = _override(tmp_path, "slot_unavailable/sms.txt", "{{ provider }}: slot taken.")
-    text = _load(directory).sms(
-        MessageKind.SLOT_UNAVAILABLE, SAMPLES[MessageKind.SLOT_UNAVAILABLE]
-    )
+    text = _load(directory).sms(MessageKind.SLOT_UNAVAILABLE, SAMPLES[MessageKind.SLOT_UNAVAILABLE])
     assert text == f"Dr. Example & Partners: slot taken. {SMS_OPT_OUT}"
 
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from openslots.domain.phone import normalise_phones, to_e164
+from openslots.domain.phone import normalise_phones, phone_value, to_e164
 
 
 def test_the_issue_examples_are_one_number() -> None:
@@ -59,6 +59,7 @@ def test_fast_path_agrees_with_phonenumbers(values: list[str], region: str) -> N
     e164, invalid = normalise_phones(pd.Series(values, dtype="str"), region)
     expected = [to_e164(v.strip(), region) or "" if v.strip() else "" for v in values]
     assert e164.tolist() == expected
+    assert [phone_value(v, region) for v in values] == expected  # the one-value form
     assert invalid.tolist() == [
         bool(v.strip()) and not exp for v, exp in zip(values, expected, strict=True)
     ]

@@ -1,9 +1,11 @@
-"""HL7 acknowledgements (MSH/MSA/ERR) for an ACK code the receiver decided (AA, AE or AR)."""
+"""HL7 acknowledgements (MSH/MSA/ERR) for an ACK code the receiver decided (AA, AE or AR), with
+ERR segments of severity E for the error and W for each warning of an applied message."""
 
 from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Sequence
 
 from openslots.connectors.hl7.errors import Hl7Error
 from openslots.connectors.hl7.parser import Message
@@ -12,11 +14,17 @@ from openslots.domain import clock
 _ack_ids = itertools.count(1)
 
 
-def ack(message: Message | None, code: str, error: Hl7Error | None = None) -> bytes:
-    """An ACK for `message` (or for an unreadable message) with MSA and, on error, ERR.
+def ack(
+    message: Message | None,
+    code: str,
+    error: Hl7Error | None = None,
+    warnings: Sequence[Hl7Error] = (),
+) -> bytes:
+    """An ACK for `message` (or for an unreadable message) with MSA and an ERR per finding.
 
-    ERR-2 names the segment and field, ERR-3 the HL7 table 0357 code, ERR-8 the rule; the
-    text never quotes the message's values.
+    ERR-2 names the segment and field, ERR-3 the HL7 table 0357 code, ERR-4 the severity (E
+    for the error, W for a warning), ERR-5 the rule, ERR-8 the text; the text never quotes
+    the message's values.
     """
     now = clock.now().strftime("%Y%m%d%H%M%S")
     if message is not None:
@@ -36,10 +44,13 @@ def ack(message: Message | None, code: str, error: Hl7Error | None = None) -> by
         f"ACK^{_safe(trigger)}^ACK|OS{now}{next(_ack_ids):06d}|P|{_safe(version)}",
         f"MSA|{code}|{_safe(control)}" + (f"|{_safe(str(error))}" if error else ""),
     ]
-    if error is not None:
-        segments.append(
-            f"ERR||{_location(error.location)}|{error.code}^^HL70357|E||||{_safe(str(error))}"
-        )
+    findings = [(error, "E")] if error is not None else []
+    findings += [(warning, "W") for warning in warnings]
+    segments += [
+        f"ERR||{_location(finding.location)}|{finding.code}^^HL70357|{severity}|"
+        f"{_safe(finding.rule or '')}|||{_safe(str(finding))}"
+        for finding, severity in findings
+    ]
     return ("\r".join(segments) + "\r").encode("utf-8")
 
 

@@ -10,15 +10,22 @@ class Hl7Error(OpenslotsError):
 
     code = "207"  # application internal error
 
-    def __init__(self, message: str, location: str | None = None):
-        self.location = location
-        super().__init__(f"{location}: {message}" if location else message)
+    def __init__(self, message: str, location: str | None = None, rule: str | None = None):
+        self.location, self.rule = location, rule
+        where = f"{location} ({rule})" if location and rule else location
+        super().__init__(f"{where}: {message}" if where else message)
 
 
 class Hl7ParseError(Hl7Error):
     """The message cannot be read as HL7 at all (AR)."""
 
     code = "102"  # data type error / unreadable
+
+
+class Hl7Warning(Hl7Error):
+    """Not raised: a finding about a message that is still applied (AA with ERR severity W)."""
+
+    code = "0"  # table 0357: message accepted
 
 
 class Hl7ContentError(Hl7Error):

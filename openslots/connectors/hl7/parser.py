@@ -9,7 +9,7 @@ checked against hl7apy's own parse (tests/connectors/test_hl7_parser.py).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from openslots.connectors.hl7.errors import Hl7ParseError
@@ -214,6 +214,10 @@ class Patient:
     provider_name: str = ""
     location: str = ""
     merged_mrn: str = ""  # A40: the MRN that disappears
+    # PID-7.1 in full (`dob` keeps its date part) and how PID-3 gave the MRN: outside the
+    # comparison with hl7apy's reading, which knows neither.
+    dob_sent: str = field(default="", compare=False)
+    mrn_choice: str = field(default="", compare=False)
 
 
 @dataclass
@@ -246,16 +250,30 @@ def identifiers(message: Message, value: str) -> list[Identifier]:
     ]
 
 
-def choose_mrn(ids: list[Identifier], authority: str | None = None) -> str:
-    """The identifier of type MR, else the configured assigning authority's, else the only one."""
+MRN_TYPED = "typed"  # type code MR, or the configured assigning authority
+MRN_ONLY = "mrn_untyped"  # no type code, but the only identifier: used, with a warning
+MRN_AMBIGUOUS = "mrn_ambiguous"  # several identifiers and none typed: an error
+MRN_MISSING = "required"  # no identifier at all
+
+
+def mrn_choice(ids: list[Identifier], authority: str | None = None) -> tuple[str, str]:
+    """(MRN, how it was chosen): the identifier of type MR, else the configured assigning
+    authority's, else the only one; "" with MRN_AMBIGUOUS or MRN_MISSING otherwise."""
     for identifier in ids:
         if identifier.type_code == "MR":
-            return identifier.value
+            return identifier.value, MRN_TYPED
     if authority:
         for identifier in ids:
             if identifier.authority == authority:
-                return identifier.value
-    return ids[0].value if len(ids) == 1 else ""
+                return identifier.value, MRN_TYPED
+    if len(ids) == 1:
+        return ids[0].value, MRN_ONLY
+    return "", MRN_AMBIGUOUS if ids else MRN_MISSING
+
+
+def choose_mrn(ids: list[Identifier], authority: str | None = None) -> str:
+    """The identifier of type MR, else the configured assigning authority's, else the only one."""
+    return mrn_choice(ids, authority)[0]
 
 
 def contacts(message: Message, *values: str) -> tuple[str, str]:
@@ -303,13 +321,17 @@ def extract_patient(message: Message, authority: str | None = None) -> Patient:
     ids = identifiers(message, message.field(pid, 3))
     family, given = _person_name(message, message.field(pid, 5))
     email, phone = contacts(message, message.field(pid, 13), message.field(pid, 14))
+    mrn, how = mrn_choice(ids, authority)
+    sent_dob = message.component(message.field(pid, 7), 1)
     patient = Patient(
-        mrn=choose_mrn(ids, authority),
+        mrn=mrn,
         family=family,
         given=given,
-        dob=message.component(message.field(pid, 7), 1)[:8],
+        dob=sent_dob[:8],
         email=email,
         phone=phone,
+        dob_sent=sent_dob,
+        mrn_choice=how,
     )
     guardian = _guardian(message)
     if guardian is not None:
