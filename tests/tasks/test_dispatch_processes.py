@@ -132,14 +132,21 @@ def test_a_worker_killed_mid_batch_leaves_at_most_one_unknown_per_connection(
     assert len(received) >= killed_at
 
 
+# The full 5,000 takes ~50 s on the shared 2-core machine: run it with OPENSLOTS_TEST_SLOW=1
+# (`-m slow` selects it alone); the default suite drains 1,000 the same way.
+SLOW = pytest.mark.skipif(
+    not os.environ.get("OPENSLOTS_TEST_SLOW"), reason="slow: set OPENSLOTS_TEST_SLOW=1 to run"
+)
+
+
 # The four-process proof is about PostgreSQL's SKIP LOCKED; SQLite has one writer at a time.
 @pytest.mark.parametrize("db", ["postgresql"], indirect=True)
-def test_four_worker_processes_drain_5000_messages_each_exactly_once(
-    db: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("total", [1_000, pytest.param(5_000, marks=[pytest.mark.slow, SLOW])])
+def test_four_worker_processes_drain_the_outbox_each_message_exactly_once(
+    db: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, total: int
 ) -> None:
     """Four processes x 4 threads on one PostgreSQL outbox (FOR UPDATE SKIP LOCKED): the relay
-    gets 5,000 messages, each recipient and each Message-ID once, and every row ends sent."""
-    total = 5_000
+    gets every message, each recipient and each Message-ID once, and every row ends sent."""
     monkeypatch.setenv("OPENSLOTS_DISPATCH_CONNECTIONS", "4")
     monkeypatch.setenv("OPENSLOTS_DISPATCH_BATCH_SIZE", "100")  # the work spreads over all four
     run_import(roster_file(tmp_path / "r.csv", email_only(total)))
@@ -155,4 +162,3 @@ def test_four_worker_processes_drain_5000_messages_each_exactly_once(
     assert len(recipients) == total and set(recipients.values()) == {1}
     assert len(ids) == total and set(ids.values()) == {1}
     assert Counter(messages(db).values()) == {"sent": total}
-
