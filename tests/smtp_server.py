@@ -4,12 +4,16 @@
 address, at RCPT or after the DATA was received: a reply code ("421 ...", "450 ...",
 "550 ...") or `DROP` (close the connection without answering the data, as a relay that
 crashes after queueing would). It counts what arrived, the AUTH logins and the connections,
-so a test can prove "each message exactly once, one login". Also makes the self-signed
-certificate for the TLS tests.
+so a test can prove "each message exactly once, one login". `delay` makes it answer each
+message's data that many seconds late (a relay's latency: the dispatch benchmark, and the
+tests that must kill a worker mid-batch); `keep_content=False` keeps only the envelope and the
+Message-ID (a benchmark's ten thousand messages). Also makes the self-signed certificate for
+the TLS tests.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
 import socket
@@ -45,6 +49,8 @@ class _Handler:
     dropped: list[Received] = field(default_factory=list)  # data received, never answered
     sessions: set[int] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    delay: float = 0.0  # seconds before answering each message's data
+    keep_content: bool = True  # False: headers up to the Message-ID only
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
@@ -65,7 +71,10 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        item = Received(str(envelope.mail_from), list(envelope.rcpt_tos), envelope.content or b"")
+        content = envelope.content or b""
+        if not self.keep_content:
+            content = _message_id_header(content)
+        item = Received(str(envelope.mail_from), list(envelope.rcpt_tos), content)
         rule = next((self.data_rules[r] for r in envelope.rcpt_tos if r in self.data_rules), None)
         if rule == DROP:
             with self.lock:
@@ -75,9 +84,22 @@ class _Handler:
             return "250 never sent"
         if rule is not None:
             return rule
+        # Queued first, answered after the latency: a client killed meanwhile leaves a message
+        # the relay has and the client never heard about (its outbox row says `unknown`).
         with self.lock:
             self.received.append(item)
+        if self.delay:
+            await asyncio.sleep(self.delay)
         return "250 Message accepted for delivery"
+
+
+def _message_id_header(content: bytes) -> bytes:
+    """Just the Message-ID header line of a message (or nothing)."""
+    head = content.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    for line in head.splitlines():
+        if line.lower().startswith(b"message-id:"):
+            return line + b"\r\n\r\n"
+    return b""
 
 
 def free_port() -> int:
@@ -98,8 +120,10 @@ class SmtpSink:
         starttls_context: ssl.SSLContext | None = None,
         implicit_tls_context: ssl.SSLContext | None = None,
         idle_timeout: float = 300,
+        delay: float = 0.0,
+        keep_content: bool = True,
     ):
-        self.handler = _Handler()
+        self.handler = _Handler(delay=delay, keep_content=keep_content)
         self.port = free_port()
         self.host = "127.0.0.1"
         self.logins = 0
@@ -176,6 +200,21 @@ class SmtpSink:
 
     def recipients(self) -> list[str]:
         return [rcpt for item in self.received for rcpt in item.rcpt_tos]
+
+    def message_ids(self) -> list[str]:
+        """The Message-ID of every message received (one per message; the key names it)."""
+        return [str(item.parsed()["Message-ID"]) for item in self.received]
+
+    def count(self) -> int:
+        with self.handler.lock:
+            return len(self.handler.received)
+
+    def clear(self) -> None:
+        """Forget what was received (a benchmark's next round on the same server)."""
+        with self.handler.lock:
+            self.handler.received.clear()
+            self.handler.dropped.clear()
+            self.handler.sessions.clear()
 
 
 def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
