@@ -419,3 +419,19 @@ def list_slots(
         item["claims_tried"] = int(item["claims_tried"])
         rows.append(item)
     return rows
+
+
+# --- the practice's settings that shape offers ------------------------------------------------
+
+
+def set_location_timezone(conn: Connection, location_id: int, timezone: str | None) -> None:
+    """The location's wall clock (slot starts without an offset, quiet hours)."""
+    conn.execute(update(Location).where(Location.id == location_id).values(timezone=timezone))
+
+
+def set_alert_order(conn: Connection, connection_id: int, order: int | None) -> bool:
+    """The connection's place in the practice's Serial order; False when there is none."""
+    result = conn.execute(
+        update(ConnectionRow).where(ConnectionRow.id == connection_id).values(alert_order=order)
+    )
+    return result.rowcount == 1
