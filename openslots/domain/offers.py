@@ -103,8 +103,10 @@ def parse_start(text: str, timezone: str) -> dt.datetime:
                 int(year), int(month), int(day), int(hour), int(minute), int(second or 0),
                 tzinfo=offset,
             )  # fmt: skip
-        else:
+        elif "T" in text or " " in text:  # a date alone is no appointment time
             parsed = dt.datetime.fromisoformat(text)
+        else:
+            raise ValueError
     except ValueError:
         raise ValueError("start: expected ISO 8601 or an HL7 timestamp with minutes") from None
     if parsed.tzinfo is None:
