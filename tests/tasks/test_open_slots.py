@@ -282,3 +282,22 @@ def test_closing_withdraws_unsent_offers_and_messages(db: Engine, clock: FrozenC
     assert api.close_slot(1)["closed"] is False
     with pytest.raises(api.NotFoundError):
         api.close_slot(99)
+
+
+def test_offering_again_queues_nothing_twice(db: Engine, clock: FrozenClock) -> None:
+    from openslots.connectors.database import slots as slot_repo
+    from openslots.tasks.offers import offer_due
+
+    add(db, 1), add(db, 2)
+    api.open_slot(PROVIDER, LOCATION, TOMORROW_10, 30, mode="serial", timeout_minutes=5)
+    before = (offers(db, 1), messages(db))
+    settings = resources().settings
+    for _ in range(2):  # a second writer, and a replay of the same step
+        with db.begin() as conn:
+            assert slot_repo.offer_slot(conn, 1, clock.now()) == 2
+        assert offer_due(db, settings, clock.now()).messages == 0
+    assert (offers(db, 1), messages(db)) == before
+    clock.advance(dt.timedelta(minutes=5))
+    assert offer_due(db, settings, clock.now()).offers_sent == 1
+    assert offer_due(db, settings, clock.now()).offers_sent == 0
+    assert len(messages(db)) == 4
