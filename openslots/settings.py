@@ -127,6 +127,17 @@ class Settings(BaseSettings):
         description="HH:MM-HH:MM in the location's time zone during which texts wait for the "
         "morning (emails are not held); `off` disables.",
     )
+    alert_quiet_hours: str = Field(
+        default="21:00-08:00",
+        description="HH:MM-HH:MM in the location's time zone during which Open Slots offers "
+        "wait for the morning (or are skipped when the slot starts before then); `off` disables.",
+    )
+    alert_min_lead_minutes: int = Field(
+        default=120,
+        ge=0,
+        description="No offer for a slot that starts sooner than this; an open slot closes "
+        "(`lead_time`) once its start is this near unclaimed.",
+    )
     default_timezone: str = Field(
         default="America/New_York",
         description="IANA time zone of locations that have none (quiet hours are local).",
@@ -186,7 +197,7 @@ class Settings(BaseSettings):
         "errors. For debugging on synthetic data only; never in production.",
     )
 
-    @field_validator("sms_quiet_hours")
+    @field_validator("sms_quiet_hours", "alert_quiet_hours")
     @classmethod
     def _check_quiet_hours(cls, value: str) -> str:
         value = value.strip()
@@ -222,10 +233,15 @@ class Settings(BaseSettings):
         >>> Settings(sms_quiet_hours="21:30-07:00").resolved_quiet_hours()
         (datetime.time(21, 30), datetime.time(7, 0))
         """
-        if self.sms_quiet_hours.lower() == "off":
-            return None
-        start, end = self.sms_quiet_hours.split("-")
-        return time.fromisoformat(start), time.fromisoformat(end)
+        return _quiet_window(self.sms_quiet_hours)
+
+    def resolved_alert_quiet_hours(self) -> tuple[time, time] | None:
+        """(start, end) of the Open Slots alert quiet hours, or None when `off`.
+
+        >>> Settings(alert_quiet_hours="off").resolved_alert_quiet_hours() is None
+        True
+        """
+        return _quiet_window(self.alert_quiet_hours)
 
     def resolved_smtp_starttls(self) -> bool:
         """STARTTLS unless implicit TLS is chosen (a TLS connection needs no upgrade)."""
@@ -248,6 +264,13 @@ class Settings(BaseSettings):
 
     def resolved_outbox_dir(self) -> Path:
         return (self.outbox_dir or self.resolved_home() / "outbox").expanduser().resolve()
+
+
+def _quiet_window(value: str) -> tuple[time, time] | None:
+    if value.lower() == "off":
+        return None
+    start, end = value.split("-")
+    return time.fromisoformat(start), time.fromisoformat(end)
 
 
 def get_settings() -> Settings:

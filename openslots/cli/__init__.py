@@ -31,6 +31,7 @@ from openslots.cli import (
     providers,
     registrations,
     roster,
+    slots,
     sms,
     unsubscribe,
 )
@@ -60,6 +61,7 @@ app.add_typer(invitations.app, name="invitations")
 app.add_typer(connections.app, name="connections")
 app.add_typer(registrations.app, name="registrations")
 app.add_typer(hl7.app, name="hl7")
+app.add_typer(slots.app, name="slots")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -125,3 +125,17 @@ def connections_set_mrn(
         f"connection {connection_id}: MRN set",
         {"connection_id": connection_id},
     )
+
+
+@app.command("set-order")
+def connections_set_order(connection_id: int, order: int, as_json: JsonOpt = False) -> None:
+    """Set the connection's place in the practice's Serial order (lower is offered first)."""
+    from openslots.api import set_alert_order
+
+    run(as_json, lambda: set_alert_order(connection_id, order))
+    done(
+        as_json,
+        None,
+        f"connection {connection_id}: alert order {order}",
+        {"connection_id": connection_id, "alert_order": order},
+    )

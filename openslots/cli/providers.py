@@ -42,6 +42,13 @@ def providers_add(
     integrated: Annotated[
         bool, typer.Option(help="EHR-integrated: alerts then need an MRN.")
     ] = False,
+    timezone: Annotated[
+        str | None,
+        typer.Option(
+            help="IANA time zone of the locations given (slot times, alert quiet hours); "
+            "default OPENSLOTS_DEFAULT_TIMEZONE."
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Add a provider (and locations); an existing one gains the locations given."""
@@ -49,7 +56,7 @@ def providers_add(
 
     if not location:
         raise fail("give at least one --location", as_json, code=USAGE)
-    result = run(as_json, lambda: add_provider(name, location, integrated))
+    result = run(as_json, lambda: add_provider(name, location, integrated, timezone))
     if as_json:
         emit_json(result)
     else:

@@ -12,6 +12,7 @@ A = TypeVar("A")
 # dispatchers writing the same intent collide on the unique key instead of sending twice.
 KEY_SEPARATOR = ":"
 INVITATION_KEY_PREFIX = "invite"
+OFFER_KEY_PREFIX = "offer"
 
 
 def invitation_key_parts(invitation_id: T, attempt: A, channel: str) -> tuple[str, T, A, str]:
@@ -36,6 +37,20 @@ def invitation_key_prefix(invitation_id: int, attempt: int) -> str:
     'invite:7:2'
     """
     return invitation_key(invitation_id, attempt, "").removesuffix(KEY_SEPARATOR)
+
+
+def offer_key_parts(offer_id: T, channel: str) -> tuple[str, T, str]:
+    """The parts of an Open Slots offer message's key (`offer_id` a value or a SQL column)."""
+    return (OFFER_KEY_PREFIX, offer_id, str(channel))
+
+
+def offer_key(offer_id: int, channel: str) -> str:
+    """The idempotency key of one offer message.
+
+    >>> offer_key(12, "sms")
+    'offer:12:sms'
+    """
+    return KEY_SEPARATOR.join(str(p) for p in offer_key_parts(offer_id, channel))
 
 
 @dataclass(frozen=True, slots=True)

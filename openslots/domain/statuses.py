@@ -32,7 +32,17 @@ RESEND_FORBIDDEN = frozenset(
 
 
 class SlotStatus(StrEnum):
-    """An appointment slot as the EHR's schedule reports it (`slots.status`)."""
+    """An appointment slot (`slots.status`): open while offered, claimed once won (and it stays
+    claimed), or closed with a `ClosedReason`."""
 
-    OPEN = "open"  # cancelled or deleted in the EHR: free to offer
-    FILLED = "filled"  # booked
+    OPEN = "open"  # cancelled or deleted in the EHR, or opened by staff: offered
+    CLAIMED = "claimed"  # a patient won it through a claim link
+    CLOSED = "closed"
+
+
+class ClosedReason(StrEnum):
+    """Why a slot closed without a claim (`slots.closed_reason`)."""
+
+    STAFF = "staff"  # `openslots slots close`
+    BOOKED_IN_EHR = "booked_in_ehr"  # an SIU^S12 books that time (0003: the old `filled`)
+    LEAD_TIME = "lead_time"  # it arrived too late, or the cutoff passed unclaimed

@@ -26,6 +26,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Connection
 
+from openslots.connectors.database import offers as offer_repo
 from openslots.connectors.database import opt_outs
 from openslots.connectors.database import outbox as repo
 from openslots.connectors.database.models import Channel, OutboxKind, OutboxStatus
@@ -40,11 +41,13 @@ from openslots.connectors.templates import MessageTemplates
 from openslots.domain import clock
 from openslots.domain import dispatch as rules
 from openslots.domain.messages import InvitationContext
-from openslots.domain.rendering import invitation_variables, link
+from openslots.domain.offers import CLAIM_PURPOSE, format_start
+from openslots.domain.rendering import MessageKind, invitation_variables, link
 from openslots.domain.tokens import make_token
 from openslots.errors import RecipientOptedOut, SendOutcomeUnknown, SendRefused, SendRejected
 from openslots.resources import Resources, resources
 from openslots.tasks._safety import phi_safe, run_logger
+from openslots.tasks.offers import offer_due
 
 LEASE_EXPIRED = "lease expired during send"
 OPTED_OUT_AT_PROVIDER = "the SMS provider reports that the recipient unsubscribed"
@@ -79,12 +82,15 @@ def worker_id() -> str:
 def materialise_intents() -> int:
     """Write the outbox messages every owed invitation attempt needs, in id-range chunks
     (set-based INSERT ... SELECT ... ON CONFLICT DO NOTHING); returns the messages written."""
-    engine = resources().require_current_schema()
+    res = resources()
+    engine = res.require_current_schema()
+    # Open Slots offers that came due (a Serial group whose timeout passed, a morning after
+    # the quiet hours), and slots whose cutoff passed, first: they are the most urgent.
+    written = offer_due(engine, res.settings, clock.now()).messages
     with engine.connect() as conn:
         span = repo.owed_id_range(conn)
     if span is None:
-        return 0
-    written = 0
+        return written
     first, last = span
     for low in range(first, last + 1, repo.MATERIALISE_CHUNK):
         high = min(low + repo.MATERIALISE_CHUNK - 1, last)
@@ -105,11 +111,14 @@ def dispatch_outbox(limit: int | None = None) -> DispatchCounts:
     return _Worker(resources()).run(limit)
 
 
+_Item = repo.PendingInvitation | offer_repo.PendingOffer
+
+
 @dataclass
 class _Outcome:
     """A send's outcome, written in the thread's next transaction."""
 
-    item: repo.PendingInvitation
+    item: _Item
     status: OutboxStatus
     reason: str | None = None
     next_attempt_at: dt.datetime | None = None
@@ -138,7 +147,7 @@ class _Worker:
     def run(self, limit: int | None) -> DispatchCounts:
         logger = run_logger()
         self._recover()
-        work: queue.Queue[repo.PendingInvitation | None] = queue.Queue()
+        work: queue.Queue[_Item | None] = queue.Queue()
         threads = [
             threading.Thread(target=self._send_loop, args=(work, pair), daemon=True)
             for pair in self.senders
@@ -166,7 +175,9 @@ class _Worker:
                     break
                 self.counts.claimed += len(ids)
                 with self.engine.connect() as conn:
-                    for item in repo.load_invitations(conn, ids):
+                    items: list[_Item] = [*repo.load_invitations(conn, ids)]
+                    items += offer_repo.load_offers(conn, ids)
+                    for item in sorted(items, key=lambda i: i.outbox_id):
                         work.put(item)
                 work.join()
                 logger.info(
@@ -223,7 +234,7 @@ class _Worker:
 
     def _send_loop(
         self,
-        work: queue.Queue[repo.PendingInvitation | None],
+        work: queue.Queue[_Item | None],
         senders: tuple[EmailSender, SmsSender],
     ) -> None:
         done: list[_Outcome] = []
@@ -251,12 +262,17 @@ class _Worker:
 
     def _send_one(
         self,
-        item: repo.PendingInvitation,
+        item: _Item,
         senders: tuple[EmailSender, SmsSender],
         done: list[_Outcome],
     ) -> None:
         address = item.email if item.channel == Channel.EMAIL else item.mobile_phone
-        reason = rules.cancel_reason(item.status, opted_out=item.opted_out)
+        if isinstance(item, offer_repo.PendingOffer):
+            reason = "recipient opted out" if item.opted_out else None
+            if not item.slot_open:
+                reason = offer_repo.WITHDRAWN  # claimed or closed since: never sent
+        else:
+            reason = rules.cancel_reason(item.status, opted_out=item.opted_out)
         if reason is None and not address:
             reason = f"no {item.channel} address any more"
         if reason is not None:
@@ -276,7 +292,7 @@ class _Worker:
 
     def _send(
         self,
-        item: repo.PendingInvitation,
+        item: _Item,
         message: OutgoingEmail | OutgoingSms,
         senders: tuple[EmailSender, SmsSender],
     ) -> _Outcome:
@@ -342,7 +358,9 @@ class _Worker:
 
     # -- the message ----------------------------------------------------------------------
 
-    def _render(self, item: repo.PendingInvitation) -> OutgoingEmail | OutgoingSms:
+    def _render(self, item: _Item) -> OutgoingEmail | OutgoingSms:
+        if isinstance(item, offer_repo.PendingOffer):
+            return self._render_offer(item)
         ctx = InvitationContext(
             item.first_name,
             item.last_name,
@@ -376,6 +394,39 @@ class _Worker:
             html=rendered.html,
             unsubscribe_url=unsubscribe_url,
             to_name=" ".join(part for part in recipient if part) or None,
+        )
+
+    def _render_offer(self, item: offer_repo.PendingOffer) -> OutgoingEmail | OutgoingSms:
+        """A slot alert: the claim link names the offer and expires when the slot starts."""
+        now = clock.now()
+        starts_at = item.starts_at or now
+        claim_token = make_token(self.secret_key, CLAIM_PURPOSE, item.offer_id, starts_at)
+        expires = now + dt.timedelta(days=self.settings.unsubscribe_token_days)
+        token = make_token(self.secret_key, "unsubscribe", item.outbox_id, expires)
+        unsubscribe_url = link(self.settings.public_url, "unsubscribe", token)
+        variables = {
+            "first_name": item.first_name,
+            "last_name": item.last_name,
+            "provider": item.provider,
+            "location": item.location,
+            "public_url": self.settings.public_url,
+            "unsubscribe_url": unsubscribe_url,
+            "slot_start": format_start(starts_at, item.timezone or self.settings.default_timezone),
+            "slot_minutes": str(item.duration_minutes or ""),
+            "claim_url": link(self.settings.public_url, "claim", claim_token),
+        }
+        if item.channel == Channel.SMS:
+            text = self.templates.sms(MessageKind.SLOT_ALERT, variables)
+            return OutgoingSms(item.key, item.mobile_phone or "", text)
+        rendered = self.templates.email(MessageKind.SLOT_ALERT, variables)
+        return OutgoingEmail(
+            key=item.key,
+            to=item.email or "",
+            subject=rendered.subject,
+            body=rendered.text,
+            html=rendered.html,
+            unsubscribe_url=unsubscribe_url,
+            to_name=f"{item.first_name} {item.last_name}",
         )
 
 

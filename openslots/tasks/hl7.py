@@ -7,6 +7,7 @@ fill slots; A40 merges MRNs. Tasks return counts only.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -34,7 +35,7 @@ from openslots.connectors.hl7.parser import (
     parse,
 )
 from openslots.domain import clock
-from openslots.domain.statuses import SlotStatus
+from openslots.domain.offers import parse_start
 from openslots.errors import RosterFileError
 from openslots.resources import resources
 from openslots.schemas.roster import ROSTER_COLUMNS, FeedPatientRow, Rejection, validate_chunk
@@ -48,6 +49,7 @@ from openslots.tasks.hl7_receive import (
     receive,
     screen_patients,
 )
+from openslots.tasks.offers import offer_due
 from openslots.tasks.roster import StageCounts, apply_batch
 
 Outcome = tuple[Hl7MessageStatus, str | None]  # (status, PHI-free error) of one message
@@ -240,11 +242,14 @@ def ingest_batch(settings: Settings, claimed: list[tuple[int, bytes]]) -> Hl7Cou
             # A40: the surviving MRN replaces the old one everywhere.
             merge_mrns(conn, patient.merged_mrn, patient.mrn)
             outcomes[message_id] = APPLIED
+        opened: list[int] = []
         for message_id, header, appointment in schedules:
             outcomes[message_id] = _schedule(
-                conn, settings, message_id, header, appointment, counts
+                conn, settings, message_id, header, appointment, counts, opened
             )
         store.mark(conn, [(i, status, error) for i, (status, error) in outcomes.items()])
+    if opened:  # the slots this run opened are offered by this run
+        offer_due(engine, settings, clock.now(), opened)
     for status, _error in outcomes.values():
         if status == Hl7MessageStatus.APPLIED:
             counts.applied += 1
@@ -386,6 +391,7 @@ def _schedule(
     header: Header,
     appointment: Appointment,
     counts: Hl7Counts,
+    opened: list[int],
 ) -> Outcome:
     """S15/S17 open the slot, S12 fills it, S13 opens the earlier time and fills the new one."""
     if not appointment.start:
@@ -395,12 +401,21 @@ def _schedule(
     )
     target = repo.ensure_target(conn, provider, location, integrated=True, create=True)
     counts.providers_created += int(target.provider_created)
+    zone = slot_repo.location_timezone(conn, target.location_id) or settings.default_timezone
+    try:
+        starts_at = parse_start(appointment.start, zone)
+    except ValueError:
+        return Hl7MessageStatus.ERROR, "AIS-4: the start time is not an HL7 timestamp"
     event = header.trigger_event
     now = clock.now()
-    if event == "S13" and slot_repo.reopen_moved_slot(
-        conn, target.provider_id, appointment.filler_id, message_id, now
-    ):
-        counts.slots_opened += 1
+    lead_cutoff = now + dt.timedelta(minutes=settings.alert_min_lead_minutes)
+    if event == "S13":
+        reopened, to_offer = slot_repo.reopen_moved_slot(
+            conn, target.provider_id, appointment.filler_id, message_id, now,
+            lead_cutoff=lead_cutoff,
+        )  # fmt: skip
+        counts.slots_opened += int(reopened)
+        _offer(conn, to_offer, now, opened)
     slot = slot_repo.SlotRef(
         target.provider_id,
         target.location_id,
@@ -408,12 +423,20 @@ def _schedule(
         appointment.start,
         appointment.duration_minutes,
     )
-    status = SlotStatus.OPEN if event in ("S15", "S17") else SlotStatus.FILLED
-    record = slot_repo.open_slot if status is SlotStatus.OPEN else slot_repo.fill_slot
-    if not record(conn, slot, message_id, now):
-        return APPLIED  # already so: a redelivery with a new control id
-    if status is SlotStatus.OPEN:
-        counts.slots_opened += 1
-    else:
+    if event in ("S15", "S17"):
+        changed, to_offer = slot_repo.open_from_feed(
+            conn, slot, starts_at, message_id, now, too_late=starts_at < lead_cutoff
+        )
+        counts.slots_opened += int(changed)
+        _offer(conn, to_offer, now, opened)
+    elif slot_repo.book_from_feed(conn, slot, starts_at, message_id, now):
         counts.slots_filled += 1
     return APPLIED
+
+
+def _offer(conn: Connection, slot_id: int | None, now: dt.datetime, opened: list[int]) -> None:
+    """Write the offers of a slot the feed opened; the ingest run sends what is due after its
+    transaction commits (`offer_due`)."""
+    if slot_id is not None:
+        slot_repo.offer_slot(conn, slot_id, now)
+        opened.append(slot_id)

@@ -57,6 +57,7 @@ def test_an_unmigrated_database_is_a_clear_error(tmp_path: Path) -> None:
 RELEASED_REVISIONS = {
     "0001_initial_schema.py": "3b6b35a2301b244a7f7720a0595188a96cf81597a8c8f89cda78ba241f947a13",
     "0002_dispatch_intents.py": "22d12ffaf9888185653ba90f30937308a7b833fa497903b646ca9795bc565352",
+    "0003_open_slots.py": "66d591634fe2fe3b6df86936b600cc6ddf2dbe3f156db45cf903f9e25dd11890",
 }
 VERSIONS_DIR = MIGRATIONS_DIR / "versions"
 
@@ -91,8 +92,9 @@ class Written:
     """One row a writer inserted: its table, its id, and the values head must still hold."""
 
     table: str
-    id: int
+    id: Any
     values: dict[str, Any]
+    key: str = "id"  # the primary key column (app_secrets: name)
 
 
 class RowWriter:
@@ -110,6 +112,11 @@ class RowWriter:
         row_id = int(self.conn.execute(statement).scalar_one())
         self.written.append(Written(table, row_id, values))
         return row_id
+
+    def insert_keyed(self, table: str, key: str, **values: Any) -> None:
+        """A row of a table whose primary key is not `id` (app_secrets)."""
+        self.conn.execute(self.tables.tables[table].insert().values(**values))
+        self.written.append(Written(table, values[key], values, key))
 
 
 AT = dt.datetime(2026, 3, 1, 9, 30, 15, 123456, tzinfo=dt.UTC)
@@ -323,9 +330,63 @@ def _rows_for_0001(rows: RowWriter) -> None:
     )
 
 
+def _rows_for_0002(rows: RowWriter) -> None:
+    """Every table of 0002: 0001's rows, an app secret, and the columns 0002 added (an
+    invitation's attempts, a dead message a worker held, a slot that 0003 must convert)."""
+    _rows_for_0001(rows)
+    rows.insert_keyed("app_secrets", "name", name="token-key", value="k" * 43, created_at=AT)
+    provider = rows.insert("providers", name="Zone Practice", integrated=False, auto_invite=True)
+    location = rows.insert("locations", provider_id=provider, name="Ünter den Linden")
+    client = rows.insert(
+        "clients",
+        provider_id=provider,
+        client_ref="0042",
+        first_name="Zoë",
+        last_name="Ng",
+        date_of_birth=dt.date(1990, 5, 6),
+        email="zoe@example.org",
+    )
+    invitation = rows.insert(
+        "invitations",
+        client_id=client,
+        provider_id=provider,
+        location_id=location,
+        status="Sent",
+        send_count=2,
+        attempt=2,
+        messages_attempt=2,
+    )
+    rows.insert(
+        "outbox",
+        idempotency_key=f"invite:{invitation}:2:email",
+        kind="resend",
+        channel="email",
+        invitation_id=invitation,
+        status="dead",
+        attempts=8,
+        last_error="retries exhausted (421)",
+        worker_id="host:1:abcd",
+        send_started_at=AT,
+        next_attempt_at=LATER,
+    )
+    rows.insert(
+        "slots",
+        slot_key="APT9|zone",
+        provider_id=provider,
+        location_id=location,
+        filler_id="APT9",
+        start="20261203093000-0600",
+        duration_minutes=None,
+        status="open",
+        message_id=None,
+        opened_at=AT,
+    )
+
+
 # Keyed by revision id. Every revision but head needs one (test below); a writer stays forever.
 ROW_WRITERS: dict[str, Callable[[RowWriter], None]] = {
     "0001": _rows_for_0001,
+    "0002": _rows_for_0002,
 }
 
 
@@ -396,7 +457,9 @@ def test_rows_written_at_an_earlier_revision_survive_the_upgrade_to_head(
         for row in rows.written:
             table: Table = at_head.tables[row.table]
             found = conn.execute(
-                select(*(table.c[column] for column in row.values)).where(table.c.id == row.id)
+                select(*(table.c[column] for column in row.values)).where(
+                    table.c[row.key] == row.id
+                )
             ).one()
             stored = {column: _comparable(value) for column, value in found._mapping.items()}
             expected = {column: _comparable(value) for column, value in row.values.items()}
@@ -459,4 +522,54 @@ def test_0002_derives_each_invitations_attempt_from_its_messages(empty_database:
         "sms-only resent": "3/3",
         "queued": "1/1",
         "no messages": "1/0",
+    }
+
+
+def test_0003_converts_slot_starts_and_statuses(
+    empty_database: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A start without an offset is wall time in OPENSLOTS_DEFAULT_TIMEZONE, one with an offset
+    keeps it; `filled` is closed (booked in the EHR); an unreadable start keeps its row, closed
+    and without an instant."""
+    monkeypatch.setenv("OPENSLOTS_DEFAULT_TIMEZONE", "America/Chicago")
+    assert upgrade_database(empty_database, "0002") == "0002"
+    engine = get_engine(empty_database)
+    with engine.begin() as conn:
+        rows = RowWriter(conn)
+        provider = rows.insert("providers", name="P", integrated=False, auto_invite=False)
+        location = rows.insert("locations", provider_id=provider, name="L")
+        ids = {}
+        for name, start, status in [
+            ("local", "202612031000", "open"),
+            ("offset", "202612031000-0500", "open"),
+            ("booked", "202612040830", "filled"),
+            ("unreadable", "2026-12", "open"),
+        ]:
+            ids[name] = rows.insert(
+                "slots",
+                slot_key=name,
+                provider_id=provider,
+                location_id=location,
+                filler_id=name,
+                start=start,
+                status=status,
+            )
+    upgrade_database(empty_database)
+    with engine.connect() as conn:
+        found = {
+            row.id: (_comparable(row.starts_at), row.status, row.closed_reason)
+            for row in conn.execute(text("SELECT id, starts_at, status, closed_reason FROM slots"))
+        }
+    if isinstance(found[ids["local"]][0], str):  # SQLite without type information
+        with engine.connect() as conn:
+            table = Table("slots", MetaData(), autoload_with=conn)
+            found = {
+                row.id: (_comparable(row.starts_at), row.status, row.closed_reason)
+                for row in conn.execute(select(table))
+            }
+    assert {name: found[i] for name, i in ids.items()} == {
+        "local": (dt.datetime(2026, 12, 3, 16, 0), "open", None),
+        "offset": (dt.datetime(2026, 12, 3, 15, 0), "open", None),
+        "booked": (dt.datetime(2026, 12, 4, 14, 30), "closed", "booked_in_ehr"),
+        "unreadable": (None, "closed", "lead_time"),
     }

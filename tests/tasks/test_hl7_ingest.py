@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 from sqlalchemy import Engine, select, text
 
 from openslots.connectors.database.models import Client, Hl7Message, Invitation, Slot
 from openslots.connectors.database.models import Connection as ConnectionRow
+from openslots.domain.clock import frozen_clock
 from openslots.tasks.hl7 import NOT_HL7, ingest_stored, split_messages, store_files
 from openslots.tasks.hl7_receive import HL7_RULE_MESSAGES, StoreThenAck, receive
 from tests import hl7_messages as m
@@ -113,6 +115,16 @@ def test_merge_replaces_the_mrn_everywhere_without_duplicates(db: Engine, tmp_pa
 
 
 def test_schedule_feed_opens_and_fills_slots(db: Engine, tmp_path: Path) -> None:
+    # The messages' own time: the slots are days ahead, beyond the alert lead time.
+    frozen = frozen_clock(dt.datetime(2026, 11, 26, 17, 40, tzinfo=dt.UTC))
+    frozen.__enter__()
+    try:
+        _schedule_feed_opens_and_fills_slots(db, tmp_path)
+    finally:
+        frozen.__exit__(None, None, None)
+
+
+def _schedule_feed_opens_and_fills_slots(db: Engine, tmp_path: Path) -> None:
     run(drop(tmp_path, "book.hl7", m.SIU_S12_BOOKED))
     run(drop(tmp_path, "cancel.hl7", m.SIU_S15_CANCELLED))
     booked3 = m.siu("S12", "APT3", "202612031000", "SIU-9")
@@ -128,7 +140,7 @@ def test_schedule_feed_opens_and_fills_slots(db: Engine, tmp_path: Path) -> None
     assert slots == {
         ("APT1", "202612011000"): "open",  # booked, then cancelled
         ("APT3", "202612031000"): "open",  # the time S13 moved away from
-        ("APT3", "202612031500"): "filled",  # the new time
+        ("APT3", "202612031500"): "closed",  # the new time (booked in the EHR)
         ("APT2", "202612021400"): "open",  # deleted
     }
 

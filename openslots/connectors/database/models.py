@@ -28,7 +28,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from openslots.domain import clock
 from openslots.domain.contact import name_key
-from openslots.domain.statuses import ConnectionStatus, InvitationStatus
+from openslots.domain.offers import OfferMode, OfferState
+from openslots.domain.statuses import ClosedReason, ConnectionStatus, InvitationStatus, SlotStatus
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -72,6 +73,7 @@ class OutboxKind(StrEnum):
 
     INVITATION = "invitation"
     RESEND = "resend"  # an invitation's later attempt (the `resend` template)
+    SLOT_ALERT = "slot_alert"  # an Open Slots offer (`offer_id`)
 
 
 class FindingSeverity(StrEnum):
@@ -148,6 +150,8 @@ class Location(Timestamped, Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(200))
+    # IANA zone of the location's wall clock (slot starts, quiet hours); None: the default.
+    timezone: Mapped[str | None] = mapped_column(String(64))
 
 
 class Client(Timestamped, Base):
@@ -201,6 +205,8 @@ class Connection(Timestamped, Base):
     )
     priority: Mapped[str | None] = mapped_column(String(50))
     mrn: Mapped[str | None] = mapped_column(String(64))
+    # The practice's order for Serial offers (`connections set-order`), then id; None: last.
+    alert_order: Mapped[int | None] = mapped_column(Integer)
 
 
 class Invitation(Timestamped, Base):
@@ -259,6 +265,7 @@ class OutboxMessage(Base):
     __table_args__ = (
         Index("ix_outbox_status_id", "status", "id"),
         Index("ix_outbox_invitation_id", "invitation_id"),
+        Index("ix_outbox_offer_id", "offer_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -268,6 +275,7 @@ class OutboxMessage(Base):
     invitation_id: Mapped[int | None] = mapped_column(
         ForeignKey("invitations.id", ondelete="CASCADE")
     )
+    offer_id: Mapped[int | None] = mapped_column(ForeignKey("offers.id", ondelete="CASCADE"))
     status: Mapped[OutboxStatus] = mapped_column(
         _enum(OutboxStatus, "outbox_status"), default=OutboxStatus.PENDING
     )
@@ -453,21 +461,63 @@ class Hl7Message(Base):
 
 
 class Slot(Base):
-    """An appointment slot the EHR's schedule feed opened (cancel/delete) or filled (book)."""
+    """An appointment slot: opened by the EHR's schedule feed (cancel/delete/move away), by
+    staff (`slots open`) or the API; offered while open; claimed once, or closed."""
 
     __tablename__ = "slots"
+    __table_args__ = (
+        Index("ix_slots_provider_location_start", "provider_id", "location_id", "starts_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     slot_key: Mapped[str] = mapped_column(String(400), unique=True)
     provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id", ondelete="CASCADE"))
     location_id: Mapped[int] = mapped_column(ForeignKey("locations.id", ondelete="CASCADE"))
-    filler_id: Mapped[str] = mapped_column(String(100))
-    start: Mapped[str] = mapped_column(String(24))  # HL7 DTM as sent (local time of the EHR)
+    filler_id: Mapped[str] = mapped_column(String(100))  # the EHR's appointment id ("" if none)
+    start: Mapped[str] = mapped_column(String(32))  # the start as sent (HL7 DTM or ISO text)
+    # The instant it starts; None only for a row 0003 could not convert (then closed).
+    starts_at: Mapped[dt.datetime | None]
     duration_minutes: Mapped[int | None] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(16))  # a SlotStatus
+    visit_type: Mapped[str | None] = mapped_column(String(100))  # what the practice shows
+    status: Mapped[SlotStatus] = mapped_column(_enum(SlotStatus, "slot_status"))
+    closed_reason: Mapped[ClosedReason | None] = mapped_column(
+        _enum(ClosedReason, "slot_closed_reason")
+    )
+    mode: Mapped[OfferMode] = mapped_column(
+        _enum(OfferMode, "offer_mode"), default=OfferMode.BLAST, server_default="blast"
+    )
+    group_size: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    timeout_minutes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    claimed_offer_id: Mapped[int | None] = mapped_column(Integer)  # the winner's offer
     message_id: Mapped[int | None] = mapped_column(Integer)
     opened_at: Mapped[dt.datetime | None]
-    filled_at: Mapped[dt.datetime | None]
+    filled_at: Mapped[dt.datetime | None]  # booked in the EHR
+    claimed_at: Mapped[dt.datetime | None]
+    closed_at: Mapped[dt.datetime | None]
+
+
+class Offer(Base):
+    """One connection's offer of one slot: an intent with a due time, which dispatch turns into
+    outbox messages (`offer:{id}:{channel}`) once due; a Serial slot's later groups wait here."""
+
+    __tablename__ = "offers"
+    __table_args__ = (
+        UniqueConstraint("slot_id", "connection_id"),
+        Index("ix_offers_state_due_at", "state", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slot_id: Mapped[int] = mapped_column(ForeignKey("slots.id", ondelete="CASCADE"))
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
+    group_number: Mapped[int] = mapped_column(Integer, default=0)
+    due_at: Mapped[dt.datetime]
+    state: Mapped[OfferState] = mapped_column(
+        _enum(OfferState, "offer_state"), default=OfferState.PENDING
+    )
+    reason: Mapped[str | None] = mapped_column(String(32))  # an ExplainReason when held/skipped
+    claim_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    sent_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=clock.now, server_default=func.now())
 
 
 class AppSecret(Base):

@@ -1,15 +1,31 @@
-"""Appointment slots as the EHR's schedule feed reports them: opened (cancelled, deleted,
-moved away from) or filled (booked)."""
+"""Appointment slots: opened by the EHR's schedule feed (cancelled, deleted, moved away from),
+by staff or the API; booked in the EHR (closed), claimed through an offer, or closed by staff.
+
+The first valid claim wins with one conditional UPDATE (`... WHERE status = 'open'`): on
+PostgreSQL a racing second claim waits for the first's row lock, re-reads the row, and finds
+it no longer open, so there is exactly one winner whatever the interleaving.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, case, func, insert, select, update
 
-from openslots.connectors.database.models import Slot
-from openslots.domain.statuses import SlotStatus
+from openslots.connectors.database import offers as offer_repo
+from openslots.connectors.database.eligibility import alert_reasons
+from openslots.connectors.database.models import Connection as ConnectionRow
+from openslots.connectors.database.models import Location, Offer, Slot
+from openslots.domain.offers import (
+    ClaimResult,
+    OfferMode,
+    OfferState,
+    claim_answer,
+    explain,
+)
+from openslots.domain.statuses import ClosedReason, SlotStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,68 +52,386 @@ class SlotRef:
         )
 
 
-def open_slot(conn: Connection, slot: SlotRef, message_id: int, now: dt.datetime) -> bool:
-    """The slot is free (cancelled or deleted); False when it already was (a redelivery)."""
-    return _record(conn, slot, SlotStatus.OPEN, message_id, {"opened_at": now})
+@dataclass(frozen=True, slots=True)
+class NewSlot:
+    """A slot to record, with how it is offered."""
+
+    slot_key: str
+    provider_id: int
+    location_id: int
+    filler_id: str
+    start: str  # as given
+    starts_at: dt.datetime
+    duration_minutes: int | None
+    visit_type: str | None = None
+    mode: OfferMode = OfferMode.BLAST
+    group_size: int = 1
+    timeout_minutes: int = 0
 
 
-def fill_slot(conn: Connection, slot: SlotRef, message_id: int, now: dt.datetime) -> bool:
-    """The slot is booked; False when it already was (a redelivery)."""
-    return _record(conn, slot, SlotStatus.FILLED, message_id, {"filled_at": now})
+def location_timezone(conn: Connection, location_id: int) -> str | None:
+    return conn.execute(
+        select(Location.timezone).where(Location.id == location_id)
+    ).scalar_one_or_none()
+
+
+def insert_slot(
+    conn: Connection,
+    slot: NewSlot,
+    *,
+    too_late: bool,
+    message_id: int | None,
+    now: dt.datetime,
+) -> int:
+    """Record a slot: open, or (arriving within the lead time) closed with `lead_time`."""
+    values: dict[str, Any] = {
+        "slot_key": slot.slot_key,
+        "provider_id": slot.provider_id,
+        "location_id": slot.location_id,
+        "filler_id": slot.filler_id,
+        "start": slot.start[:32],
+        "starts_at": slot.starts_at,
+        "duration_minutes": slot.duration_minutes,
+        "visit_type": slot.visit_type,
+        "mode": slot.mode,
+        "group_size": slot.group_size,
+        "timeout_minutes": slot.timeout_minutes,
+        "message_id": message_id,
+        "opened_at": now,
+        "status": SlotStatus.CLOSED if too_late else SlotStatus.OPEN,
+        "closed_reason": ClosedReason.LEAD_TIME if too_late else None,
+        "closed_at": now if too_late else None,
+    }
+    return int(conn.execute(insert(Slot).values(**values).returning(Slot.id)).scalar_one())
+
+
+def offer_slot(conn: Connection, slot_id: int, now: dt.datetime) -> int:
+    """Write the offers of an open slot (idempotent); returns the eligible count."""
+    row = conn.execute(
+        select(
+            Slot.status,
+            Slot.provider_id,
+            Slot.location_id,
+            Slot.mode,
+            Slot.group_size,
+            Slot.timeout_minutes,
+        ).where(Slot.id == slot_id)
+    ).one()
+    if row.status != SlotStatus.OPEN:
+        return 0
+    return offer_repo.create_offers(
+        conn,
+        slot_id,
+        row.provider_id,
+        row.location_id,
+        OfferMode(row.mode),
+        row.group_size,
+        row.timeout_minutes,
+        now,
+    )
+
+
+# --- the schedule feed ----------------------------------------------------------------------
+
+
+def open_from_feed(
+    conn: Connection,
+    slot: SlotRef,
+    starts_at: dt.datetime,
+    message_id: int,
+    now: dt.datetime,
+    *,
+    too_late: bool,
+) -> tuple[bool, int | None]:
+    """S15/S17: the time is free. Returns (changed, id of a slot now open to offer); unchanged
+    when the slot already was open (a redelivery) or was claimed."""
+    existing = conn.execute(select(Slot.id, Slot.status).where(Slot.slot_key == slot.key)).first()
+    if existing is None:
+        new = NewSlot(
+            slot.key,
+            slot.provider_id,
+            slot.location_id,
+            slot.filler_id,
+            slot.start,
+            starts_at,
+            slot.duration_minutes,
+        )
+        slot_id = insert_slot(conn, new, too_late=too_late, message_id=message_id, now=now)
+        return True, None if too_late else slot_id
+    if existing.status != SlotStatus.CLOSED:
+        return False, None
+    return True, _reopen(conn, existing.id, message_id, now, too_late=too_late)
+
+
+def _reopen(
+    conn: Connection, slot_id: int, message_id: int, now: dt.datetime, *, too_late: bool
+) -> int | None:
+    if too_late:
+        conn.execute(
+            update(Slot)
+            .where(Slot.id == slot_id)
+            .values(closed_reason=ClosedReason.LEAD_TIME, message_id=message_id, closed_at=now)
+        )
+        return None
+    conn.execute(
+        update(Slot)
+        .where(Slot.id == slot_id)
+        .values(status=SlotStatus.OPEN, closed_reason=None, opened_at=now, message_id=message_id)
+    )
+    return slot_id
+
+
+def book_from_feed(
+    conn: Connection, slot: SlotRef, starts_at: dt.datetime, message_id: int, now: dt.datetime
+) -> bool:
+    """S12: that time is booked in the EHR. The slot of this appointment, and any other slot
+    still open for the same provider, location and start, close (`booked_in_ehr`) and withdraw
+    their unsent offers; a claimed slot stays claimed. False for a redelivery."""
+    existing = conn.execute(
+        select(Slot.id, Slot.status, Slot.closed_reason).where(Slot.slot_key == slot.key)
+    ).first()
+    changed = False
+    if existing is None:
+        new = NewSlot(
+            slot.key,
+            slot.provider_id,
+            slot.location_id,
+            slot.filler_id,
+            slot.start,
+            starts_at,
+            slot.duration_minutes,
+        )
+        slot_id = insert_slot(conn, new, too_late=False, message_id=message_id, now=now)
+        conn.execute(
+            update(Slot)
+            .where(Slot.id == slot_id)
+            .values(
+                status=SlotStatus.CLOSED,
+                closed_reason=ClosedReason.BOOKED_IN_EHR,
+                closed_at=None,
+                filled_at=now,
+            )
+        )
+        changed = True
+    elif existing.status == SlotStatus.OPEN or (
+        existing.status == SlotStatus.CLOSED
+        and existing.closed_reason != ClosedReason.BOOKED_IN_EHR
+    ):
+        changed = True
+    same_time = select(Slot.id).where(
+        Slot.status == SlotStatus.OPEN,
+        Slot.provider_id == slot.provider_id,
+        Slot.location_id == slot.location_id,
+        (Slot.slot_key == slot.key) | (Slot.starts_at == starts_at),
+    )
+    for slot_id in list(conn.execute(same_time).scalars()):
+        close(conn, slot_id, ClosedReason.BOOKED_IN_EHR, now)
+        conn.execute(update(Slot).where(Slot.id == slot_id).values(filled_at=now))
+    if existing is not None and existing.status == SlotStatus.CLOSED and changed:
+        conn.execute(
+            update(Slot)
+            .where(Slot.id == existing.id)
+            .values(closed_reason=ClosedReason.BOOKED_IN_EHR, filled_at=now, message_id=message_id)
+        )
+    return changed
 
 
 def reopen_moved_slot(
-    conn: Connection, provider_id: int, filler_id: str, message_id: int, now: dt.datetime
-) -> bool:
-    """A rescheduled appointment frees the time it held: its latest filled slot opens again.
-    False when the appointment holds no filled slot."""
+    conn: Connection,
+    provider_id: int,
+    filler_id: str,
+    message_id: int,
+    now: dt.datetime,
+    *,
+    lead_cutoff: dt.datetime,
+) -> tuple[bool, int | None]:
+    """S13: a rescheduled appointment frees the time it held: its latest booked slot opens
+    again. Returns (reopened, id to offer); (False, None) when it holds no booked slot."""
     previous = conn.execute(
-        select(Slot.id)
+        select(Slot.id, Slot.starts_at)
         .where(
             Slot.filler_id == filler_id,
             Slot.provider_id == provider_id,
-            Slot.status == SlotStatus.FILLED,
+            Slot.status == SlotStatus.CLOSED,
+            Slot.closed_reason == ClosedReason.BOOKED_IN_EHR,
         )
         .order_by(Slot.id.desc())
     ).first()
     if previous is None:
-        return False
+        return False, None
+    starts_at = previous.starts_at
+    if starts_at is not None and starts_at.tzinfo is None:
+        starts_at = starts_at.replace(tzinfo=dt.UTC)
+    too_late = starts_at is None or starts_at < lead_cutoff
+    return True, _reopen(conn, previous.id, message_id, now, too_late=too_late)
+
+
+# --- claims and closing ---------------------------------------------------------------------
+
+
+def claim(conn: Connection, offer_id: int, now: dt.datetime) -> tuple[int | None, ClaimResult]:
+    """(slot id, result) of a claim through a valid token naming `offer_id`."""
+    offer = conn.execute(select(Offer.slot_id, Offer.state).where(Offer.id == offer_id)).first()
+    if offer is None or offer.state not in (OfferState.SENT, OfferState.WITHDRAWN):
+        return (None if offer is None else offer.slot_id), ClaimResult.INVALID
+    slot_id = int(offer.slot_id)
     conn.execute(
-        update(Slot)
-        .where(Slot.id == previous[0])
-        .values(status=SlotStatus.OPEN, opened_at=now, message_id=message_id)
+        update(Offer).where(Offer.id == offer_id).values(claim_attempts=Offer.claim_attempts + 1)
     )
+    won = conn.execute(
+        update(Slot)
+        .where(Slot.id == slot_id, Slot.status == SlotStatus.OPEN, Slot.starts_at > now)
+        .values(status=SlotStatus.CLAIMED, claimed_offer_id=offer_id, claimed_at=now)
+    )
+    if won.rowcount == 1:
+        offer_repo.withdraw(conn, slot_id)
+        return slot_id, ClaimResult.WON
+    row = conn.execute(select(Slot.status, Slot.claimed_offer_id).where(Slot.id == slot_id)).one()
+    return slot_id, claim_answer(
+        SlotStatus(row.status), claimed_offer_id=row.claimed_offer_id, offer_id=offer_id
+    )
+
+
+def close(conn: Connection, slot_id: int, reason: ClosedReason, now: dt.datetime) -> bool:
+    """Close an open slot and withdraw what was not sent; False when it was not open."""
+    result = conn.execute(
+        update(Slot)
+        .where(Slot.id == slot_id, Slot.status == SlotStatus.OPEN)
+        .values(status=SlotStatus.CLOSED, closed_reason=reason, closed_at=now)
+    )
+    if result.rowcount != 1:
+        return False
+    offer_repo.withdraw(conn, slot_id)
     return True
 
 
-def _record(
-    conn: Connection,
-    slot: SlotRef,
-    status: SlotStatus,
-    message_id: int,
-    stamp: dict[str, dt.datetime],
-) -> bool:
-    existing = conn.execute(select(Slot.id, Slot.status).where(Slot.slot_key == slot.key)).first()
-    if existing is None:
-        conn.execute(
-            insert(Slot).values(
-                slot_key=slot.key,
-                provider_id=slot.provider_id,
-                location_id=slot.location_id,
-                filler_id=slot.filler_id,
-                start=slot.start,
-                duration_minutes=slot.duration_minutes,
-                status=status,
-                message_id=message_id,
-                **stamp,
+def slot_state(conn: Connection, slot_id: int) -> dict[str, Any] | None:
+    row = conn.execute(
+        select(Slot.id, Slot.status, Slot.closed_reason, Slot.mode).where(Slot.id == slot_id)
+    ).first()
+    return None if row is None else dict(row._mapping)
+
+
+# --- explain and list -----------------------------------------------------------------------
+
+
+def explain_slot(conn: Connection, slot_id: int) -> list[dict[str, Any]] | None:
+    """Every connection of the slot's provider with its outcome and reason (None: no slot)."""
+    row = conn.execute(
+        select(
+            Slot.provider_id,
+            Slot.location_id,
+            Slot.status,
+            Slot.closed_reason,
+            Slot.claimed_offer_id,
+        ).where(Slot.id == slot_id)
+    ).first()
+    if row is None:
+        return None
+    reasons = alert_reasons(conn, row.provider_id, row.location_id)
+    offers = {
+        o.connection_id: o
+        for o in conn.execute(
+            select(Offer.id, Offer.connection_id, Offer.state, Offer.reason).where(
+                Offer.slot_id == slot_id
             )
         )
-        return True
-    if existing.status == status:
-        return False
-    conn.execute(
-        update(Slot)
-        .where(Slot.id == existing.id)
-        .values(status=status, message_id=message_id, **stamp)
+    }
+    clients = dict(
+        conn.execute(
+            select(ConnectionRow.id, ConnectionRow.client_id).where(
+                ConnectionRow.provider_id == row.provider_id
+            )
+        ).all()
     )
-    return True
+    result = []
+    for connection_id in sorted(reasons):
+        offer = offers.get(connection_id)
+        outcome, reason = explain(
+            reasons[connection_id],
+            offer_state=None if offer is None else OfferState(offer.state),
+            offer_reason=None if offer is None else offer.reason,
+            won=offer is not None and offer.id == row.claimed_offer_id,
+            slot_status=SlotStatus(row.status),
+            closed_reason=None if row.closed_reason is None else ClosedReason(row.closed_reason),
+        )
+        result.append(
+            {
+                "connection_id": connection_id,
+                "client_id": clients.get(connection_id),
+                "outcome": str(outcome),
+                "reason": str(reason),
+            }
+        )
+    return result
+
+
+def list_slots(
+    conn: Connection, status: SlotStatus | None = None, provider_id: int | None = None
+) -> list[dict[str, Any]]:
+    """Slots, newest first, with offers sent, claims tried and the winner's connection id."""
+    sent = func.sum(case((Offer.state == OfferState.SENT, 1), else_=0))
+    per_slot = (
+        select(
+            Offer.slot_id,
+            sent.label("offers_sent"),
+            func.sum(Offer.claim_attempts).label("claims_tried"),
+        )
+        .group_by(Offer.slot_id)
+        .subquery()
+    )
+    winner = select(Offer.connection_id).where(Offer.id == Slot.claimed_offer_id).scalar_subquery()
+    query = (
+        select(
+            Slot.id,
+            Slot.provider_id,
+            Slot.location_id,
+            Slot.starts_at,
+            Slot.duration_minutes,
+            Slot.visit_type,
+            Slot.status,
+            Slot.closed_reason,
+            Slot.mode,
+            func.coalesce(per_slot.c.offers_sent, 0).label("offers_sent"),
+            func.coalesce(per_slot.c.claims_tried, 0).label("claims_tried"),
+            winner.label("winner_connection_id"),
+        )
+        .outerjoin(per_slot, per_slot.c.slot_id == Slot.id)
+        .order_by(Slot.id.desc())
+    )
+    if status is not None:
+        query = query.where(Slot.status == status)
+    if provider_id is not None:
+        query = query.where(Slot.provider_id == provider_id)
+    rows = []
+    for found in conn.execute(query):
+        item = dict(found._mapping)
+        starts_at = item["starts_at"]
+        if starts_at is not None and starts_at.tzinfo is None:
+            starts_at = starts_at.replace(tzinfo=dt.UTC)
+        item["starts_at"] = None if starts_at is None else starts_at.isoformat()
+        item["status"] = str(item["status"])
+        item["closed_reason"] = (
+            None if item["closed_reason"] is None else str(item["closed_reason"])
+        )
+        item["mode"] = str(item["mode"])
+        item["offers_sent"] = int(item["offers_sent"])
+        item["claims_tried"] = int(item["claims_tried"])
+        rows.append(item)
+    return rows
+
+
+# --- the practice's settings that shape offers ------------------------------------------------
+
+
+def set_location_timezone(conn: Connection, location_id: int, timezone: str | None) -> None:
+    """The location's wall clock (slot starts without an offset, quiet hours)."""
+    conn.execute(update(Location).where(Location.id == location_id).values(timezone=timezone))
+
+
+def set_alert_order(conn: Connection, connection_id: int, order: int | None) -> bool:
+    """The connection's place in the practice's Serial order; False when there is none."""
+    result = conn.execute(
+        update(ConnectionRow).where(ConnectionRow.id == connection_id).values(alert_order=order)
+    )
+    return result.rowcount == 1

@@ -1,0 +1,369 @@
+"""Open Slots offers: written set-based from the eligibility query when a slot opens, turned into
+outbox messages by dispatch once due, withdrawn (with their unsent messages) when the slot is
+claimed or closed. The rules (groups, quiet hours, lead time) come from domain.offers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import cast
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Integer,
+    String,
+    Table,
+    and_,
+    func,
+    literal,
+    select,
+    update,
+)
+
+from openslots.connectors.database._dialect import upsert
+from openslots.connectors.database.eligibility import eligible_connections, not_opted_out
+from openslots.connectors.database.eligibility import opted_out as contact_opted_out
+from openslots.connectors.database.models import (
+    Channel,
+    Location,
+    Offer,
+    OutboxKind,
+    OutboxMessage,
+    OutboxStatus,
+    Provider,
+    Slot,
+)
+from openslots.connectors.database.models import Connection as ConnectionRow
+from openslots.connectors.database.outbox import key_sql
+from openslots.domain.messages import offer_key_parts
+from openslots.domain.offers import OfferMode, OfferState, group_due, plan_groups
+from openslots.domain.statuses import ClosedReason, SlotStatus
+
+OFFERS = cast(Table, Offer.__table__)
+OUTBOX = cast(Table, OutboxMessage.__table__)
+WITHDRAWN = "slot no longer available"  # outbox.last_error of a withdrawn offer's message
+
+
+def create_offers(
+    conn: Connection,
+    slot_id: int,
+    provider_id: int,
+    location_id: int,
+    mode: OfferMode,
+    group_size: int,
+    timeout_minutes: int,
+    now: dt.datetime,
+) -> int:
+    """One offer per connection eligible for the slot's provider and location; returns how many
+    are eligible. Idempotent per slot (unique slot x connection: ON CONFLICT DO NOTHING)."""
+    eligible = eligible_connections(provider_id, location_id).subquery()
+    if mode is OfferMode.BLAST:
+        # Everyone at once, one statement: group 0, due now.
+        source = select(
+            literal(slot_id, Integer),
+            eligible.c.id,
+            literal(0, Integer),
+            literal(now, OFFERS.c.due_at.type),
+            literal(OfferState.PENDING.value, String),
+            literal(0, Integer),
+            literal(now, OFFERS.c.created_at.type),
+        ).order_by(eligible.c.id)
+        statement = (
+            upsert(conn, OFFERS)
+            .from_select(
+                [
+                    "slot_id",
+                    "connection_id",
+                    "group_number",
+                    "due_at",
+                    "state",
+                    "claim_attempts",
+                    "created_at",
+                ],
+                source,
+            )
+            .on_conflict_do_nothing(index_elements=["slot_id", "connection_id"])
+        )
+        conn.execute(statement)
+        return int(conn.execute(select(func.count()).select_from(eligible)).scalar_one())
+    # Serial: the practice's order (alert_order, unset last, then id); Priority plays no part.
+    ordered = list(
+        conn.execute(
+            select(ConnectionRow.id)
+            .where(ConnectionRow.id.in_(select(eligible.c.id)))
+            .order_by(
+                ConnectionRow.alert_order.is_(None), ConnectionRow.alert_order, ConnectionRow.id
+            )
+        ).scalars()
+    )
+    rows = [
+        {
+            "slot_id": slot_id,
+            "connection_id": cid,
+            "group_number": group,
+            "due_at": group_due(now, group, timeout_minutes),
+            "state": OfferState.PENDING,
+            "claim_attempts": 0,
+            "created_at": now,
+        }
+        for cid, group in plan_groups(ordered, mode, group_size)
+    ]
+    if rows:
+        conn.execute(
+            upsert(conn, OFFERS).on_conflict_do_nothing(
+                index_elements=["slot_id", "connection_id"]
+            ),
+            rows,
+        )
+    return len(ordered)
+
+
+@dataclass(frozen=True, slots=True)
+class DueGroup:
+    """Offers of one slot that share a due time (one Serial group, or all of a Blast)."""
+
+    slot_id: int
+    due_at: dt.datetime
+    starts_at: dt.datetime
+    timezone: str | None
+
+
+def due_groups(
+    conn: Connection, now: dt.datetime, slot_ids: Sequence[int] | None = None
+) -> list[DueGroup]:
+    """Pending offers of open slots that are due, grouped by slot and due time."""
+    query = (
+        select(Offer.slot_id, Offer.due_at, Slot.starts_at, Location.timezone)
+        .join(Slot, Slot.id == Offer.slot_id)
+        .join(Location, Location.id == Slot.location_id)
+        .where(
+            Offer.state == OfferState.PENDING,
+            Offer.due_at <= now,
+            Slot.status == SlotStatus.OPEN,
+            Slot.starts_at.is_not(None),
+        )
+        .group_by(Offer.slot_id, Offer.due_at, Slot.starts_at, Location.timezone)
+        .order_by(Offer.slot_id, Offer.due_at)
+    )
+    if slot_ids is not None:
+        query = query.where(Offer.slot_id.in_(list(slot_ids)))
+    return [
+        DueGroup(row.slot_id, _aware(row.due_at), _aware(row.starts_at), row.timezone)
+        for row in conn.execute(query)
+    ]
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    """SQLite returns naive UTC; PostgreSQL aware."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+def _group(slot_id: int, due_at: dt.datetime) -> ColumnElement[bool]:
+    return and_(
+        Offer.slot_id == slot_id,
+        Offer.due_at == due_at,
+        Offer.state == OfferState.PENDING,
+    )
+
+
+def materialise_group(
+    conn: Connection, slot_id: int, due_at: dt.datetime, now: dt.datetime
+) -> tuple[int, int]:
+    """Outbox messages for one due group, set-based (`offer:{id}:{channel}`, ON CONFLICT DO
+    NOTHING): an email each, a text where there is a mobile phone; a contact that opted out
+    since the slot opened gets nothing. Returns (offers sent, messages written)."""
+    reachable = not_opted_out(
+        ConnectionRow.provider_id, ConnectionRow.email, ConnectionRow.mobile_phone
+    )
+    written = 0
+    for channel, address in (
+        (Channel.EMAIL, ConnectionRow.email),
+        (Channel.SMS, ConnectionRow.mobile_phone),
+    ):
+        source = (
+            select(
+                key_sql(offer_key_parts(Offer.id, channel)),
+                literal(OutboxKind.SLOT_ALERT.value, String),
+                literal(channel, OUTBOX.c.channel.type),
+                Offer.id,
+                literal(OutboxStatus.PENDING, OUTBOX.c.status.type),
+                literal(0, Integer),
+                literal(now, OUTBOX.c.created_at.type),
+            )
+            .select_from(Offer)
+            .join(ConnectionRow, ConnectionRow.id == Offer.connection_id)
+            .where(_group(slot_id, due_at), address.is_not(None), reachable)
+            .order_by(Offer.id)
+        )
+        statement = (
+            upsert(conn, OUTBOX)
+            .from_select(
+                [
+                    "idempotency_key",
+                    "kind",
+                    "channel",
+                    "offer_id",
+                    "status",
+                    "attempts",
+                    "created_at",
+                ],
+                source,
+                include_defaults=False,
+            )
+            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        )
+        result = conn.execute(statement, execution_options={"preserve_rowcount": True})
+        written += max(int(result.rowcount or 0), 0)
+    sent = conn.execute(
+        update(Offer)
+        .where(_group(slot_id, due_at))
+        .values(state=OfferState.SENT, sent_at=now, reason=None)
+    )
+    return int(sent.rowcount or 0), written
+
+
+def delay_pending(conn: Connection, slot_id: int, until: dt.datetime, delay: dt.timedelta) -> int:
+    """Quiet hours: the due group waits until `until`, and every later group of the slot moves
+    by the same delay, so a Serial slot keeps its timeouts between groups."""
+    due_times = sorted(
+        {
+            _aware(at)
+            for at in conn.execute(
+                select(Offer.due_at).where(
+                    Offer.slot_id == slot_id, Offer.state == OfferState.PENDING
+                )
+            ).scalars()
+        }
+    )
+    moved = 0
+    for at in reversed(due_times):  # latest first: a moved group never meets an unmoved one
+        target = max(at + delay, until)
+        result = conn.execute(
+            update(Offer).where(_group(slot_id, at)).values(due_at=target, reason="quiet_hours")
+        )
+        moved += int(result.rowcount or 0)
+    return moved
+
+
+def skip_group(conn: Connection, slot_id: int, due_at: dt.datetime, reason: str) -> int:
+    result = conn.execute(
+        update(Offer).where(_group(slot_id, due_at)).values(state=OfferState.SKIPPED, reason=reason)
+    )
+    return int(result.rowcount or 0)
+
+
+def withdraw(conn: Connection, slot_id: int) -> int:
+    """The slot was claimed or closed: every offer not yet sent is withdrawn, and every message
+    of the slot's offers not yet handed to a sender is cancelled. Returns messages cancelled."""
+    conn.execute(
+        update(Offer)
+        .where(Offer.slot_id == slot_id, Offer.state == OfferState.PENDING)
+        .values(state=OfferState.WITHDRAWN)
+    )
+    result = conn.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.offer_id.in_(select(Offer.id).where(Offer.slot_id == slot_id)),
+            OutboxMessage.status.in_([OutboxStatus.PENDING, OutboxStatus.FAILED]),
+        )
+        .values(status=OutboxStatus.CANCELLED, last_error=WITHDRAWN)
+    )
+    return int(result.rowcount or 0)
+
+
+def close_started(conn: Connection, cutoff: dt.datetime, now: dt.datetime) -> list[int]:
+    """Open slots starting before `cutoff` (now + lead time) close unclaimed (`lead_time`) and
+    withdraw their offers. Returns their ids."""
+    ids = list(
+        conn.execute(
+            update(Slot)
+            .where(Slot.status == SlotStatus.OPEN, Slot.starts_at < cutoff)
+            .values(status=SlotStatus.CLOSED, closed_reason=ClosedReason.LEAD_TIME, closed_at=now)
+            .returning(Slot.id)
+        ).scalars()
+    )
+    for slot_id in ids:
+        withdraw(conn, slot_id)
+    return ids
+
+
+# --- what to send ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PendingOffer:
+    """What a sender needs for one claimed offer message (patient data: stays in-task)."""
+
+    outbox_id: int
+    key: str
+    kind: str
+    channel: Channel
+    attempts: int
+    offer_id: int
+    email: str | None
+    mobile_phone: str | None
+    first_name: str
+    last_name: str
+    provider_id: int
+    provider: str
+    location: str
+    timezone: str | None
+    starts_at: dt.datetime | None
+    duration_minutes: int | None
+    visit_type: str | None
+    slot_open: bool
+    opted_out: bool
+
+
+def load_offers(conn: Connection, ids: Sequence[int]) -> list[PendingOffer]:
+    """The offer messages among `ids` (others are left to their own loader)."""
+    opted_out = contact_opted_out(
+        ConnectionRow.provider_id, ConnectionRow.email, ConnectionRow.mobile_phone
+    )
+    rows = conn.execute(
+        select(
+            OutboxMessage.id.label("outbox_id"),
+            OutboxMessage.idempotency_key.label("key"),
+            OutboxMessage.kind,
+            OutboxMessage.channel,
+            OutboxMessage.attempts,
+            Offer.id.label("offer_id"),
+            ConnectionRow.email,
+            ConnectionRow.mobile_phone,
+            ConnectionRow.first_name,
+            ConnectionRow.last_name,
+            Slot.provider_id,
+            Provider.name.label("provider"),
+            Location.name.label("location"),
+            Location.timezone,
+            Slot.starts_at,
+            Slot.duration_minutes,
+            Slot.visit_type,
+            (Slot.status == SlotStatus.OPEN).label("slot_open"),
+            opted_out.label("opted_out"),
+        )
+        .join(Offer, Offer.id == OutboxMessage.offer_id)
+        .join(ConnectionRow, ConnectionRow.id == Offer.connection_id)
+        .join(Slot, Slot.id == Offer.slot_id)
+        .join(Provider, Provider.id == Slot.provider_id)
+        .join(Location, Location.id == Slot.location_id)
+        .where(OutboxMessage.id.in_(ids))
+        .order_by(OutboxMessage.id)
+    ).all()
+    return [
+        PendingOffer(
+            **(
+                row._asdict()
+                | {
+                    "channel": Channel(row.channel),
+                    "starts_at": None if row.starts_at is None else _aware(row.starts_at),
+                    "slot_open": bool(row.slot_open),
+                    "opted_out": bool(row.opted_out),
+                }
+            )
+        )
+        for row in rows
+    ]
