@@ -18,6 +18,7 @@ import ssl
 import tempfile
 import threading
 from dataclasses import dataclass
+from email import policy as email_policy
 from email.message import EmailMessage, Message
 from email.mime.text import MIMEText
 from email.utils import formataddr, formatdate, make_msgid, parseaddr
@@ -36,6 +37,11 @@ __all__ = [
     "SmtpEmailSender",
     "email_sender",
 ]
+
+
+# Headers are never folded or RFC 2047-encoded for length: a List-Unsubscribe URL (a signed
+# token is ~150 characters) must reach mail clients as `<https://...>` (RFC 8058).
+UNFOLDED = email_policy.default.clone(max_line_length=998)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +90,7 @@ class FileEmailSender:
         self.sender = sender
 
     def send(self, message: OutgoingEmail) -> None:
-        email = EmailMessage()
+        email = EmailMessage(policy=UNFOLDED)
         email["From"] = self.sender
         email["To"] = message.to
         email["Subject"] = message.subject
@@ -245,7 +251,8 @@ class SmtpEmailSender:
         built["From"] = self._from
         if message.to_name:
             built.replace_header("To", formataddr((message.to_name, message.to)))
-        return _crlf_dot_stuffed(built.as_bytes())
+        # Unfolded headers: a folded List-Unsubscribe breaks one-click unsubscribe in clients.
+        return _crlf_dot_stuffed(built.as_bytes(policy=built.policy.clone(max_line_length=0)))
 
     # -- the connection -------------------------------------------------------------------
 

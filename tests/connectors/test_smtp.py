@@ -14,7 +14,12 @@ from typing import Any
 
 import pytest
 
-from openslots.connectors.email import OutgoingEmail, SmtpEmailSender, email_sender
+from openslots.connectors.email import (
+    FileEmailSender,
+    OutgoingEmail,
+    SmtpEmailSender,
+    email_sender,
+)
 from openslots.errors import (
     ConfigurationError,
     SendOutcomeUnknown,
@@ -285,3 +290,33 @@ def test_one_sender_per_thread(sink: SmtpSink) -> None:
     thread.join()
     sender.close()
     assert len(failures) == 1 and sink.recipients() == [_address(1)]
+
+
+LONG_URL = "http://127.0.0.1:8000/unsubscribe/" + "dW5zdWJzY3JpYmUuMS4xODI3NjM5MD" * 5
+
+
+def _raw_header(raw: bytes, name: bytes) -> bytes:
+    """The header's line exactly as sent: no folding, no RFC 2047 encoded-word."""
+    head = raw.replace(b"\r\n", b"\n").split(b"\n\n")[0].split(b"\n")
+    [index] = [n for n, line in enumerate(head) if line.startswith(name + b":")]
+    assert not head[index + 1].startswith((b" ", b"\t")), "the header was folded"
+    return head[index]
+
+
+def test_a_real_length_unsubscribe_url_is_neither_folded_nor_encoded(
+    sink: SmtpSink, tmp_path: Path
+) -> None:
+    """A signed token makes the URL ~150+ characters: mail clients only offer one-click
+    unsubscribe for a List-Unsubscribe they can read as `<url>` (RFC 8058)."""
+    import dataclasses
+
+    message = dataclasses.replace(_message(8), unsubscribe_url=LONG_URL)
+    with SmtpEmailSender(_settings(sink)) as sender:
+        sender.send(message)
+    [item] = sink.received
+    expected = b"List-Unsubscribe: <" + LONG_URL.encode() + b">"
+    assert _raw_header(item.content, b"List-Unsubscribe") == expected
+
+    FileEmailSender(tmp_path, SENDER).send(message)
+    written = (tmp_path / "invite_8_0_email.eml").read_bytes()
+    assert _raw_header(written, b"List-Unsubscribe") == expected
