@@ -37,10 +37,15 @@ def demo(
     runs the roster sync flow on each, dispatches the invitations and prints a summary.
     """
     directory = directory.resolve()
-    # The demo always uses its own embedded defaults, whatever the shell has configured.
+    # The demo always uses its own embedded defaults, whatever the shell has configured: its
+    # synthetic patients never reach a real relay or Twilio, and its texts are not held for
+    # the morning by quiet hours (a demo run at night would otherwise show no text at all).
     os.environ["OPENSLOTS_HOME"] = str(directory)
-    for name in ("OPENSLOTS_DATABASE_URL", "OPENSLOTS_OUTBOX_DIR"):
+    for name in ("OPENSLOTS_DATABASE_URL", "OPENSLOTS_OUTBOX_DIR", "OPENSLOTS_TEMPLATES_DIR"):
         os.environ.pop(name, None)
+    os.environ["OPENSLOTS_EMAIL_BACKEND"] = "file"
+    os.environ["OPENSLOTS_SMS_BACKEND"] = "file"
+    os.environ["OPENSLOTS_SMS_QUIET_HOURS"] = "off"
     from openslots.demo import run_demo
 
     # The demo migrates its own database (run_demo upgrades it): it is the one command besides

@@ -146,7 +146,14 @@ def test_help_explains_the_modes() -> None:
     assert "invite" in result.stdout and "sync" in result.stdout and "--strict" in result.stdout
 
 
-def test_demo_runs_the_whole_pipeline_on_embedded_defaults(tmp_path: Path) -> None:
+def test_demo_runs_the_whole_pipeline_on_embedded_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A shell configured for production (a relay, quiet hours all day) changes nothing: the
+    # demo's synthetic patients go to files, and its texts are not held for the morning.
+    monkeypatch.setenv("OPENSLOTS_EMAIL_BACKEND", "smtp")
+    monkeypatch.setenv("OPENSLOTS_SMS_BACKEND", "twilio")
+    monkeypatch.setenv("OPENSLOTS_SMS_QUIET_HOURS", "00:00-23:59")
     code, result = run_json("demo", "--dir", str(tmp_path / "demo"), "--clients", "30")
     assert code == 0
     assert result["database"].startswith("sqlite:///")
@@ -157,4 +164,7 @@ def test_demo_runs_the_whole_pipeline_on_embedded_defaults(tmp_path: Path) -> No
     assert integrated["mrns_mapped"] > 0  # registered connections got their MRN
     assert plain["queued_invitations"] == 31
     emails = list(Path(result["email_dir"]).glob("*.eml"))
-    assert result["dispatch"]["sent"] >= len(emails) > 0
+    texts = list(Path(result["sms_dir"]).glob("*.json"))
+    assert result["dispatch"]["sent"] == len(emails) + len(texts)
+    assert len(emails) > 0 and len(texts) > 0
+    assert result["dispatch"]["by_channel"] == {"email": len(emails), "sms": len(texts)}
