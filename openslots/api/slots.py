@@ -1,0 +1,156 @@
+"""Open Slots: open a slot, claim it through a token, close it, and say why each connection
+was or was not alerted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from openslots.api._session import (
+    NotFoundError,
+    _reading,
+    _writing,
+)
+from openslots.connectors.database import (
+    providers,
+)
+from openslots.connectors.database import slots as slot_repo
+from openslots.domain.tokens import read_token
+from openslots.errors import InvalidToken, OpenslotsError
+from openslots.resources import resources
+
+# --- Open Slots -----------------------------------------------------------------------------
+
+
+def open_slot(
+    provider: str,
+    location: str,
+    start: str,
+    minutes: int,
+    *,
+    visit_type: str | None = None,
+    mode: str = "blast",
+    group_size: int = 1,
+    timeout_minutes: int = 30,
+) -> dict[str, Any]:
+    """Open a slot and queue its offers before returning: `{"slot_id", "mode", "eligible",
+    "alerts_queued", "status"}` (`alerts_queued`: connections offered now; a Serial slot's
+    later groups wait for dispatch). A start without an offset is the location's wall time; a
+    start that passed or falls within the lead time is recorded `closed` and offered to no one.
+    """
+    import secrets as _secrets
+
+    from openslots.domain.offers import OfferMode, parse_start, too_late
+    from openslots.tasks.offers import offer_due
+
+    try:
+        offer_mode = OfferMode(mode)
+    except ValueError:
+        raise OpenslotsError("mode: expected blast or serial") from None
+    if minutes < 1 or group_size < 1 or timeout_minutes < 0:
+        raise OpenslotsError("minutes and group size must be at least 1, the timeout not < 0")
+    res = resources()
+    engine = res.require_current_schema()
+    now = res.now()
+    with engine.begin() as conn:
+        provider_id = providers.provider_id_for(conn, provider)
+        location_id = providers.location_id_for(conn, provider_id, location)
+        zone = slot_repo.location_timezone(conn, location_id) or res.settings.default_timezone
+        try:
+            starts_at = parse_start(start, zone)
+        except ValueError as exc:
+            raise OpenslotsError(str(exc)) from None
+        late = too_late(starts_at, now, res.settings.alert_min_lead_minutes)
+        new = slot_repo.NewSlot(
+            slot_key=f"staff|{provider_id}|{location_id}|{starts_at:%Y%m%dT%H%MZ}|"
+            + _secrets.token_hex(6),
+            provider_id=provider_id,
+            location_id=location_id,
+            filler_id="",
+            start=start,
+            starts_at=starts_at,
+            duration_minutes=minutes,
+            visit_type=visit_type,
+            mode=offer_mode,
+            group_size=group_size,
+            timeout_minutes=timeout_minutes,
+        )
+        slot_id = slot_repo.insert_slot(conn, new, too_late=late, message_id=None, now=now)
+        eligible = 0 if late else slot_repo.offer_slot(conn, slot_id, now)
+    queued = 0 if late else offer_due(engine, res.settings, now, [slot_id]).offers_sent
+    return {
+        "slot_id": slot_id,
+        "mode": str(offer_mode),
+        "eligible": eligible,
+        "alerts_queued": queued,
+        "status": "closed" if late else "open",
+    }
+
+
+def claim_slot(token: str) -> dict[str, Any]:
+    """Claim the slot a claim link names: `{"slot_id", "result"}` with result `won`, `taken`,
+    `expired`, `closed` or `invalid`. The first valid claim wins; the winner's token answers
+    `won` again (never a second booking)."""
+    from openslots.domain.offers import CLAIM_PURPOSE, ClaimResult, token_refusal
+
+    res = resources()
+    engine = res.require_current_schema()
+    now = res.now()
+    try:
+        subject = read_token(res.secret_key(), token, CLAIM_PURPOSE, now)
+    except InvalidToken as exc:
+        return {"slot_id": None, "result": str(token_refusal(exc.reason))}
+    if not subject.isdigit():
+        return {"slot_id": None, "result": str(ClaimResult.INVALID)}
+    with engine.begin() as conn:
+        slot_id, result = slot_repo.claim(conn, int(subject), now)
+    return {"slot_id": slot_id, "result": str(result)}
+
+
+def close_slot(slot_id: int) -> dict[str, Any]:
+    """Close an open slot (staff); its unsent offers are withdrawn. `closed` is False when it
+    was no longer open (its `status` says why); NotFoundError for an unknown id."""
+    from openslots.domain.statuses import ClosedReason
+
+    res = resources()
+    engine = res.require_current_schema()
+    with engine.begin() as conn:
+        closed = slot_repo.close(conn, slot_id, ClosedReason.STAFF, res.now())
+        state = slot_repo.slot_state(conn, slot_id)
+    if state is None:
+        raise NotFoundError(f"no slot {slot_id}")
+    return {
+        "slot_id": slot_id,
+        "closed": closed,
+        "status": str(state["status"]),
+        "closed_reason": None if state["closed_reason"] is None else str(state["closed_reason"]),
+    }
+
+
+def explain_slot(slot_id: int) -> list[dict[str, Any]]:
+    """Every connection of the slot's provider (any location): `connection_id`, `client_id`,
+    `outcome` (alerted / claimed / not_alerted) and `reason`."""
+    with _reading() as conn:
+        rows = slot_repo.explain_slot(conn, slot_id)
+    if rows is None:
+        raise NotFoundError(f"no slot {slot_id}")
+    return rows
+
+
+def list_slots(status: str | None = None, provider: str | None = None) -> list[dict[str, Any]]:
+    """Slots, newest first, with offers sent, claims tried and the winner's connection id."""
+    from openslots.domain.statuses import SlotStatus
+
+    try:
+        wanted = None if status is None else SlotStatus(status)
+    except ValueError:
+        raise OpenslotsError("status: expected open, claimed or closed") from None
+    with _reading() as conn:
+        provider_id = None if provider is None else providers.provider_id_for(conn, provider)
+        return slot_repo.list_slots(conn, wanted, provider_id)
+
+
+def set_alert_order(connection_id: int, order: int | None) -> None:
+    """The connection's place in the practice's Serial order (lower first; None: last)."""
+    with _writing() as conn:
+        if not slot_repo.set_alert_order(conn, connection_id, order):
+            raise NotFoundError(f"no connection {connection_id}")
