@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
+from openslots.domain.dispatch import in_quiet_hours
 from openslots.domain.eligibility import AlertReason
 from openslots.domain.statuses import ClosedReason, SlotStatus
 
@@ -149,16 +150,12 @@ def quiet_until(
 ) -> dt.datetime | None:
     """The end of the quiet hours `at` falls in (the next local `end` time, DST included), or
     None when `at` is outside them (or they are off). Window [start, end), local wall time."""
-    if quiet is None:
+    if quiet is None or not in_quiet_hours(at, quiet, timezone):
         return None
-    start, end = quiet
+    end = quiet[1]
     zone = ZoneInfo(timezone)
     local = at.astimezone(zone)
-    wall = local.time().replace(tzinfo=None)
-    inside = start <= wall < end if start <= end else (wall >= start or wall < end)
-    if not inside:
-        return None
-    day = local.date() if wall < end else local.date() + dt.timedelta(days=1)
+    day = local.date() if local.time() < end else local.date() + dt.timedelta(days=1)
     return dt.datetime.combine(day, end, tzinfo=zone).astimezone(dt.UTC)
 
 
