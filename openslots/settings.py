@@ -6,10 +6,11 @@ import re
 from datetime import time
 from pathlib import Path
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from openslots.domain.clock import is_time_zone
 
 _QUIET_HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
 
@@ -208,10 +209,8 @@ class Settings(BaseSettings):
     @field_validator("default_timezone")
     @classmethod
     def _check_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError("not an IANA time zone name (e.g. America/Chicago)") from None
+        if not is_time_zone(value):
+            raise ValueError("not an IANA time zone name (e.g. America/Chicago)")
         return value
 
     @field_validator("public_url", "twilio_api_base_url")

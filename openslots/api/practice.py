@@ -29,6 +29,7 @@ from openslots.connectors.database import lifecycle as life
 from openslots.connectors.database import slots as slot_repo
 from openslots.connectors.database.engine import display_url
 from openslots.connectors.database.models import Channel
+from openslots.domain.clock import is_time_zone
 from openslots.domain.statuses import ConnectionStatus
 from openslots.errors import OpenslotsError
 from openslots.resources import resources
@@ -48,14 +49,8 @@ def upgrade_schema(revision: str = "head") -> dict[str, str]:
 def check_timezone(timezone: str) -> None:
     """Refuse a time zone that is not an IANA name (a provider's locations keep wall clock in
     it)."""
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    try:
-        ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise OpenslotsError(
-            "timezone: not an IANA time zone name (e.g. America/Chicago)"
-        ) from None
+    if not is_time_zone(timezone):
+        raise OpenslotsError("timezone: not an IANA time zone name (e.g. America/Chicago)")
 
 
 # --- providers ----------------------------------------------------------------------------

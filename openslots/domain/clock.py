@@ -19,6 +19,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
 class Clock(Protocol):
@@ -53,6 +54,19 @@ class FrozenClock:
         with self._lock:
             self._at += delta
             return self._at
+
+
+def is_time_zone(name: str) -> bool:
+    """Whether `name` is an IANA time zone this machine knows (America/Chicago, UTC).
+
+    >>> is_time_zone("America/Chicago"), is_time_zone("Mars/Olympus")
+    (True, False)
+    """
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
 
 
 def _aware(at: dt.datetime) -> dt.datetime:
