@@ -20,6 +20,7 @@ from alembic import command
 from alembic.script import Script, ScriptDirectory
 from sqlalchemy import Connection, Engine, MetaData, Table, func, inspect, select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 
 from openslots.connectors.database import get_engine, require_current_schema, upgrade_database
 from openslots.connectors.database.engine import MIGRATIONS_DIR, alembic_config
@@ -58,6 +59,9 @@ RELEASED_REVISIONS = {
     "0001_initial_schema.py": "3b6b35a2301b244a7f7720a0595188a96cf81597a8c8f89cda78ba241f947a13",
     "0002_dispatch_intents.py": "22d12ffaf9888185653ba90f30937308a7b833fa497903b646ca9795bc565352",
     "0003_open_slots.py": "66d591634fe2fe3b6df86936b600cc6ddf2dbe3f156db45cf903f9e25dd11890",
+    "0004_alert_lifecycle_resend_cadence_feeds.py": (
+        "032e18f622d23f163038e39b9fb1733345e4bfc2756aae58681cec8f6ec2dc25"
+    ),
 }
 VERSIONS_DIR = MIGRATIONS_DIR / "versions"
 
@@ -383,10 +387,78 @@ def _rows_for_0002(rows: RowWriter) -> None:
     )
 
 
+def _rows_for_0003(rows: RowWriter) -> None:
+    """Every table of 0003: 0002's rows and the Open Slots columns 0003 added (a location's
+    time zone, a connection's Serial order, a claimed slot, its offers and an offer's message)."""
+    _rows_for_0002(rows)
+    provider = rows.insert("providers", name="Slots Practice", integrated=True, auto_invite=True)
+    location = rows.insert(
+        "locations", provider_id=provider, name="Lakeside", timezone="America/Chicago"
+    )
+    connection = rows.insert(
+        "connections",
+        provider_id=provider,
+        location_id=location,
+        client_id=None,
+        first_name="Zoë",
+        last_name="Ng",
+        date_of_birth=dt.date(1990, 5, 6),
+        email="zoe@example.org",
+        mobile_phone="+14155550100",
+        name_key="ng|zoe",
+        status="Approved",
+        priority=None,
+        mrn="0042",
+        alert_order=1,
+        created_at=AT,
+    )
+    slot = rows.insert(
+        "slots",
+        slot_key="APT10|slots",
+        provider_id=provider,
+        location_id=location,
+        filler_id="APT10",
+        start="2026-12-03T09:30",
+        starts_at=LATER,
+        duration_minutes=30,
+        visit_type="Follow-up",
+        status="claimed",
+        mode="serial",
+        group_size=2,
+        timeout_minutes=30,
+        opened_at=AT,
+        claimed_at=LATER,
+    )
+    offer = rows.insert(
+        "offers",
+        slot_id=slot,
+        connection_id=connection,
+        group_number=0,
+        due_at=AT,
+        state="sent",
+        reason=None,
+        claim_attempts=1,
+        sent_at=AT,
+        created_at=AT,
+    )
+    rows.insert(
+        "outbox",
+        idempotency_key=f"offer:{offer}:sms",
+        kind="slot_alert",
+        channel="sms",
+        offer_id=offer,
+        status="sent",
+        attempts=1,
+        created_at=AT,
+        sent_at=AT,
+    )
+
+
 # Keyed by revision id. Every revision but head needs one (test below); a writer stays forever.
 ROW_WRITERS: dict[str, Callable[[RowWriter], None]] = {
     "0001": _rows_for_0001,
     "0002": _rows_for_0002,
+    "0003": _rows_for_0003,
 }
 
 
@@ -573,3 +645,38 @@ def test_0003_converts_slot_starts_and_statuses(
         "booked": (dt.datetime(2026, 12, 4, 14, 30), "closed", "booked_in_ehr"),
         "unreadable": (None, "closed", "lead_time"),
     }
+
+
+def test_0004_accepts_interrupted_batches_and_registrations_imports(
+    empty_database: Settings,
+) -> None:
+    """0004 widens two CHECKs of import_batches (a table copy on SQLite): the new words are
+    accepted, a word outside them is still refused, and the rows already there stay."""
+    assert upgrade_database(empty_database, "0003") == "0003"
+    engine = get_engine(empty_database)
+    batch = dict(
+        provider_name="P",
+        location_name="L",
+        integrated=False,
+        source="roster.csv",
+        strict=False,
+        total_rows=0,
+        accepted=0,
+        rejected=0,
+        warnings=0,
+        new_clients=0,
+        updated_clients=0,
+        mrns_mapped=0,
+        needs_review=0,
+        queued_invitations=0,
+    )
+    with engine.begin() as conn:
+        old = RowWriter(conn).insert("import_batches", mode="sync", status="running", **batch)
+    upgrade_database(empty_database)
+    with engine.begin() as conn:
+        rows = RowWriter(conn)
+        rows.insert("import_batches", mode="registrations", status="interrupted", **batch)
+        kept = conn.execute(text("SELECT status FROM import_batches WHERE id = :id"), {"id": old})
+        assert kept.scalar_one() == "running"
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        RowWriter(conn).insert("import_batches", mode="sync", status="paused", **batch)

@@ -229,7 +229,9 @@ def test_the_states_are_staging_states() -> None:
     from openslots.connectors.database.models import ImportMode, StagingState
 
     assert {s.value for s in RowState} <= {s.value for s in StagingState}
-    assert {m.value for m in ImportMode} == {"invite", "sync"}
+    assert {m.value for m in ImportMode} == {"invite", "sync", "registrations"}
+    with pytest.raises(ValueError, match="mode"):  # a registrations batch is not a roster
+        decide_rows(ImportMode.REGISTRATIONS, [], [])
     # `ImportMode` itself is accepted (a StrEnum).
     assert decide_rows(ImportMode.SYNC, [r(2, "R1")], [c(1, A)])[2].state is CONNECTED
 

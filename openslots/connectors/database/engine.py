@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+from openslots.errors import ConfigurationError
 from openslots.settings import Settings, get_settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
@@ -96,8 +97,6 @@ def require_current_schema(settings: Settings | None = None) -> None:
     """
     from alembic.runtime.migration import MigrationContext
 
-    from openslots.errors import ConfigurationError
-
     url = (settings or get_settings()).resolved_database_url()
     head = head_revision()
     sqlite_file = _sqlite_file(url)
@@ -119,6 +118,14 @@ def display_url(settings: Settings | None = None) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def _sqlite_foreign_keys(connection: Connection, *, on: bool) -> None:
+    """PRAGMA foreign_keys on the driver's connection: through SQLAlchemy it would open a
+    transaction first, inside which SQLite ignores it."""
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    driver.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+
+
 def upgrade_database(settings: Settings | None = None, revision: str = "head") -> str:
     """Create or migrate the schema to `revision`; returns the revision now current."""
     from alembic import command
@@ -127,9 +134,28 @@ def upgrade_database(settings: Settings | None = None, revision: str = "head") -
     url = (settings or get_settings()).resolved_database_url()
     engine = _engine_for(url)
     config = alembic_config(url)
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+    with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # SQLite changes a table by copying it; with foreign keys on, dropping the old copy
+            # would cascade into every table that references it (SQLite's own 12-step recipe:
+            # keys off outside the transaction, checked before commit).
+            _sqlite_foreign_keys(connection, on=False)
+        try:
+            with connection.begin():
+                config.attributes["connection"] = connection
+                command.upgrade(config, revision)
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        tables = sorted({str(row[0]) for row in broken})
+                        raise ConfigurationError(
+                            f"the upgrade would leave rows pointing at missing rows in {tables}; "
+                            "nothing was changed"
+                        )
+        finally:
+            if sqlite:
+                _sqlite_foreign_keys(connection, on=True)
     with engine.connect() as connection:
         current = MigrationContext.configure(connection).get_current_revision()
     return current or "base"

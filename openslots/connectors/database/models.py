@@ -60,12 +60,14 @@ class Channel(StrEnum):
 class ImportMode(StrEnum):
     INVITE = "invite"  # the seed's bulk invitation upload
     SYNC = "sync"  # the nightly roster sync from the EHR
+    REGISTRATIONS = "registrations"  # a registrations file (its rejections kept like a roster's)
 
 
 class BatchStatus(StrEnum):
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
+    INTERRUPTED = "interrupted"  # stopped by Ctrl-C/SIGTERM, or its process died (no heartbeat)
 
 
 class OutboxKind(StrEnum):
@@ -141,6 +143,12 @@ class Provider(Timestamped, Base):
     integrated: Mapped[bool] = mapped_column(Boolean, default=False)
     # Whether new patients from the EHR feed with an email or phone are invited automatically.
     auto_invite: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # The resend cadence in days ("21,30,60,90,120"); None: OPENSLOTS_RESEND_CADENCE.
+    resend_cadence: Mapped[str | None] = mapped_column(String(64))
+    # The HL7 feed (MSH-3 sending application, MSH-4 sending facility) whose MRNs this
+    # provider's connections carry: A40 merges from that feed apply here only.
+    feed_application: Mapped[str | None] = mapped_column(String(180))
+    feed_facility: Mapped[str | None] = mapped_column(String(180))
 
 
 class Location(Timestamped, Base):
@@ -207,6 +215,8 @@ class Connection(Timestamped, Base):
     mrn: Mapped[str | None] = mapped_column(String(64))
     # The practice's order for Serial offers (`connections set-order`), then id; None: last.
     alert_order: Mapped[int | None] = mapped_column(Integer)
+    # When the client can come ("Mon-Fri 08:00-12:00; Sat 09:00-11:00", location time); None: any.
+    availability: Mapped[str | None] = mapped_column(String(200))
 
 
 class Invitation(Timestamped, Base):
@@ -321,6 +331,10 @@ class ImportBatch(Base):
     error: Mapped[str | None] = mapped_column(Text)  # PHI-free
     started_at: Mapped[dt.datetime] = mapped_column(default=clock.now, server_default=func.now())
     finished_at: Mapped[dt.datetime | None]
+    # Who runs it ("host:pid:nonce") and when it last said so: a running batch whose heartbeat
+    # is stale belongs to a dead process and is cleaned up as interrupted.
+    worker_id: Mapped[str | None] = mapped_column(String(64))
+    heartbeat_at: Mapped[dt.datetime | None]
 
 
 class ImportRejection(Base):
@@ -458,6 +472,8 @@ class Hl7Message(Base):
     control_id_reused: Mapped[bool] = mapped_column(Boolean, default=False)
     received_at: Mapped[dt.datetime] = mapped_column(default=clock.now, server_default=func.now())
     processed_at: Mapped[dt.datetime | None]
+    # An `applying` message whose lease expired (its ingest run died) is claimed again.
+    lease_expires_at: Mapped[dt.datetime | None]
 
 
 class Slot(Base):
@@ -494,6 +510,14 @@ class Slot(Base):
     filled_at: Mapped[dt.datetime | None]  # booked in the EHR
     claimed_at: Mapped[dt.datetime | None]
     closed_at: Mapped[dt.datetime | None]
+    # A claimed slot is booked here, not yet in the EHR: a scheduler (or an SIU^S12 for the
+    # winner's MRN, by "hl7") records that it reached the EHR's calendar.
+    reconciled_at: Mapped[dt.datetime | None]
+    reconciled_by: Mapped[str | None] = mapped_column(String(100))
+    # An SIU^S12 at this time for another patient while the slot was claimed: reported, never
+    # applied over the claim (`slots list --conflicts`).
+    conflict_message_id: Mapped[int | None] = mapped_column(Integer)
+    conflict_at: Mapped[dt.datetime | None]
 
 
 class Offer(Base):
@@ -504,6 +528,8 @@ class Offer(Base):
     __table_args__ = (
         UniqueConstraint("slot_id", "connection_id"),
         Index("ix_offers_state_due_at", "state", "due_at"),
+        # The contact cap and "offered least recently first" read a connection's recent offers.
+        Index("ix_offers_connection_id_sent_at", "connection_id", "sent_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -517,6 +543,31 @@ class Offer(Base):
     reason: Mapped[str | None] = mapped_column(String(32))  # an ExplainReason when held/skipped
     claim_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     sent_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=clock.now, server_default=func.now())
+    viewed_at: Mapped[dt.datetime | None]  # the claim page's beacon (never a bare GET)
+    declined_at: Mapped[dt.datetime | None]  # "Not for me": final for this patient and slot
+
+
+class ResendStepState(StrEnum):
+    """What became of one cadence step of one invitation (`invitation_resends.state`)."""
+
+    QUEUED = "queued"  # a resend intent for this step was queued (dispatch sends it)
+    SKIPPED = "skipped"  # passed over (`reason`, e.g. superseded by a later due step)
+
+
+class InvitationResend(Base):
+    """One automatic-resend cadence step of one invitation, decided once: the unique key makes
+    a second run (that day, or on another machine) queue nothing twice."""
+
+    __tablename__ = "invitation_resends"
+    __table_args__ = (UniqueConstraint("invitation_id", "step_days"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    invitation_id: Mapped[int] = mapped_column(ForeignKey("invitations.id", ondelete="CASCADE"))
+    step_days: Mapped[int] = mapped_column(Integer)  # days after the first send
+    state: Mapped[ResendStepState] = mapped_column(_enum(ResendStepState, "resend_step_state"))
+    reason: Mapped[str | None] = mapped_column(String(32))  # why skipped; no values
+    as_of: Mapped[dt.date] = mapped_column(Date)  # the run's as-of date
     created_at: Mapped[dt.datetime] = mapped_column(default=clock.now, server_default=func.now())
 
 
