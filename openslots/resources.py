@@ -16,15 +16,20 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
 from openslots.connectors.database.engine import get_engine, require_current_schema
 from openslots.connectors.database.secrets import TOKEN_KEY, get_or_create_secret
-from openslots.connectors.email import EmailSender, email_sender
-from openslots.connectors.sms import SmsSender, sms_sender
 from openslots.domain import clock as _clock
 from openslots.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    # The senders (yagmail, requests) are imported when a sender is asked for: a command that
+    # only reads the database must not pay for them.
+    from openslots.connectors.email import EmailSender
+    from openslots.connectors.sms import SmsSender
 
 
 @dataclass(frozen=True)
@@ -41,16 +46,23 @@ class Resources:
     @cached_property
     def email(self) -> EmailSender:
         """The configured email backend."""
+        from openslots.connectors.email import email_sender
+
         return email_sender(self.settings)
 
     @cached_property
     def sms(self) -> SmsSender:
         """The configured SMS backend."""
+        from openslots.connectors.sms import sms_sender
+
         return sms_sender(self.settings)
 
     def new_senders(self) -> tuple[EmailSender, SmsSender]:
         """A fresh (email, SMS) sender pair for one sending thread: an SMTP sender holds one
         connection and belongs to one thread, so parallel dispatch asks for one pair each."""
+        from openslots.connectors.email import email_sender
+        from openslots.connectors.sms import sms_sender
+
         return email_sender(self.settings), sms_sender(self.settings)
 
     @property

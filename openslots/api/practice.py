@@ -8,8 +8,6 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-import pandas as pd
-
 from openslots.api._session import (
     InvalidRegistration,
     NotFoundError,
@@ -33,8 +31,6 @@ from openslots.domain.clock import is_time_zone
 from openslots.domain.statuses import ConnectionStatus
 from openslots.errors import OpenslotsError
 from openslots.resources import resources
-from openslots.schemas.registrations import REGISTRATION_COLUMNS, validate_registrations
-from openslots.tasks.registrations import registration_input
 
 # --- schema -------------------------------------------------------------------------------
 
@@ -123,6 +119,8 @@ def invite(
 ) -> dict[str, Any]:
     """Invite one client (or, with guardian names, one dependent): the roster's validation,
     matching and queueing, for a single row. Returns the import report (see `batch_report`)."""
+    import pandas as pd  # pandas and Prefect only for the commands that import rows
+
     from openslots.reports import batch_report
     from openslots.tasks.roster import apply_roster, stage_chunks, start_import
 
@@ -252,6 +250,11 @@ def opt_in(provider: str, channel: str, address: str, actor: str, reason: str | 
 
 def register_from_app(**fields: str | None) -> dict[str, Any]:
     """Validate and apply one registration (fields as in `openslots registrations import`)."""
+    import pandas as pd  # pandas, pandera and Prefect only for the commands that import rows
+
+    from openslots.schemas.registrations import REGISTRATION_COLUMNS, validate_registrations
+    from openslots.tasks.registrations import registration_input
+
     unknown = set(fields) - set(REGISTRATION_COLUMNS)
     if unknown:
         raise TypeError(f"unknown registration fields: {', '.join(sorted(unknown))}")

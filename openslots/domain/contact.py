@@ -5,6 +5,10 @@ plain enough for both Python's `re` and pyarrow's RE2. Each check also has a one
 (`valid_email`, `valid_name`, ...) built from the same pattern, for the few rows of an MLLP
 group where pandas' fixed cost per call would dominate; tests/domain/test_contact.py checks
 that the two forms agree on any text.
+
+pandas is imported by the three functions that build pandas objects, not by the module: the
+models import `name_key` from here, and a command that only reads the database must not pay
+for pandas (~0.5 s).
 """
 
 from __future__ import annotations
@@ -13,10 +17,12 @@ import calendar
 import datetime as dt
 import re
 import unicodedata
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from openslots.domain import clock
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Local part per RFC 5322 "atext" plus dots; a domain of at least two labels.
 EMAIL_PATTERN = (
@@ -161,6 +167,8 @@ def is_feed_name(values: pd.Series) -> pd.Series:
     """
     has_letter = [any(ch.isalpha() for ch in text) for text in values.fillna("")]
     control = values.str.contains(CONTROL_CHARACTERS, regex=True).fillna(False).astype(bool)
+    import pandas as pd
+
     return pd.Series(has_letter, index=values.index, dtype=bool) & ~control
 
 
@@ -177,6 +185,8 @@ def has_date_format(values: pd.Series) -> pd.Series:
 def parse_dates(values: pd.Series) -> pd.Series:
     """YYYY-MM-DD to datetime64; anything else (03/04/1971, 2023-02-30) becomes NaT."""
     shaped = values.where(has_date_format(values), None)
+    import pandas as pd
+
     return pd.to_datetime(shaped, format="%Y-%m-%d", errors="coerce")
 
 
@@ -187,4 +197,6 @@ def date_bounds(today: dt.date | None = None) -> tuple[pd.Timestamp, pd.Timestam
         oldest = today.replace(year=today.year - MAX_AGE_YEARS)
     except ValueError:  # 29 February
         oldest = today.replace(year=today.year - MAX_AGE_YEARS, day=28)
+    import pandas as pd
+
     return pd.Timestamp(oldest), pd.Timestamp(today)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Mapping, Sequence
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from openslots.domain.contact import clean_text, normalise_email, parse_dates
 from openslots.domain.phone import normalise_phones
+
+if TYPE_CHECKING:  # imported where a frame is built: the one-value forms need no pandas
+    import pandas as pd
 
 EMAIL_COLUMN = "email"
 PHONE_COLUMN = "mobile_phone"
@@ -56,6 +58,8 @@ def normalise_rows(
     >>> frame["email"].tolist(), frame["date_of_birth"].tolist(), bad.tolist()
     (['a@b.org'], [''], [True])
     """
+    import pandas as pd
+
     frame = pd.DataFrame(index=raw.index)
     for column in columns:
         clean = normalise_email if column == EMAIL_COLUMN else clean_text

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache, lru_cache
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import phonenumbers
 from phonenumbers import PhoneMetadata, PhoneNumberType
+
+if TYPE_CHECKING:  # imported where a Series is built: `to_e164` and `phone_value` need no pandas
+    import pandas as pd
 
 MOBILE_TYPES = frozenset({PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE})
 # Formatting people type between digits: spaces, dashes, dots, brackets, slashes.
@@ -107,6 +110,8 @@ def normalise_phones(raw: pd.Series, region: str) -> tuple[pd.Series, pd.Series]
     """
     text = raw.fillna("").astype("str").str.strip()
     present = text != ""
+    import pandas as pd
+
     result = pd.Series("", index=raw.index, dtype="str")
     decided = ~present
 
