@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     outbox_dir: Path | None = Field(
         default=None, description="Where the file email/SMS backends write; default `home`/outbox."
     )
+    drop_dir: Path | None = Field(
+        default=None,
+        description="Where `openslots serve` picks up files: roster/PROVIDER/LOCATION/*.csv, "
+        "hl7/*, then moves each to processed/ or failed/; default `home`/drop.",
+    )
     email_backend: Literal["file", "smtp"] = Field(
         default="file",
         description="`file`: .eml files in the outbox folder (embedded default); "
@@ -263,6 +268,9 @@ class Settings(BaseSettings):
 
     def resolved_outbox_dir(self) -> Path:
         return (self.outbox_dir or self.resolved_home() / "outbox").expanduser().resolve()
+
+    def resolved_drop_dir(self) -> Path:
+        return (self.drop_dir or self.resolved_home() / "drop").expanduser().resolve()
 
 
 def _quiet_window(value: str) -> tuple[time, time] | None:

@@ -31,10 +31,17 @@ from openslots.cli import (
     providers,
     registrations,
     roster,
+    serve,
     slots,
     sms,
     unsubscribe,
 )
+from openslots.serve import adopt_served_api
+
+# While `openslots serve` runs for this OPENSLOTS_HOME, flows report to its Prefect server
+# instead of a temporary one started for each command (PREFECT_API_URL still wins). No module
+# above imports Prefect (tests/cli/test_lazy_imports.py), so this comes before it reads it.
+adopt_served_api()
 
 __all__ = ["app", "main"]
 
@@ -51,6 +58,7 @@ app.command("opt-out")(opt_out.opt_out_command)
 app.command("opt-in")(opt_out.opt_in_command)
 app.command("unsubscribe")(unsubscribe.unsubscribe_command)
 app.command("demo")(demo.demo)
+app.command("serve")(serve.serve_command)
 app.add_typer(db.app, name="db")
 app.add_typer(providers.app, name="providers")
 app.add_typer(roster.app, name="roster")

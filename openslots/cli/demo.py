@@ -74,7 +74,6 @@ def demo(
     err.print(f"texts (.json): {result['sms_dir']}")
     err.print(f"database: {result['database']}")
     err.print(
-        "\nPrefect UI: run `prefect server start`, then in another shell "
-        "`export PREFECT_API_URL=http://127.0.0.1:4200/api` and run the demo again; "
-        "the runs, logs and import reports appear at http://127.0.0.1:4200"
+        "\nPrefect UI: run `openslots serve` in this directory (another terminal), then the "
+        "demo again: its runs, logs and import reports appear at http://127.0.0.1:4200"
     )

@@ -7,6 +7,7 @@ current, rejected file...); 2 the command line is wrong (Typer's own usage error
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Callable
@@ -57,6 +58,31 @@ def require_schema(as_json: bool) -> None:
     from openslots.api import require_current_schema
 
     run(as_json, require_current_schema)
+    temporary_server_hint()
+
+
+SERVE_HINT = (
+    "note: this command starts a temporary Prefect server (~5-10 s); run `openslots serve` in "
+    "this directory (another terminal) and commands here use its server instead"
+)
+
+
+def temporary_server_hint() -> None:
+    """Say once per OPENSLOTS_HOME, on stderr, how to avoid the temporary Prefect server a flow
+    command is about to start (nothing when serve runs or PREFECT_API_URL names a server)."""
+    import os
+    from pathlib import Path
+
+    if os.environ.get("PREFECT_API_URL"):
+        return
+    from openslots.settings import get_settings
+
+    marker = get_settings().resolved_home() / ".serve-hint-shown"
+    if marker.exists():
+        return
+    err.print(SERVE_HINT, soft_wrap=True)
+    with contextlib.suppress(OSError):
+        Path(marker).touch()
 
 
 def done(as_json: bool, result: Any, message: str, payload: dict[str, Any]) -> None:
