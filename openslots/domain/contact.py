@@ -143,6 +143,7 @@ def is_valid_name(values: pd.Series) -> pd.Series:
     letter. A CSV row is typed by hand, so anything else (digits, `<`, `>`, `@`, control
     characters) is a typing error.
 
+    >>> import pandas as pd
     >>> is_valid_name(pd.Series(["King, Jr.", "O’Neil", "St. John-Smith", "R2D2", ",x"])).tolist()
     [True, True, True, False, False]
     """
@@ -162,6 +163,7 @@ def is_feed_name(values: pd.Series) -> pd.Series:
     """The EHR feed rule: at least one letter and no control character. A feed is the source
     of truth for its patients; what `is_valid_name` would refuse there is a warning.
 
+    >>> import pandas as pd
     >>> is_feed_name(pd.Series(["TEST1", "NOPV1PATIENT", "123", "Ann\\x07"])).tolist()
     [True, True, False, False]
     """

@@ -52,6 +52,7 @@ def normalise_rows(
     Returns the frame and the mask of rows whose phone was present but not a valid mobile
     (a warning: the row stays, without a phone).
 
+    >>> import pandas as pd
     >>> frame, bad = normalise_rows(
     ...     pd.DataFrame({"email": [" A@B.ORG "], "mobile_phone": ["12"]}),
     ...     ["email", "mobile_phone", "date_of_birth"], "US", {"date_of_birth": "dob"})

@@ -104,6 +104,7 @@ def _patterns(region: str) -> _RegionPatterns | None:
 def normalise_phones(raw: pd.Series, region: str) -> tuple[pd.Series, pd.Series]:
     """Return (E.164 or "" per value, mask of non-empty values that are not a valid mobile).
 
+    >>> import pandas as pd
     >>> e164, bad = normalise_phones(pd.Series(["", "415.555.2671", "12"]), "US")
     >>> e164.tolist(), bad.tolist()
     (['', '+14155552671', ''], [False, False, True])
