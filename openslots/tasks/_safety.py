@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import logging
+import re
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
@@ -48,14 +50,69 @@ def is_transient(_task: Any, _task_run: Any, state: Any) -> bool:
     return False
 
 
-def run_logger() -> Any:
-    """Prefect's run logger inside a run, a plain logger when a task is called with `.fn`."""
-    import logging
+# What a patient value looks like, for the second line of defence below: an email address, a
+# phone number (10+ digits, with or without separators), a date (YYYY-MM-DD, YYYYMMDD,
+# MM/DD/YYYY). Counts and ids are shorter than a phone number and are left alone.
+_PATIENT_SHAPED = re.compile(
+    r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
+    r"|(?:\+|\()?\d(?:[\s().-]*\d){9,}"
+    r"|\b\d{4}-\d{2}-\d{2}\b|\b(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\b"
+    r"|\b\d{1,2}/\d{1,2}/\d{4}\b"
+)
+REDACTED = "[redacted]"
 
+
+def redact(text: str) -> str:
+    """Replace whatever is shaped like an email, a phone number or a date of birth.
+
+    >>> redact("sent to ana@example.org, +1 (415) 555-0100, born 1990-01-02; batch 12: 40 rows")
+    'sent to [redacted], [redacted], born [redacted]; batch 12: 40 rows'
+    """
+    return _PATIENT_SHAPED.sub(REDACTED, text)
+
+
+class RedactPatientData(logging.Filter):
+    """On the handlers that ship records to Prefect's API: the message as it will be stored,
+    redacted (DESIGN.md keeps patient values out of log calls; this catches a mistake)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        if record.exc_info or record.exc_text:  # a traceback can quote values: never ship one
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+_FILTER = RedactPatientData()
+
+
+def install_redaction() -> int:
+    """Add the filter to every Prefect API log handler configured so far (idempotent);
+    returns how many handlers carry it."""
+    from prefect.logging.handlers import APILogHandler
+
+    loggers = [logging.getLogger()] + [
+        logger for logger in logging.Logger.manager.loggerDict.values()
+        if isinstance(logger, logging.Logger)
+    ]  # fmt: skip
+    handlers = {h for logger in loggers for h in logger.handlers if isinstance(h, APILogHandler)}
+    for handler in handlers:
+        if _FILTER not in handler.filters:
+            handler.addFilter(_FILTER)
+    return len(handlers)
+
+
+def run_logger() -> Any:
+    """Prefect's run logger inside a run (its API handlers redacting patient-shaped text), a
+    plain logger when a task is called with `.fn`."""
     from prefect.exceptions import MissingContextError
     from prefect.logging import get_run_logger
 
     try:
-        return get_run_logger()
+        logger = get_run_logger()
     except MissingContextError:
         return logging.getLogger("openslots")
+    install_redaction()
+    return logger

@@ -183,3 +183,27 @@ def test_no_patient_data_from_hl7_reaches_prefect(db: Engine, tmp_path: Path) ->
         if v in stored
     ]
     assert leaks == []
+
+
+def test_patient_shaped_text_in_a_run_log_is_redacted_before_prefect_stores_it() -> None:
+    """The second line of defence: a log call that quotes a patient value by mistake reaches
+    Prefect's API redacted (the first line: no log call quotes one)."""
+    from prefect import flow, task
+
+    from openslots.tasks._safety import REDACTED, run_logger
+
+    @task
+    def careless() -> None:
+        run_logger().warning(
+            "row for zorvandelle.q@example.org (415) 555-0199 born 1961-07-13 failed"
+        )
+
+    @flow
+    def careless_flow() -> None:
+        careless()
+
+    careless_flow()
+    stored = _prefect_text()
+    assert "zorvandelle.q@example.org" not in stored
+    assert "555-0199" not in stored and "1961-07-13" not in stored
+    assert f"row for {REDACTED} {REDACTED} born {REDACTED} failed" in stored
