@@ -177,12 +177,15 @@ def test_connection_commands_audit_and_opt_out(db: Engine, tmp_path: Path) -> No
         provider="Dr. Screens",
         location="Main",
     )
-    assert (
-        run("connections", "set-status", "1", "approved", "--actor", "bob", "--reason", "verified")[
-            0
-        ]
-        == 0
+    code, changed = run(
+        "connections", "set-status", "1", "approved", "--actor", "bob", "--reason", "verified"
     )
+    assert code == 0 and changed == {
+        "connection_id": 1,
+        "status": "Approved",
+        "from": "Pending",
+        "to": "Approved",
+    }
     assert run("connections", "set-priority", "1", "High")[0] == 0
     code, refused = run("connections", "set-priority", "1", "Whenever")
     assert code == 1 and "unknown priority" in refused["error"]
