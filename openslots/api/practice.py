@@ -21,6 +21,7 @@ from openslots.connectors.database import (
     hl7_store,
     listings,
     opt_outs,
+    provider_admin,
     providers,
     registrations,
     upgrade_database,
@@ -29,6 +30,7 @@ from openslots.connectors.database import lifecycle as life
 from openslots.connectors.database import slots as slot_repo
 from openslots.connectors.database.engine import display_url
 from openslots.connectors.database.models import Channel
+from openslots.connectors.database.providers import Feed
 from openslots.domain.clock import is_time_zone
 from openslots.domain.statuses import ConnectionStatus
 from openslots.errors import OpenslotsError
@@ -90,6 +92,35 @@ def add_provider(
         "integrated": target.integrated,
         "locations": created,
     }
+
+
+def set_provider_feed(provider: str, application: str, facility: str, actor: str) -> dict[str, Any]:
+    """Record the HL7 feed (MSH-3 application, MSH-4 facility) whose A40 merges apply to the
+    provider (audited)."""
+    with _writing() as conn:
+        return provider_admin.set_feed(conn, provider, Feed(application, facility), actor)
+
+
+def set_provider_integrated(
+    provider: str, integrated: bool, actor: str, reason: str | None = None
+) -> dict[str, Any]:
+    """Mark a provider EHR-integrated or not (audited): `{"provider_id", "provider", "from",
+    "to"}`. A message never does this."""
+    with _writing() as conn:
+        return provider_admin.set_integrated(conn, provider, integrated, actor, reason)
+
+
+def rename_provider(old: str, new: str, actor: str) -> dict[str, Any]:
+    """Rename a provider (audited): `{"provider_id", "from", "to"}`."""
+    with _writing() as conn:
+        return provider_admin.rename(conn, old, new, actor)
+
+
+def merge_providers(source: str, target: str, actor: str) -> dict[str, Any]:
+    """Move everything of provider `source` into `target` and delete `source` (audited on the
+    target); the counts say what moved, folded and was dropped (provider_admin.merge)."""
+    with _writing() as conn:
+        return provider_admin.merge(conn, source, target, actor)
 
 
 # --- imports ------------------------------------------------------------------------------

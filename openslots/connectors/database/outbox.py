@@ -385,8 +385,11 @@ def record_sent(conn: Connection, ids: Sequence[int], *, worker_id: str | None =
     # An invitation is Sent once any of its messages went, whatever the channel (a feed patient
     # may have a phone only); `send_count` counts its attempts, each once, by the first of its
     # messages to go (the others of that attempt were sent before, or in this same call).
-    attempts = {(row.invitation_id, attempt_of(row.idempotency_key)) for row in marked}
-    attempts = {(inv, attempt) for inv, attempt in attempts if inv is not None}
+    attempts: set[tuple[int, str]] = {
+        (int(row.invitation_id), attempt_of(row.idempotency_key))
+        for row in marked
+        if row.invitation_id is not None
+    }
     invitations = sorted({inv for inv, _ in attempts})
     earlier: set[tuple[int, str]] = set()
     for start in range(0, len(invitations), 1000):
@@ -407,7 +410,7 @@ def record_sent(conn: Connection, ids: Sequence[int], *, worker_id: str | None =
                 OutboxMessage.id.not_in([row.id for row in marked]),
             )
         )
-        earlier |= {(inv, attempt_of(key)) for inv, key in rows}
+        earlier |= {(int(inv), attempt_of(key)) for inv, key in rows if inv is not None}
     new_sends = Counter(inv for inv, _ in attempts - earlier)
     by_increment: dict[int, list[int]] = defaultdict(list)
     for inv in invitations:
