@@ -193,13 +193,15 @@ def ingest_stored() -> Hl7Counts:
 def ingest_all(settings: Settings) -> Hl7Counts:
     engine = resources(settings).engine
     total = Hl7Counts()
+    lease = dt.timedelta(seconds=settings.hl7_lease_seconds)
     while True:
         with engine.begin() as conn:
-            claimed = store.claim_stored(conn, settings.hl7_batch_size)
-            if not claimed:
-                break
-            # Claimed rows are marked in the same transaction on PostgreSQL (SKIP LOCKED).
-            store.mark(conn, [(i, Hl7MessageStatus.APPLYING, None) for i, _ in claimed])
+            # Marked `applying` under a lease in the same transaction (SKIP LOCKED on
+            # PostgreSQL); a run killed before it marks the outcomes leaves them to the next
+            # run once the lease has expired. Each batch claims anew: the loop drains a backlog.
+            claimed = store.claim_stored(conn, settings.hl7_batch_size, clock.now(), lease)
+        if not claimed:
+            break
         total.add(ingest_batch(settings, claimed))
     run_logger().info(
         "ingest: %d applied, %d ignored, %d errors, %d slots opened, %d filled",
