@@ -29,14 +29,16 @@ from openslots.connectors.database import (
 from openslots.connectors.database import lifecycle as life
 from openslots.connectors.database import slots as slot_repo
 from openslots.connectors.database.engine import display_url
-from openslots.connectors.database.models import Channel
+from openslots.connectors.database.lifecycle import LifecycleError
+from openslots.connectors.database.models import Channel, ImportMode
 from openslots.connectors.database.providers import Feed
 from openslots.domain.clock import is_time_zone
 from openslots.domain.statuses import ConnectionStatus
-from openslots.errors import OpenslotsError
+from openslots.errors import ConfigurationError, OpenslotsError
 from openslots.resources import resources
 from openslots.schemas.registrations import REGISTRATION_COLUMNS, validate_registrations
-from openslots.tasks.registrations import registration_input
+from openslots.schemas.roster import Rejection
+from openslots.tasks.registrations import UNKNOWN_PROVIDER, registration_input
 
 # --- schema -------------------------------------------------------------------------------
 
@@ -137,6 +139,15 @@ def import_report(batch_id: int) -> dict[str, Any]:
         return batch_report(batch_id)
     except NoResultFound:
         raise NotFoundError(f"no import batch {batch_id}") from None
+
+
+def registration_rejections(batch_id: int) -> dict[str, Any]:
+    """The findings of a registrations import: `{"batch_id", "rejections", "warnings"}`, each
+    finding `{line, field, rule, message}`; NotFoundError for any other batch id."""
+    report = import_report(batch_id)
+    if report["mode"] != ImportMode.REGISTRATIONS:
+        raise NotFoundError(f"no registrations import batch {batch_id}")
+    return {k: report[k] for k in ("batch_id", "rejections", "warnings")}
 
 
 def invite(
@@ -291,12 +302,16 @@ def register_from_app(**fields: str | None) -> dict[str, Any]:
     frame = pd.DataFrame([{k: fields.get(k) or "" for k in REGISTRATION_COLUMNS}], dtype="str")
     chunk = validate_registrations(frame, 1, settings.phone_region)
     if chunk.rejections:
-        raise InvalidRegistration(
-            [{"field": r.field, "rule": r.rule, "message": r.message} for r in chunk.rejections]
-        )
+        raise InvalidRegistration([r.as_dict() for r in chunk.rejections])
     row = next(chunk.accepted.itertuples(index=False))._asdict()
-    with engine.begin() as conn:
-        return asdict(registrations.register(conn, registration_input(row)))
+    try:
+        with engine.begin() as conn:
+            return asdict(registrations.register(conn, registration_input(row)))
+    except (LifecycleError, ConfigurationError) as exc:
+        # The file import's rule for the same case (tasks.registrations).
+        raise InvalidRegistration(
+            [Rejection(1, "provider", UNKNOWN_PROVIDER, str(exc)).as_dict()]
+        ) from None
 
 
 # --- HL7 ------------------------------------------------------------------------------------
