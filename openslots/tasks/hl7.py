@@ -365,7 +365,7 @@ def _apply_patients(
         lines = [int(i) for i in accepted["line"]] + sorted(
             {f.line for f in findings if f.severity == FindingSeverity.ERROR}
         )
-        existed = _provider_integrated(engine, provider)
+        integrated = _provider_integrated(engine, provider)  # None: no such provider yet
         with engine.begin() as conn:
             batch_id = repo.start_batch(
                 conn, provider, location, True, "hl7", ImportMode.SYNC, False
@@ -397,8 +397,8 @@ def _apply_patients(
         counts.not_invitable += int(
             ((accepted["email"] == "") & (accepted["mobile_phone"] == "")).sum()
         )
-        counts.providers_created += int(existed is None)
-        if existed is False:
+        counts.providers_created += int(integrated is None)
+        if integrated is False:
             counts.providers_not_integrated = sorted({*counts.providers_not_integrated, provider})
 
 
