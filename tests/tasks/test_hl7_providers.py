@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import Engine, select
+import pytest
+from sqlalchemy import Engine, func, select
 
-from openslots.connectors.database.models import AuditEvent, Provider
+from openslots.connectors.database import provider_admin
+from openslots.connectors.database.models import AuditEvent, Location, Provider, Slot
 from openslots.connectors.database.models import Connection as ConnectionRow
 from openslots.domain.clock import frozen_clock
 from openslots.tasks.hl7 import ingest_stored, store_files
@@ -87,3 +89,23 @@ def test_a40_rewrites_mrns_only_at_the_providers_of_the_feed_that_sent_it(
 
     nothing = m.MERGE_A40.replace("EPC0040", "EPC0041").replace("M5999", "M0000")
     assert run(tmp_path, "none.hl7", nothing).merges_unmatched == 1
+
+
+def test_a_merged_providers_feed_slots_are_found_by_the_schedule_feed_afterwards(
+    db: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The slot key names provider and location: a merge rewrites it for the target."""
+    with frozen_clock(FEED_TIME):
+        assert run(tmp_path, "cancel.hl7", m.SIU_S15_CANCELLED).slots_opened == 1
+        with db.connect() as conn:
+            location = conn.execute(select(Location.name)).scalar_one()
+        connection(db, "Dr. Rivera", location, person(1))  # the practice's own provider
+        with db.begin() as conn:
+            merged = provider_admin.merge(conn, RIVERA, "Dr. Rivera", "desk")
+        assert (merged["slots_moved"], merged["locations_merged"]) == (1, 1)
+        # The EHR books the appointment again; here its messages name the practice's provider.
+        monkeypatch.setenv("OPENSLOTS_HL7_DEFAULT_PROVIDER", "Dr. Rivera")
+        booked = "\r".join(s for s in m.SIU_S12_BOOKED.split("\r") if not s.startswith("AIP"))
+        assert run(tmp_path, "book.hl7", booked.replace("SIU-1", "SIU-77")).slots_filled == 1
+    with db.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Slot)).scalar_one() == 1

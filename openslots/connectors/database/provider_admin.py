@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, bindparam, delete, select, update
 from sqlalchemy.orm import aliased
 
 from openslots.connectors.database.lifecycle import audit
@@ -23,6 +23,7 @@ from openslots.connectors.database.models import (
 )
 from openslots.connectors.database.models import Connection as ConnectionRow
 from openslots.connectors.database.providers import Feed, provider_id_for
+from openslots.connectors.database.slots import SlotRef
 from openslots.errors import ConfigurationError
 
 
@@ -84,6 +85,42 @@ def rename(conn: Connection, old: str, new: str, actor: str) -> dict[str, Any]:
     return {"provider_id": provider_id, "from": old, "to": new}
 
 
+def _rekey_slots(
+    conn: Connection, from_id: int, into_id: int, merged_locations: dict[int, int]
+) -> None:
+    """Slot keys name the provider and location (slots.SlotRef.key, staff slots likewise):
+    rewritten for the target, so that its schedule feed finds the moved slots. A key the
+    target has already is left as it was (that appointment is the target's own slot)."""
+    rows = conn.execute(
+        select(
+            Slot.id,
+            Slot.slot_key,
+            Slot.location_id,
+            Slot.filler_id,
+            Slot.start,
+            Slot.duration_minutes,
+        ).where(Slot.provider_id == from_id)
+    ).all()
+    keys: list[dict[str, object]] = []
+    for row in rows:
+        location_id = merged_locations.get(row.location_id, row.location_id)
+        ref = SlotRef(from_id, row.location_id, row.filler_id, row.start, row.duration_minutes)
+        staff = f"staff|{from_id}|{row.location_id}|"
+        if row.slot_key == ref.key:
+            key = SlotRef(into_id, location_id, row.filler_id, row.start, row.duration_minutes).key
+        elif row.slot_key.startswith(staff):
+            key = f"staff|{into_id}|{location_id}|" + row.slot_key.removeprefix(staff)
+        else:
+            continue
+        if conn.execute(select(Slot.id).where(Slot.slot_key == key)).first() is None:
+            keys.append({"sid": row.id, "key": key})
+    if keys:
+        conn.execute(
+            update(Slot).where(Slot.id == bindparam("sid")).values(slot_key=bindparam("key")),
+            keys,
+        )
+
+
 @dataclass
 class MergeCounts:
     """What a provider merge moved, folded and dropped."""
@@ -128,6 +165,7 @@ def merge(conn: Connection, source: str, target: str, actor: str) -> dict[str, A
         if name in into_locations:
             merged_locations[location_id] = into_locations[name]
     counts.locations_merged = len(merged_locations)
+    _rekey_slots(conn, from_id, into_id, merged_locations)
     for old_location, new_location in merged_locations.items():
         for table in (ConnectionRow, Invitation, Slot):
             conn.execute(
