@@ -192,6 +192,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Stored messages per ingest step; also the listener's hand-over threshold.",
     )
+    hl7_lease_seconds: int = Field(
+        default=900,
+        ge=1,
+        description="How long an ingest run holds the messages it claimed (`applying`); after "
+        "it, a crashed run's messages are claimed again by the next run.",
+    )
     hl7_batch_seconds: float = Field(
         default=5.0,
         gt=0,

@@ -13,10 +13,16 @@ from openslots.resources import resources
 
 
 class InvalidRegistration(OpenslotsError):
-    """The registration breaks a rule; `rejections` lists (field, rule, message)."""
+    """The registration breaks a rule; `rejections` lists {line, field, rule, message}, as a
+    registrations file's findings do (line 1: the registration itself), never a value.
+    `line`, `field` and `rule` are the first one's."""
 
     def __init__(self, rejections: list[dict[str, Any]]):
         self.rejections = rejections
+        first = rejections[0] if rejections else {}
+        self.line: int | None = first.get("line")
+        self.field: str | None = first.get("field")
+        self.rule: str | None = first.get("rule")
         fields = ", ".join(f"{r['field']} ({r['rule']})" for r in rejections)
         super().__init__(f"invalid registration: {fields}")
 

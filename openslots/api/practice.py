@@ -19,6 +19,7 @@ from openslots.connectors.database import (
     hl7_store,
     listings,
     opt_outs,
+    provider_admin,
     providers,
     registrations,
     upgrade_database,
@@ -26,10 +27,12 @@ from openslots.connectors.database import (
 from openslots.connectors.database import lifecycle as life
 from openslots.connectors.database import slots as slot_repo
 from openslots.connectors.database.engine import display_url
-from openslots.connectors.database.models import Channel
+from openslots.connectors.database.lifecycle import LifecycleError
+from openslots.connectors.database.models import Channel, ImportMode
+from openslots.connectors.database.providers import Feed
 from openslots.domain.clock import is_time_zone
 from openslots.domain.statuses import ConnectionStatus
-from openslots.errors import OpenslotsError
+from openslots.errors import ConfigurationError, OpenslotsError
 from openslots.resources import resources
 
 # --- schema -------------------------------------------------------------------------------
@@ -88,6 +91,35 @@ def add_provider(
     }
 
 
+def set_provider_feed(provider: str, application: str, facility: str, actor: str) -> dict[str, Any]:
+    """Record the HL7 feed (MSH-3 application, MSH-4 facility) whose A40 merges apply to the
+    provider (audited)."""
+    with _writing() as conn:
+        return provider_admin.set_feed(conn, provider, Feed(application, facility), actor)
+
+
+def set_provider_integrated(
+    provider: str, integrated: bool, actor: str, reason: str | None = None
+) -> dict[str, Any]:
+    """Mark a provider EHR-integrated or not (audited): `{"provider_id", "provider", "from",
+    "to"}`. A message never does this."""
+    with _writing() as conn:
+        return provider_admin.set_integrated(conn, provider, integrated, actor, reason)
+
+
+def rename_provider(old: str, new: str, actor: str) -> dict[str, Any]:
+    """Rename a provider (audited): `{"provider_id", "from", "to"}`."""
+    with _writing() as conn:
+        return provider_admin.rename(conn, old, new, actor)
+
+
+def merge_providers(source: str, target: str, actor: str) -> dict[str, Any]:
+    """Move everything of provider `source` into `target` and delete `source` (audited on the
+    target); the counts say what moved, folded and was dropped (provider_admin.merge)."""
+    with _writing() as conn:
+        return provider_admin.merge(conn, source, target, actor)
+
+
 # --- imports ------------------------------------------------------------------------------
 
 
@@ -102,6 +134,15 @@ def import_report(batch_id: int) -> dict[str, Any]:
         return batch_report(batch_id)
     except NoResultFound:
         raise NotFoundError(f"no import batch {batch_id}") from None
+
+
+def registration_rejections(batch_id: int) -> dict[str, Any]:
+    """The findings of a registrations import: `{"batch_id", "rejections", "warnings"}`, each
+    finding `{line, field, rule, message}`; NotFoundError for any other batch id."""
+    report = import_report(batch_id)
+    if report["mode"] != ImportMode.REGISTRATIONS:
+        raise NotFoundError(f"no registrations import batch {batch_id}")
+    return {k: report[k] for k in ("batch_id", "rejections", "warnings")}
 
 
 def invite(
@@ -253,7 +294,8 @@ def register_from_app(**fields: str | None) -> dict[str, Any]:
     import pandas as pd  # pandas, pandera and Prefect only for the commands that import rows
 
     from openslots.schemas.registrations import REGISTRATION_COLUMNS, validate_registrations
-    from openslots.tasks.registrations import registration_input
+    from openslots.schemas.roster import Rejection
+    from openslots.tasks.registrations import UNKNOWN_PROVIDER, registration_input
 
     unknown = set(fields) - set(REGISTRATION_COLUMNS)
     if unknown:
@@ -263,12 +305,16 @@ def register_from_app(**fields: str | None) -> dict[str, Any]:
     frame = pd.DataFrame([{k: fields.get(k) or "" for k in REGISTRATION_COLUMNS}], dtype="str")
     chunk = validate_registrations(frame, 1, settings.phone_region)
     if chunk.rejections:
-        raise InvalidRegistration(
-            [{"field": r.field, "rule": r.rule, "message": r.message} for r in chunk.rejections]
-        )
+        raise InvalidRegistration([r.as_dict() for r in chunk.rejections])
     row = next(chunk.accepted.itertuples(index=False))._asdict()
-    with engine.begin() as conn:
-        return asdict(registrations.register(conn, registration_input(row)))
+    try:
+        with engine.begin() as conn:
+            return asdict(registrations.register(conn, registration_input(row)))
+    except (LifecycleError, ConfigurationError) as exc:
+        # The file import's rule for the same case (tasks.registrations).
+        raise InvalidRegistration(
+            [Rejection(1, "provider", UNKNOWN_PROVIDER, str(exc)).as_dict()]
+        ) from None
 
 
 # --- HL7 ------------------------------------------------------------------------------------

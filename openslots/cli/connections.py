@@ -16,7 +16,7 @@ from openslots.cli.options import (
     SortOpt,
     actor_or_user,
 )
-from openslots.cli.output import done, emit_json, run, table
+from openslots.cli.output import changed, done, emit_json, run, table
 
 app = typer.Typer(help="The seed's Connections screen.", no_args_is_help=True)
 
@@ -83,11 +83,11 @@ def connections_set_status(
         as_json,
         lambda: set_connection_status(connection_id, new, actor_or_user(actor), reason),
     )
-    done(
+    # `status` (kept) is the new one; `from`/`to` name both sides of the change.
+    changed(
         as_json,
-        str(previous),
         f"connection {connection_id}: {new}",
-        {"connection_id": connection_id, "status": new},
+        {"connection_id": connection_id, "status": new, "from": str(previous), "to": str(new)},
     )
 
 

@@ -31,7 +31,13 @@ def _print_counts(counts: dict[str, Any], as_json: bool) -> None:
     if as_json:
         emit_json(counts)
         return
-    err.print(counts_table({k: v for k, v in counts.items() if k != "skipped_files"}))
+    err.print(counts_table({k: v for k, v in counts.items() if not isinstance(v, list)}))
+    for provider in counts.get("providers_not_integrated", []):
+        err.print(
+            f"note: provider {provider!r} is not EHR-integrated and a feed names it; left so "
+            "(`openslots providers set-integrated NAME` to change it)",
+            soft_wrap=True,
+        )
     if counts.get("errors"):
         err.print("see `openslots hl7 errors`; after a fix, `openslots hl7 reprocess --all`")
 

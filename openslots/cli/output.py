@@ -87,8 +87,13 @@ def temporary_server_hint() -> None:
 
 def done(as_json: bool, result: Any, message: str, payload: dict[str, Any]) -> None:
     """A change went through: `payload` plus its `result` as JSON, or `message` on stderr."""
+    changed(as_json, message, payload | {"result": result})
+
+
+def changed(as_json: bool, message: str, payload: dict[str, Any]) -> None:
+    """A change went through: `payload` as JSON, or `message` on stderr."""
     if as_json:
-        emit_json(payload | {"result": result})
+        emit_json(payload)
     else:
         err.print(message)
 

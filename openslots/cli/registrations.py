@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -36,6 +37,25 @@ def registrations_import_command(
     err.print(
         f"{counts['registrations']} registrations: {counts['dob_matches']} approved by "
         f"Date of Birth Match, {counts['registered']} registered, "
-        f"{counts['pending_requests']} pending requests, {counts['rejected']} rejected"
+        f"{counts['pending_requests']} pending requests, {counts['rejected']} rejected "
+        f"(batch {counts['batch_id']}: `openslots registrations rejections {counts['batch_id']}`)"
     )
     print_findings("rejected", counts["rejections"])
+
+
+@app.command("rejections")
+def registrations_rejections(
+    batch_id: Annotated[
+        int, typer.Argument(help="Import batch id (`batch_id`, printed by `registrations import`).")
+    ],
+    as_json: JsonOpt = False,
+) -> None:
+    """Every finding of a registrations import: rejected lines and warnings (line, field, rule)."""
+    from openslots.api import registration_rejections
+
+    report = run(as_json, lambda: registration_rejections(batch_id))
+    if as_json:
+        emit_json(report)
+        return
+    print_findings("rejected", report["rejections"], limit=sys.maxsize)
+    print_findings("warnings (registration applied)", report["warnings"], limit=sys.maxsize)

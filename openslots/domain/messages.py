@@ -39,6 +39,15 @@ def invitation_key_prefix(invitation_id: int, attempt: int) -> str:
     return invitation_key(invitation_id, attempt, "").removesuffix(KEY_SEPARATOR)
 
 
+def attempt_of(key: str) -> str:
+    """What the keys of every channel of one attempt share: the key without its channel.
+
+    >>> attempt_of("invite:7:2:sms") == attempt_of("invite:7:2:email") == "invite:7:2"
+    True
+    """
+    return key.rsplit(KEY_SEPARATOR, 1)[0]
+
+
 def offer_key_parts(offer_id: T, channel: str) -> tuple[str, T, str]:
     """The parts of an Open Slots offer message's key (`offer_id` a value or a SQL column)."""
     return (OFFER_KEY_PREFIX, offer_id, str(channel))
@@ -105,10 +114,17 @@ def invitation_email(ctx: InvitationContext) -> tuple[str, str]:
     return subject, body + "\n"
 
 
-def invitation_sms(ctx: InvitationContext) -> str:
-    """A text short enough for two SMS segments."""
+def invitation_sms(ctx: InvitationContext, *, email_on_file: bool = True) -> str:
+    """A text short enough for two SMS segments; without an email on file it asks for the
+    app's request to connect (the practice approves it) instead of pointing to an email."""
     who = f"{ctx.first_name}" if ctx.is_dependent else "you"
+    how = (
+        "the email we have on file"
+        if email_on_file
+        else f"your date of birth and ask to connect with {ctx.provider} ({ctx.location}): "
+        "the practice approves your request"
+    )
     return (
         f"{ctx.provider} invites {who} to get Open Slots alerts. Get the SkedgeAlert app and "
-        "register with the email we have on file. Reply STOP to opt out."
+        f"register with {how}. Reply STOP to opt out."
     )

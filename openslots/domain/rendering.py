@@ -47,16 +47,14 @@ _REPLY_KEYWORD = re.compile(
 )
 
 _COMMON = ("first_name", "last_name", "provider", "location", "public_url")
+# `email_on_file` is "yes" or "": a text to someone we know only by phone must not point to an
+# email (a feed patient without one is invited by SMS alone).
+_INVITING = (*_COMMON, "unsubscribe_url", "email_on_file")
 FIELDS: Mapping[MessageKind, tuple[str, ...]] = {
-    MessageKind.INVITATION: (*_COMMON, "unsubscribe_url"),
-    MessageKind.DEPENDENT_INVITATION: (
-        *_COMMON,
-        "guardian_first_name",
-        "guardian_last_name",
-        "unsubscribe_url",
-    ),
-    MessageKind.RESEND: (*_COMMON, "unsubscribe_url"),
-    MessageKind.PROVIDER_REQUEST: (*_COMMON, "unsubscribe_url"),
+    MessageKind.INVITATION: _INVITING,
+    MessageKind.DEPENDENT_INVITATION: (*_INVITING, "guardian_first_name", "guardian_last_name"),
+    MessageKind.RESEND: _INVITING,
+    MessageKind.PROVIDER_REQUEST: _INVITING,
     MessageKind.SLOT_ALERT: (
         *_COMMON,
         "slot_start",
@@ -76,15 +74,16 @@ _SAMPLE_BASE = {
     "public_url": "http://127.0.0.1:8000",
     "unsubscribe_url": "http://127.0.0.1:8000/unsubscribe/SAMPLE-TOKEN",
 }
+_SAMPLE_INVITING = {**_SAMPLE_BASE, "email_on_file": "yes"}
 SAMPLES: Mapping[MessageKind, Mapping[str, str]] = {
-    MessageKind.INVITATION: _SAMPLE_BASE,
+    MessageKind.INVITATION: _SAMPLE_INVITING,
     MessageKind.DEPENDENT_INVITATION: {
-        **_SAMPLE_BASE,
+        **_SAMPLE_INVITING,
         "guardian_first_name": "Guardian",
         "guardian_last_name": "Example",
     },
-    MessageKind.RESEND: _SAMPLE_BASE,
-    MessageKind.PROVIDER_REQUEST: _SAMPLE_BASE,
+    MessageKind.RESEND: _SAMPLE_INVITING,
+    MessageKind.PROVIDER_REQUEST: _SAMPLE_INVITING,
     MessageKind.SLOT_ALERT: {
         **_SAMPLE_BASE,
         "slot_start": "Tue 4 Mar 2025, 9:30 AM",
@@ -128,10 +127,12 @@ def link(public_url: str, path: str, token: str) -> str:
 
 
 def invitation_variables(
-    ctx: InvitationContext, *, public_url: str, unsubscribe_url: str
+    ctx: InvitationContext, *, public_url: str, unsubscribe_url: str, email_on_file: bool = True
 ) -> tuple[MessageKind, dict[str, str]]:
-    """The kind and variables of an invitation, from today's InvitationContext."""
+    """The kind and variables of an invitation, from today's InvitationContext;
+    `email_on_file` says whether the invitation has an email (its texts then refer to it)."""
     variables = {
+        "email_on_file": "yes" if email_on_file else "",
         "first_name": ctx.first_name,
         "last_name": ctx.last_name,
         "provider": ctx.provider,

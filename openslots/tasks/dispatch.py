@@ -375,7 +375,10 @@ class _Worker:
         token = make_token(self.secret_key, "unsubscribe", item.outbox_id, expires)
         unsubscribe_url = link(self.settings.public_url, "unsubscribe", token)
         _, variables = invitation_variables(
-            ctx, public_url=self.settings.public_url, unsubscribe_url=unsubscribe_url
+            ctx,
+            public_url=self.settings.public_url,
+            unsubscribe_url=unsubscribe_url,
+            email_on_file=bool(item.email),
         )
         if item.channel == Channel.SMS:
             text = self.templates.sms(kind, variables)

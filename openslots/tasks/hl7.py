@@ -25,6 +25,7 @@ from openslots.connectors.database import roster as repo
 from openslots.connectors.database import slots as slot_repo
 from openslots.connectors.database.merges import merge_mrns
 from openslots.connectors.database.models import FindingSeverity, Hl7MessageStatus, ImportMode
+from openslots.connectors.database.providers import Feed, provider_integrated
 from openslots.connectors.hl7.parser import (
     MRN_ONLY,
     Appointment,
@@ -77,12 +78,17 @@ class Hl7Counts:
     providers_created: int = 0
     control_ids_reused: int = 0
     warnings: int = 0  # messages applied with warnings (acknowledged AA with ERR severity W)
+    merges_unmatched: int = 0  # A40 merges whose old MRN no provider of that feed carried
+    # Existing providers that are not EHR-integrated and that messages named: a message never
+    # flips one (`openslots providers set-integrated` does, on purpose); each named once.
+    providers_not_integrated: list[str] = field(default_factory=list)
     # Files of a directory that are not HL7, with the reason: a drop never ignores one silently.
     skipped_files: list[dict[str, str]] = field(default_factory=list)
 
     def add(self, other: Hl7Counts) -> None:
         for key, value in asdict(other).items():
             setattr(self, key, getattr(self, key) + value)
+        self.providers_not_integrated = sorted(set(self.providers_not_integrated))
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -187,13 +193,15 @@ def ingest_stored() -> Hl7Counts:
 def ingest_all(settings: Settings) -> Hl7Counts:
     engine = resources(settings).engine
     total = Hl7Counts()
+    lease = dt.timedelta(seconds=settings.hl7_lease_seconds)
     while True:
         with engine.begin() as conn:
-            claimed = store.claim_stored(conn, settings.hl7_batch_size)
-            if not claimed:
-                break
-            # Claimed rows are marked in the same transaction on PostgreSQL (SKIP LOCKED).
-            store.mark(conn, [(i, Hl7MessageStatus.APPLYING, None) for i, _ in claimed])
+            # Marked `applying` under a lease in the same transaction (SKIP LOCKED on
+            # PostgreSQL); a run killed before it marks the outcomes leaves them to the next
+            # run once the lease has expired. Each batch claims anew: the loop drains a backlog.
+            claimed = store.claim_stored(conn, settings.hl7_batch_size, clock.now(), lease)
+        if not claimed:
+            break
         total.add(ingest_batch(settings, claimed))
     run_logger().info(
         "ingest: %d applied, %d ignored, %d errors, %d slots opened, %d filled",
@@ -210,7 +218,7 @@ def ingest_batch(settings: Settings, claimed: list[tuple[int, bytes]]) -> Hl7Cou
     counts = Hl7Counts(messages=len(claimed))
     outcomes: dict[int, Outcome] = {}
     patients: list[tuple[int, Header, Patient]] = []
-    merges: list[tuple[int, Patient]] = []
+    merges: list[tuple[int, Header, Patient]] = []
     schedules: list[tuple[int, Header, Appointment]] = []
     for message_id, raw in claimed:
         try:
@@ -222,7 +230,7 @@ def ingest_batch(settings: Settings, claimed: list[tuple[int, bytes]]) -> Hl7Cou
                 )
             elif header.message_type == "ADT" and header.trigger_event == "A40":
                 merges.append(
-                    (message_id, extract_patient(message, settings.hl7_assigning_authority))
+                    (message_id, header, extract_patient(message, settings.hl7_assigning_authority))
                 )
             elif header.message_type == "SIU" and header.trigger_event in (
                 "S12",
@@ -238,9 +246,10 @@ def ingest_batch(settings: Settings, claimed: list[tuple[int, bytes]]) -> Hl7Cou
     engine = resources(settings).engine
     _apply_patients(settings, patients, outcomes, counts)
     with engine.begin() as conn:
-        for message_id, patient in merges:
-            # A40: the surviving MRN replaces the old one everywhere.
-            merge_mrns(conn, patient.merged_mrn, patient.mrn)
+        for message_id, header, patient in merges:
+            # A40: the surviving MRN replaces the old one at the providers of that feed.
+            if not merge_mrns(conn, patient.merged_mrn, patient.mrn, _feed(header)):
+                counts.merges_unmatched += 1
             outcomes[message_id] = APPLIED
         opened: list[int] = []
         for message_id, header, appointment in schedules:
@@ -248,6 +257,12 @@ def ingest_batch(settings: Settings, claimed: list[tuple[int, bytes]]) -> Hl7Cou
                 conn, settings, message_id, header, appointment, counts, opened
             )
         store.mark(conn, [(i, status, error) for i, (status, error) in outcomes.items()])
+    if counts.providers_not_integrated:
+        run_logger().warning(
+            "%d existing providers named by messages are not EHR-integrated and were left so "
+            "(providers_not_integrated; `openslots providers set-integrated NAME`)",
+            len(counts.providers_not_integrated),
+        )
     if opened:  # the slots this run opened are offered by this run
         offer_due(engine, settings, clock.now(), opened)
     for status, _error in outcomes.values():
@@ -264,6 +279,10 @@ def _reason(exc: Exception) -> str:
     from openslots.errors import OpenslotsError
 
     return str(exc) if isinstance(exc, OpenslotsError) else f"{type(exc).__name__} while applying"
+
+
+def _feed(header: Header) -> Feed:
+    return Feed(header.sending_application, header.sending_facility)
 
 
 def _where(
@@ -285,6 +304,7 @@ def _apply_patients(
 ) -> None:
     """Group patients by provider and location; each group is one roster batch (mode sync)."""
     groups: dict[tuple[str, str], list[tuple[int, dict[str, str]]]] = defaultdict(list)
+    feeds: dict[tuple[str, str], Feed] = {}  # the feed that creates a provider is its feed
     untyped: set[int] = set()
     region = settings.phone_region
     for message_id, header, patient in patients:
@@ -292,6 +312,7 @@ def _apply_patients(
             settings, header, patient.provider_name, patient.provider_id, patient.location
         )
         groups[where].append((message_id, patient_row(header, patient)))
+        feeds.setdefault(where, _feed(header))
         if patient.mrn_choice == MRN_ONLY:
             untyped.add(message_id)
     engine = resources(settings).engine
@@ -344,7 +365,7 @@ def _apply_patients(
         lines = [int(i) for i in accepted["line"]] + sorted(
             {f.line for f in findings if f.severity == FindingSeverity.ERROR}
         )
-        existed = _provider_exists(engine, provider)
+        integrated = _provider_integrated(engine, provider)  # None: no such provider yet
         with engine.begin() as conn:
             batch_id = repo.start_batch(
                 conn, provider, location, True, "hl7", ImportMode.SYNC, False
@@ -356,7 +377,7 @@ def _apply_patients(
         staged = StageCounts(
             len(accepted) + len(rejected_lines), len(rejected_lines), len(result.warnings)
         )
-        summary = apply_batch(batch_id, staged, feed=True)
+        summary = apply_batch(batch_id, staged, feed=feeds[provider, location])
         with engine.connect() as conn:
             batch_errors = batches.batch_errors(conn, batch_id)
         failed: dict[int, str] = {}
@@ -376,12 +397,15 @@ def _apply_patients(
         counts.not_invitable += int(
             ((accepted["email"] == "") & (accepted["mobile_phone"] == "")).sum()
         )
-        counts.providers_created += 0 if existed else 1
+        counts.providers_created += int(integrated is None)
+        if integrated is False:
+            counts.providers_not_integrated = sorted({*counts.providers_not_integrated, provider})
 
 
-def _provider_exists(engine: Engine, provider: str) -> bool:
+def _provider_integrated(engine: Engine, provider: str) -> bool | None:
+    """Whether the provider is EHR-integrated; None when there is no provider of that name."""
     with engine.connect() as conn:
-        return repo.provider_id_named(conn, provider) is not None
+        return provider_integrated(conn, provider)
 
 
 def _schedule(
@@ -399,8 +423,12 @@ def _schedule(
     provider, location = _where(
         settings, header, appointment.provider_name, appointment.provider_id, appointment.location
     )
-    target = repo.ensure_target(conn, provider, location, integrated=True, create=True)
+    target = repo.ensure_target(
+        conn, provider, location, integrated=True, create=True, feed=_feed(header)
+    )
     counts.providers_created += int(target.provider_created)
+    if not target.integrated:
+        counts.providers_not_integrated = sorted({*counts.providers_not_integrated, provider})
     zone = slot_repo.location_timezone(conn, target.location_id) or settings.default_timezone
     try:
         starts_at = parse_start(appointment.start, zone)

@@ -11,8 +11,9 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from openslots.connectors.database import roster as roster_repo
 from openslots.connectors.database.lifecycle import LifecycleError
-from openslots.connectors.database.models import FindingSeverity
+from openslots.connectors.database.models import BatchStatus, FindingSeverity, ImportMode
 from openslots.connectors.database.registrations import RegistrationInput, register
 from openslots.errors import ConfigurationError, RosterFileError
 from openslots.resources import resources
@@ -20,9 +21,12 @@ from openslots.schemas.registrations import REGISTRATION_COLUMNS, validate_regis
 from openslots.schemas.roster import Rejection, header_key
 from openslots.tasks._safety import phi_safe, run_logger
 
+UNKNOWN_PROVIDER = "unknown_provider_or_location"  # the rule of a provider or location not found
+
 
 @dataclass
 class RegistrationCounts:
+    batch_id: int = 0  # the import batch keeping the findings (`registrations rejections`)
     registrations: int = 0
     dob_matches: int = 0
     registered: int = 0
@@ -89,7 +93,13 @@ def apply_registrations(path: str) -> RegistrationCounts:
         frame = frame.reset_index(drop=True)
     else:
         lines = list(range(first_line, first_line + len(frame)))
-    counts = RegistrationCounts(registrations=len(frame))
+    with engine.begin() as conn:
+        # One import batch per file (mode registrations): its findings are kept like a
+        # roster's. Registrations name their own provider each, so the batch names none.
+        batch_id = roster_repo.start_batch(
+            conn, "", "", False, Path(path).name[:500], ImportMode.REGISTRATIONS, False
+        )
+    counts = RegistrationCounts(batch_id=batch_id, registrations=len(frame))
     chunk = validate_registrations(frame, 0, settings.phone_region)
     findings: list[Rejection] = [
         Rejection(lines[r.line], r.field, r.rule, r.message, r.severity)
@@ -100,9 +110,7 @@ def apply_registrations(path: str) -> RegistrationCounts:
             with engine.begin() as conn:
                 outcome = register(conn, registration_input(row._asdict()))
         except (LifecycleError, ConfigurationError) as exc:
-            findings.append(
-                Rejection(lines[row.line], "provider", "unknown_provider_or_location", str(exc))
-            )
+            findings.append(Rejection(lines[row.line], "provider", UNKNOWN_PROVIDER, str(exc)))
             continue
         if outcome.outcome == "dob_match":
             counts.dob_matches += 1
@@ -114,6 +122,17 @@ def apply_registrations(path: str) -> RegistrationCounts:
     counts.rejected = len({f.line for f in errors})
     counts.warnings = len(findings) - len(errors)
     counts.rejections = [f.as_dict() for f in sorted(errors, key=lambda f: f.line)]
+    with engine.begin() as conn:
+        roster_repo.record_findings(conn, batch_id, findings)
+        roster_repo.finish_batch(
+            conn,
+            batch_id,
+            BatchStatus.COMPLETED,
+            total_rows=counts.registrations,
+            accepted=counts.registrations - counts.rejected,
+            rejected=counts.rejected,
+            warnings=counts.warnings,
+        )
     run_logger().info(
         "%d registrations: %d DOB matches, %d registered, %d pending requests, %d rejected",
         counts.registrations,

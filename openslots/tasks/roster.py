@@ -18,6 +18,7 @@ from openslots.connectors.csv_source import iter_chunks, sniff_layout
 from openslots.connectors.database import batches
 from openslots.connectors.database import roster as repo
 from openslots.connectors.database.models import BatchStatus, ImportMode
+from openslots.connectors.database.providers import Feed
 from openslots.errors import OpenslotsError, RosterRejectedError
 from openslots.resources import resources
 from openslots.schemas.roster import validate_chunk
@@ -121,9 +122,10 @@ def apply_roster(batch_id: int, staged: StageCounts) -> ImportSummary:
     return apply_batch(batch_id, staged)
 
 
-def apply_batch(batch_id: int, staged: StageCounts, *, feed: bool = False) -> ImportSummary:
+def apply_batch(batch_id: int, staged: StageCounts, *, feed: Feed | None = None) -> ImportSummary:
     """`apply_roster` as a plain function. A `feed` batch (HL7) queues invitations only when
-    the provider invites feed patients automatically."""
+    the provider invites feed patients automatically, and never flips an existing provider to
+    EHR-integrated (providers.ensure_target)."""
     engine = resources().engine
     try:
         with engine.begin() as conn:
@@ -160,6 +162,7 @@ def apply_batch(batch_id: int, staged: StageCounts, *, feed: bool = False) -> Im
                     batch.location_name,
                     integrated=batch.integrated,
                     create=True,
+                    feed=feed,
                 )
                 new_clients, updated_clients = repo.count_client_changes(
                     conn, batch_id, target.provider_id
@@ -167,7 +170,7 @@ def apply_batch(batch_id: int, staged: StageCounts, *, feed: bool = False) -> Im
                 repo.upsert_clients(conn, batch_id, target.provider_id)
                 repo.refresh_statistics(conn, "clients")
                 mapped = repo.apply_mrn_updates(conn, batch_id, target.provider_id)
-                invite = not feed or repo.auto_invites(conn, target.provider_id)
+                invite = feed is None or repo.auto_invites(conn, target.provider_id)
                 queued = repo.queue_invitations(conn, batch_id, target) if invite else 0
                 repo.clear_staging(conn, batch_id)
                 summary = ImportSummary(

@@ -70,3 +70,16 @@ def test_import_lists_and_warns_about_files_it_did_not_read(db: Engine, tmp_path
     assert (result.exit_code, counts["messages"], counts["applied"]) == (0, 1, 1)
     assert [f["path"] for f in counts["skipped_files"]] == [str(drop / "notes.md")]
     assert f"warning: skipped {drop / 'notes.md'}" in result.stderr
+
+
+def test_import_names_an_existing_provider_it_did_not_make_integrated(
+    db: Engine, tmp_path: Path
+) -> None:
+    provider = "Maria Rivera (D77)"  # what EPIC_A04's PV1-7 names
+    assert run("providers", "add", provider, "--location", "Main")[0] == 0
+    (tmp_path / "a.hl7").write_text(m.EPIC_A04)
+    result = runner.invoke(app, ["hl7", "import", str(tmp_path / "a.hl7")])
+    assert result.exit_code == 0, result.output
+    assert f"provider {provider!r} is not EHR-integrated" in result.output
+    _code, providers = run("providers", "list")
+    assert [(p["name"], p["integrated"]) for p in providers] == [(provider, False)]

@@ -120,6 +120,15 @@ def test_registrations_import_csv_and_jsonl(db: Engine, tmp_path: Path) -> None:
     assert [(r["line"], r["field"], r["rule"]) for r in counts["rejections"]] == [
         (4, "date_of_birth", "date_format")
     ]
+    # Kept like a roster import's findings (issue 8.10), under the batch the import names.
+    code, kept = run("registrations", "rejections", str(counts["batch_id"]))
+    assert code == 0 and (kept["batch_id"], kept["warnings"]) == (counts["batch_id"], [])
+    assert [(r["line"], r["field"], r["rule"], r["message"]) for r in kept["rejections"]] == [
+        (r["line"], r["field"], r["rule"], r["message"]) for r in counts["rejections"]
+    ]
+    assert "31/12/1990" not in json.dumps(kept)
+    code, refused = run("registrations", "rejections", "999")
+    assert code == 1 and "no import batch 999" in refused["error"]
     jsonl = tmp_path / "more.jsonl"
     jsonl.write_text(
         "\n".join(
@@ -147,6 +156,10 @@ def test_registrations_import_csv_and_jsonl(db: Engine, tmp_path: Path) -> None:
     assert (counts["registered"], counts["rejected"]) == (1, 1)
     assert counts["rejections"][0]["line"] == 1
     assert counts["rejections"][0]["rule"] == "unknown_provider_or_location"
+    code, kept = run("registrations", "rejections", str(counts["batch_id"]))
+    assert [(r["line"], r["field"], r["rule"]) for r in kept["rejections"]] == [
+        (1, "provider", "unknown_provider_or_location")
+    ]
 
     code, rows = run("connections", "list", "--provider", "Dr. Screens", "--sort", "id")
     assert code == 0
@@ -177,12 +190,15 @@ def test_connection_commands_audit_and_opt_out(db: Engine, tmp_path: Path) -> No
         provider="Dr. Screens",
         location="Main",
     )
-    assert (
-        run("connections", "set-status", "1", "approved", "--actor", "bob", "--reason", "verified")[
-            0
-        ]
-        == 0
+    code, changed = run(
+        "connections", "set-status", "1", "approved", "--actor", "bob", "--reason", "verified"
     )
+    assert code == 0 and changed == {
+        "connection_id": 1,
+        "status": "Approved",
+        "from": "Pending",
+        "to": "Approved",
+    }
     assert run("connections", "set-priority", "1", "High")[0] == 0
     code, refused = run("connections", "set-priority", "1", "Whenever")
     assert code == 1 and "unknown priority" in refused["error"]

@@ -166,6 +166,28 @@ def test_invalid_registration_names_fields_not_values(db: Engine) -> None:
         ("location", "provider_and_location"),
     }
     assert "02/03/1990" not in str(error.value)
+    assert {r["line"] for r in error.value.rejections} == {1}
+    assert (error.value.line, error.value.field, error.value.rule) == (
+        1,
+        *next((r["field"], r["rule"]) for r in error.value.rejections),
+    )
+
+
+def test_a_registration_for_an_unknown_provider_names_line_field_and_rule(db: Engine) -> None:
+    with pytest.raises(InvalidRegistration) as error:
+        register_from_app(
+            email="someone@example.org",
+            date_of_birth="1990-02-03",
+            first_name="A",
+            last_name="B",
+            provider="Nobody",
+            location="Nowhere",
+        )
+    assert (error.value.line, error.value.field, error.value.rule) == (
+        1,
+        "provider",
+        "unknown_provider_or_location",
+    )
 
 
 def test_resend_rules(db: Engine, tmp_path: Path) -> None:

@@ -54,15 +54,22 @@ def test_every_kind_renders_email_and_sms(kind: MessageKind) -> None:
     ],
     ids=["adult", "dependent"],
 )
-def test_invitation_keeps_todays_wording(ctx: InvitationContext) -> None:
+@pytest.mark.parametrize("email_on_file", [True, False], ids=["email", "sms-only"])
+def test_invitation_keeps_todays_wording(ctx: InvitationContext, email_on_file: bool) -> None:
     kind, variables = invitation_variables(
-        ctx, public_url="http://127.0.0.1:8000", unsubscribe_url=UNSUBSCRIBE
+        ctx,
+        public_url="http://127.0.0.1:8000",
+        unsubscribe_url=UNSUBSCRIBE,
+        email_on_file=email_on_file,
     )
     rendered = _load().email(kind, variables)
     subject, body = invitation_email(ctx)
     assert rendered.subject == subject
     assert rendered.text == f"{body}\nUnsubscribe: {UNSUBSCRIBE}\n"
-    assert _load().sms(kind, variables) == invitation_sms(ctx)
+    text = _load().sms(kind, variables)
+    assert text == invitation_sms(ctx, email_on_file=email_on_file)
+    # A text to someone known only by phone never points to an email.
+    assert ("email" in text) is email_on_file
 
 
 def test_a_provider_overrides_one_file_and_keeps_the_rest(tmp_path: Path) -> None:

@@ -208,3 +208,56 @@ def test_a_working_worker_renews_its_lease_and_keeps_its_messages(
     assert (first.claimed, first.sent) == (2, 2)
     assert [sms.to for sms in twilio.received] == ["+14155550001"]
     assert set(statuses(db).values()) == {"sent"}
+
+
+def test_a_feed_patient_with_a_phone_only_is_invited_by_text_shows_sent_and_can_be_resent(
+    db: Engine, twilio: TwilioServer
+) -> None:
+    """Issue 8.6 end to end: an ADT patient without email, a text through the Twilio API on
+    loopback, Sent, a resend with the next attempt's key, and texts that never mention an email."""
+    from openslots.api import resend_invitation
+    from openslots.tasks.hl7 import ingest_stored
+    from openslots.tasks.hl7_receive import StoreThenAck
+    from tests.hl7_messages import CERNER_A08
+
+    (reply,) = StoreThenAck(db).handle([CERNER_A08.encode()])
+    assert b"MSA|AA" in reply.response
+    assert ingest_stored.fn().applied == 1
+
+    def invitation() -> tuple[str, int, int]:
+        with db.connect() as conn:
+            row = conn.execute(
+                select(Invitation.status, Invitation.send_count, Invitation.attempt)
+            ).one()
+        return str(row.status), row.send_count, row.attempt
+
+    assert invitation() == ("Queued", 0, 1)
+    with frozen_clock(NOON) as clock:
+        first = dispatch_now()
+        assert first.by_channel == {"sms": 1}
+        assert invitation() == ("Sent", 1, 1)
+        assert resend_invitation(1, "desk") == "invite:1:2"
+        clock.advance(dt.timedelta(days=1))
+        second = dispatch_now()
+    assert second.by_channel == {"sms": 1}
+    assert invitation() == ("Sent", 2, 2)
+    assert outbox_rows(db) == {"invite:1:1:sms": ("sent", None), "invite:1:2:sms": ("sent", None)}
+    texts = [sms.body for sms in twilio.received]
+    assert [sms.to for sms in twilio.received] == ["+12125550188"] * 2
+    assert texts[1].startswith("Reminder:")
+    assert all("email" not in text and "ask to connect" in text for text in texts)
+
+
+def test_an_invitation_is_sent_by_whichever_message_goes_first_and_counts_one_send(
+    db: Engine, tmp_path: Path, sink: SmtpSink, twilio: TwilioServer
+) -> None:
+    """Email refused for good, text delivered: the invitation is Sent, one send, not two."""
+    run_import(roster_file(tmp_path / "r.csv", [person(1)]))
+    sink.fail_data("client1@example.org", "550 5.1.1 No such user")
+    with frozen_clock(NOON):
+        counts = dispatch_now()
+    assert (counts.dead, counts.by_channel) == (1, {"sms": 1})
+    with db.connect() as conn:
+        row = conn.execute(select(Invitation.status, Invitation.send_count)).one()
+    assert (str(row.status), row.send_count) == ("Sent", 1)
+    assert "the email we have on file" in twilio.received[0].body

@@ -8,10 +8,11 @@ tasks/; this module only stores what it is given.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
 
 from openslots.connectors.database._dialect import skip_locked
 from openslots.connectors.database.models import Hl7Message, Hl7MessageStatus
@@ -120,14 +121,31 @@ def store_messages(conn: Connection, messages: Sequence[Incoming], source: str) 
     ]
 
 
-def claim_stored(conn: Connection, limit: int) -> list[tuple[int, bytes]]:
+def claim_stored(
+    conn: Connection, limit: int, now: dt.datetime, lease: dt.timedelta
+) -> list[tuple[int, bytes]]:
+    """Claim up to `limit` messages to apply, oldest first, and mark them `applying` until
+    `now + lease`: stored ones, and those a run left `applying` whose lease expired (the run
+    was killed; a lease of NULL comes from before leases and counts as expired)."""
+    expired = and_(
+        Hl7Message.status == Hl7MessageStatus.APPLYING,
+        or_(Hl7Message.lease_expires_at.is_(None), Hl7Message.lease_expires_at < now),
+    )
     query = (
         select(Hl7Message.id, Hl7Message.raw)
-        .where(Hl7Message.status == Hl7MessageStatus.STORED)
+        .where(or_(Hl7Message.status == Hl7MessageStatus.STORED, expired))
         .order_by(Hl7Message.id)
         .limit(limit)
     )
-    return [(int(i), bytes(r)) for i, r in conn.execute(skip_locked(conn, query))]
+    claimed = [(int(i), bytes(r)) for i, r in conn.execute(skip_locked(conn, query))]
+    ids = [i for i, _ in claimed]
+    for start in range(0, len(ids), 10_000):
+        conn.execute(
+            update(Hl7Message)
+            .where(Hl7Message.id.in_(ids[start : start + 10_000]))
+            .values(status=Hl7MessageStatus.APPLYING, error=None, lease_expires_at=now + lease)
+        )
+    return claimed
 
 
 def mark(conn: Connection, outcomes: Sequence[tuple[int, Hl7MessageStatus, str | None]]) -> None:
@@ -143,14 +161,19 @@ def mark(conn: Connection, outcomes: Sequence[tuple[int, Hl7MessageStatus, str |
             conn.execute(
                 update(Hl7Message)
                 .where(Hl7Message.id.in_(ids[start : start + 10_000]))
-                .values(status=status, error=None, processed_at=now)
+                .values(status=status, error=None, processed_at=now, lease_expires_at=None)
             )
     failed = [{"mid": i, "st": s, "err": e, "at": now} for i, s, e in outcomes if e is not None]
     if failed:
         conn.execute(
             update(Hl7Message)
             .where(Hl7Message.id == bindparam("mid"))
-            .values(status=bindparam("st"), error=bindparam("err"), processed_at=bindparam("at")),
+            .values(
+                status=bindparam("st"),
+                error=bindparam("err"),
+                processed_at=bindparam("at"),
+                lease_expires_at=None,
+            ),
             failed,
         )
 
@@ -180,7 +203,8 @@ def requeue(conn: Connection, ids: Sequence[int] | None) -> int:
     query = update(Hl7Message).where(Hl7Message.status.in_(failed))
     if ids is not None:
         query = query.where(Hl7Message.id.in_(list(ids)))
-    return int(conn.execute(query.values(status=Hl7MessageStatus.STORED, error=None)).rowcount or 0)
+    stored = query.values(status=Hl7MessageStatus.STORED, error=None, lease_expires_at=None)
+    return int(conn.execute(stored).rowcount or 0)
 
 
 def counts_by_status(conn: Connection) -> dict[str, int]:

@@ -10,6 +10,7 @@ dispatch workers share one outbox without sending a message twice; SQLite serial
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -45,7 +46,7 @@ from openslots.connectors.database.models import (
 )
 from openslots.domain import clock
 from openslots.domain.dispatch import SEND_FORBIDDEN
-from openslots.domain.messages import KEY_SEPARATOR, invitation_key_parts
+from openslots.domain.messages import KEY_SEPARATOR, attempt_of, invitation_key_parts
 from openslots.domain.statuses import InvitationStatus
 
 OUTBOX = cast(Table, OutboxMessage.__table__)
@@ -375,32 +376,49 @@ def record_sent(conn: Connection, ids: Sequence[int], *, worker_id: str | None =
         held = and_(
             OutboxMessage.status == OutboxStatus.SENDING, OutboxMessage.worker_id == worker_id
         )
-    marked = [
-        (row.id, row.invitation_id, row.channel)
-        for row in conn.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.id.in_(ids), held)
-            .values(status=OutboxStatus.SENT, sent_at=now, lease_expires_at=None, last_error=None)
-            .returning(OutboxMessage.id, OutboxMessage.invitation_id, OutboxMessage.channel)
+    marked = conn.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(ids), held)
+        .values(status=OutboxStatus.SENT, sent_at=now, lease_expires_at=None, last_error=None)
+        .returning(OutboxMessage.id, OutboxMessage.invitation_id, OutboxMessage.idempotency_key)
+    ).all()
+    # An invitation is Sent once any of its messages went, whatever the channel (a feed patient
+    # may have a phone only); `send_count` counts its attempts, each once, by the first of its
+    # messages to go (the others of that attempt were sent before, or in this same call).
+    attempts: set[tuple[int, str]] = {
+        (int(row.invitation_id), attempt_of(row.idempotency_key))
+        for row in marked
+        if row.invitation_id is not None
+    }
+    invitations = sorted({inv for inv, _ in attempts})
+    earlier: set[tuple[int, str]] = set()
+    for start in range(0, len(invitations), 1000):
+        # Two workers sending an attempt's email and text at once: the second waits here for
+        # the first to commit, then sees its message sent (READ COMMITTED reads anew per
+        # statement); locked in id order, so two workers never deadlock. SQLite: one writer.
+        conn.execute(
+            select(Invitation.id)
+            .where(Invitation.id.in_(invitations[start : start + 1000]))
+            .order_by(Invitation.id)
+            .with_for_update()
         )
-    ]
-    # One attempt counts once: by its email, or by its text when the client has no email.
-    by_email = {inv for _, inv, channel in marked if inv is not None and channel == Channel.EMAIL}
-    by_text = {inv for _, inv, channel in marked if inv is not None and channel == Channel.SMS}
-    if by_text - by_email:
-        no_email = select(Invitation.id).where(
-            Invitation.id.in_(by_text - by_email),
-            ~exists(
-                select(Client.id).where(
-                    Client.id == Invitation.client_id, Client.email.is_not(None)
-                )
-            ),
+    for start in range(0, len(invitations), 1000):
+        rows = conn.execute(
+            select(OutboxMessage.invitation_id, OutboxMessage.idempotency_key).where(
+                OutboxMessage.invitation_id.in_(invitations[start : start + 1000]),
+                OutboxMessage.status == OutboxStatus.SENT,
+                OutboxMessage.id.not_in([row.id for row in marked]),
+            )
         )
-        by_email |= set(conn.execute(no_email).scalars())
-    if by_email:
+        earlier |= {(int(inv), attempt_of(key)) for inv, key in rows if inv is not None}
+    new_sends = Counter(inv for inv, _ in attempts - earlier)
+    by_increment: dict[int, list[int]] = defaultdict(list)
+    for inv in invitations:
+        by_increment[new_sends[inv]].append(inv)
+    for increment, group in by_increment.items():
         conn.execute(
             update(Invitation)
-            .where(Invitation.id.in_(by_email))
+            .where(Invitation.id.in_(group))
             .values(
                 status=case(
                     (Invitation.status == InvitationStatus.QUEUED, InvitationStatus.SENT.value),
@@ -408,7 +426,7 @@ def record_sent(conn: Connection, ids: Sequence[int], *, worker_id: str | None =
                 ),
                 first_sent_at=func.coalesce(Invitation.first_sent_at, now),
                 last_sent_at=now,
-                send_count=Invitation.send_count + 1,
+                send_count=Invitation.send_count + increment,
                 updated_at=now,
             )
         )

@@ -38,6 +38,14 @@ def provider_id_named(conn: Connection, provider: str) -> int | None:
     return None if found is None else int(found)
 
 
+def provider_integrated(conn: Connection, provider: str) -> bool | None:
+    """Whether the provider is EHR-integrated; None when no provider has this name."""
+    found = conn.execute(
+        select(Provider.integrated).where(Provider.name == provider)
+    ).scalar_one_or_none()
+    return None if found is None else bool(found)
+
+
 def provider_id_for(conn: Connection, provider: str) -> int:
     """The provider's id; an unknown name is a ConfigurationError that names it."""
     found = provider_id_named(conn, provider)
@@ -71,10 +79,33 @@ def provider_and_location_ids(
     return provider_id, location_id
 
 
+@dataclass(frozen=True, slots=True)
+class Feed:
+    """An HL7 feed: MSH-3 sending application and MSH-4 sending facility (cut to the columns)."""
+
+    application: str
+    facility: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "application", self.application[:180])
+        object.__setattr__(self, "facility", self.facility[:180])
+
+
 def ensure_target(
-    conn: Connection, provider: str, location: str, *, integrated: bool | None, create: bool
+    conn: Connection,
+    provider: str,
+    location: str,
+    *,
+    integrated: bool | None,
+    create: bool,
+    feed: Feed | None = None,
 ) -> Target:
-    """Find (or, when `create`, make) the provider and location; `integrated=True` marks it."""
+    """Find (or, when `create`, make) the provider and location; `integrated=True` marks it.
+
+    With `feed` (a message addressed it), a provider the feed creates is recorded as fed by it
+    and `integrated` applies to it only: a message never changes an existing provider (who
+    can be alerted is the practice's decision, `providers set-integrated`).
+    """
     provider_row = conn.execute(
         select(Provider.id, Provider.integrated).where(Provider.name == provider)
     ).one_or_none()
@@ -82,15 +113,20 @@ def ensure_target(
     if provider_row is None:
         if not create:
             raise _unknown_provider(provider)
+        fed_by = (
+            {}
+            if feed is None
+            else {"feed_application": feed.application, "feed_facility": feed.facility}
+        )
         provider_id = conn.execute(
             insert(Provider)
-            .values(name=provider, integrated=bool(integrated))
+            .values(name=provider, integrated=bool(integrated), **fed_by)
             .returning(Provider.id)
         ).scalar_one()
         is_integrated = bool(integrated)
     else:
         provider_id, is_integrated = provider_row
-        if integrated and not is_integrated:
+        if integrated and not is_integrated and feed is None:
             conn.execute(update(Provider).where(Provider.id == provider_id).values(integrated=True))
             is_integrated = True
     location_id = location_id_named(conn, provider_id, location)
