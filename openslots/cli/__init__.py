@@ -34,6 +34,7 @@ from openslots.cli import (
     slots,
     sms,
     unsubscribe,
+    web,
 )
 
 __all__ = ["app", "main"]
@@ -62,6 +63,7 @@ app.add_typer(connections.app, name="connections")
 app.add_typer(registrations.app, name="registrations")
 app.add_typer(hl7.app, name="hl7")
 app.add_typer(slots.app, name="slots")
+app.command("web")(web.web_command)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -31,6 +31,7 @@ class MessageKind(StrEnum):
     RESEND = "resend"
     PROVIDER_REQUEST = "provider_request"  # the seed's "Provider Initiated Request" (Invited)
     SLOT_ALERT = "slot_alert"
+    SLOT_CONFIRMED = "slot_confirmed"  # to the patient whose claim won
     SLOT_UNAVAILABLE = "slot_unavailable"
 
 
@@ -64,6 +65,7 @@ FIELDS: Mapping[MessageKind, tuple[str, ...]] = {
         "claim_url",
         "unsubscribe_url",
     ),
+    MessageKind.SLOT_CONFIRMED: (*_COMMON, "slot_start", "slot_minutes", "unsubscribe_url"),
     MessageKind.SLOT_UNAVAILABLE: (*_COMMON, "slot_start", "unsubscribe_url"),
 }
 
@@ -90,6 +92,11 @@ SAMPLES: Mapping[MessageKind, Mapping[str, str]] = {
         "slot_start": "Tue 4 Mar 2025, 9:30 AM",
         "slot_minutes": "30",
         "claim_url": "http://127.0.0.1:8000/claim/SAMPLE-TOKEN",
+    },
+    MessageKind.SLOT_CONFIRMED: {
+        **_SAMPLE_BASE,
+        "slot_start": "Tue 4 Mar 2025, 9:30 AM",
+        "slot_minutes": "30",
     },
     MessageKind.SLOT_UNAVAILABLE: {**_SAMPLE_BASE, "slot_start": "Tue 4 Mar 2025, 9:30 AM"},
 }

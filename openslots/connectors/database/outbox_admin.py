@@ -20,11 +20,13 @@ from openslots.connectors.database.models import (
     Channel,
     Client,
     Invitation,
+    Offer,
     OptOut,
     OutboxMessage,
     OutboxStatus,
     Provider,
 )
+from openslots.connectors.database.models import Connection as ConnectionRow
 from openslots.connectors.database.outbox import record_sent
 from openslots.domain import clock
 from openslots.errors import OpenslotsError
@@ -222,7 +224,8 @@ class Recipient:
 
 
 def recipient(conn: Connection, outbox_id: int) -> Recipient | None:
-    """The provider, channel and contact of an invitation message, or None without one."""
+    """The provider, channel and contact of an invitation or Open Slots message (an offer
+    and what its claim owes), or None without one."""
     row = conn.execute(
         select(
             OutboxMessage.channel,
@@ -236,6 +239,20 @@ def recipient(conn: Connection, outbox_id: int) -> Recipient | None:
         .join(Provider, Provider.id == Invitation.provider_id)
         .where(OutboxMessage.id == outbox_id)
     ).one_or_none()
+    if row is None:  # the unsubscribe link of a slot alert names its message, too
+        row = conn.execute(
+            select(
+                OutboxMessage.channel,
+                ConnectionRow.provider_id,
+                Provider.name,
+                ConnectionRow.email,
+                ConnectionRow.mobile_phone,
+            )
+            .join(Offer, Offer.id == OutboxMessage.offer_id)
+            .join(ConnectionRow, ConnectionRow.id == Offer.connection_id)
+            .join(Provider, Provider.id == ConnectionRow.provider_id)
+            .where(OutboxMessage.id == outbox_id)
+        ).one_or_none()
     if row is None:
         return None
     channel = Channel(row.channel)
