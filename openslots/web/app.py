@@ -149,38 +149,35 @@ def create_app(
             return refused(request, exc)
         return page(request, "claim.html", offer=offer, state=offer["state"], token=token)
 
+    def answer_offer(
+        request: Request, token: str, act: Callable[[str], dict[str, Any]], success: str
+    ) -> Response:
+        """A POST on a claim link: limited, the link checked, `act` called; 200 when its
+        result is `success`, else 409 with the page's state (400/404 for a bad link)."""
+        if (too_many := limited(request, token)) is not None:
+            return too_many
+        try:
+            offer = api.offer_page(token)
+        except (InvalidToken, api.NotFoundError) as exc:
+            return refused(request, exc)
+        result = act(token)["result"]
+        if result == "invalid":
+            return refused(request, api.NotFoundError("no offer"))
+        state = {"won": "won", "declined": "declined"}.get(result, "unavailable")
+        status = 200 if result == success else 409
+        return page(request, "claim.html", status, offer=offer, state=state, token=token)
+
     @app.post("/claim/{token}")
     def claim(request: Request, token: str) -> Response:
         """Claim through the same function as `openslots slots claim`: 200 it's yours, 409 no
         longer available (taken, closed, expired; never who claimed), 400/404 a bad link."""
-        if (too_many := limited(request, token)) is not None:
-            return too_many
-        try:
-            offer = api.offer_page(token)
-        except (InvalidToken, api.NotFoundError) as exc:
-            return refused(request, exc)
-        result = api.claim_slot(token)["result"]
-        if result == "invalid":
-            return refused(request, api.NotFoundError("no offer"))
-        state = {"won": "won", "declined": "declined"}.get(result, "unavailable")
-        status = 200 if result == "won" else 409
-        return page(request, "claim.html", status, offer=offer, state=state, token=token)
+        return answer_offer(request, token, api.claim_slot, "won")
 
     @app.post("/claim/{token}/decline")
     def decline(request: Request, token: str) -> Response:
-        """ "Not for me": final for this patient and slot, idempotent, tells nothing of others."""
-        if (too_many := limited(request, token)) is not None:
-            return too_many
-        try:
-            offer = api.offer_page(token)
-        except (InvalidToken, api.NotFoundError) as exc:
-            return refused(request, exc)
-        result = api.decline_offer(token)["result"]
-        if result == "invalid":
-            return refused(request, api.NotFoundError("no offer"))
-        state = "declined" if result == "declined" else offer["state"]
-        status = 200 if result == "declined" else 409
-        return page(request, "claim.html", status, offer=offer, state=state, token=token)
+        """ "Not for me": final for this patient and slot, idempotent, tells nothing of others;
+        409 when this link's claim already won or it expired."""
+        return answer_offer(request, token, api.decline_offer, "declined")
 
     @app.post("/claim/{token}/viewed")
     def viewed(request: Request, token: str) -> Response:
