@@ -48,7 +48,6 @@ HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
 }
-ONE_CLICK = "List-Unsubscribe=One-Click"  # RFC 8058's body
 _TOKEN_PATH = re.compile(r"^/(claim|unsubscribe)/[^/]+")
 _UNAVAILABLE = "This appointment is no longer available"
 
@@ -60,6 +59,21 @@ def log_path(path: str) -> str:
     '/claim/{token}/decline'
     """
     return _TOKEN_PATH.sub(r"/\1/{token}", path)
+
+
+def _is_one_click(content_type: str, body: bytes) -> bool:
+    r"""RFC 8058's body, urlencoded or (as the RFC also allows) one multipart/form-data field.
+
+    >>> _is_one_click("application/x-www-form-urlencoded", b"List-Unsubscribe=One-Click")
+    True
+    >>> part = b'Content-Disposition: form-data; name="List-Unsubscribe"\r\n\r\nOne-Click'
+    >>> _is_one_click("multipart/form-data; boundary=x", b"--x\r\n" + part + b"\r\n--x--")
+    True
+    """
+    if content_type.startswith("multipart/form-data"):
+        return b'name="List-Unsubscribe"' in body and b"\r\n\r\nOne-Click\r\n" in body
+    fields = parse_qs(body.decode("utf-8", "replace"))
+    return fields.get("List-Unsubscribe") == ["One-Click"]
 
 
 def create_app(
@@ -202,8 +216,7 @@ def create_app(
         mail client's unsubscribe button) gets a plain answer, no page."""
         if (too_many := limited(request, token)) is not None:
             return too_many
-        body = parse_qs((await request.body()).decode("utf-8", "replace"))
-        one_click = body.get("List-Unsubscribe") == ["One-Click"]
+        one_click = _is_one_click(request.headers.get("content-type", ""), await request.body())
         try:
             await run_in_threadpool(api.unsubscribe, token)
         except (InvalidToken, api.NotFoundError) as exc:

@@ -209,6 +209,8 @@ def test_unsubscribe_page_form_and_rfc_8058_one_click(db: Engine, web: httpx.Cli
     )
     assert (one_click.status_code, one_click.text) == (200, "unsubscribed")
     assert api.unsubscribe(second)["action"] == "already_opted_out"
+    multipart = web.post(f"/unsubscribe/{second}", files={"List-Unsubscribe": (None, "One-Click")})
+    assert (multipart.status_code, multipart.text) == (200, "unsubscribed")
     again = web.post(f"/unsubscribe/{second}")
     assert again.status_code == 200 and "unsubscribed" in again.text
     assert web.post("/unsubscribe/forged.token").status_code == 400
