@@ -62,15 +62,6 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def ensure_database() -> None:
-    _postgres.ensure_database(BENCH_DB, APP_NAME)
-
-
-def fresh_schema() -> None:
-    """Drop and recreate `public`, then migrate it to this code's revision."""
-    _postgres.fresh_schema(BENCH_DB, APP_NAME)
-
-
 def populate(total: int, eligible: int) -> tuple[int, int]:
     """`total` connections of one provider, `eligible` of them alertable at the slot's
     location. Returns (provider id, location id)."""
@@ -213,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=50_000)
     parser.add_argument("--eligible", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--cli-rounds", type=int, default=2)
+    parser.add_argument("--cli-rounds", type=int, default=2, help="at least 1")
     parser.add_argument("--json", type=Path, default=None, help="also write the report here")
     args = parser.parse_args(argv)
 
@@ -230,8 +221,8 @@ def main(argv: list[str] | None = None) -> int:
             "PREFECT_HOME": str(home / "prefect"),
         }
     )
-    ensure_database()
-    fresh_schema()
+    _postgres.ensure_database(BENCH_DB, APP_NAME)
+    _postgres.fresh_schema(BENCH_DB, APP_NAME)
     start = time.perf_counter()
     provider_id, location_id = populate(args.connections, args.eligible)
     _log(f"{args.connections} connections written in {time.perf_counter() - start:.1f} s")
@@ -239,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     step = statistics.median(r["step_ms"] for r in rounds)
     baseline = statistics.median(r["baseline_ms"] for r in rounds)
     ratio = step / baseline if baseline else float("inf")
-    cli = [cli_round(i) for i in range(args.cli_rounds)]
+    cli = [cli_round(i) for i in range(max(1, args.cli_rounds))]
     cli_s = statistics.median(r["slots_open_s"] for r in cli)
     flow_s = statistics.median(r["trivial_flow_s"] for r in cli)
     report = {
