@@ -62,6 +62,7 @@ FIELDS: Mapping[MessageKind, tuple[str, ...]] = {
         *_COMMON,
         "slot_start",
         "slot_minutes",
+        "visit_type",  # "" unless the practice chose to show one
         "claim_url",
         "unsubscribe_url",
     ),
@@ -91,6 +92,7 @@ SAMPLES: Mapping[MessageKind, Mapping[str, str]] = {
         **_SAMPLE_BASE,
         "slot_start": "Tue 4 Mar 2025, 9:30 AM",
         "slot_minutes": "30",
+        "visit_type": "New patient visit",
         "claim_url": "http://127.0.0.1:8000/claim/SAMPLE-TOKEN",
     },
     MessageKind.SLOT_CONFIRMED: {

@@ -417,6 +417,7 @@ class _Worker:
             "unsubscribe_url": unsubscribe_url,
             "slot_start": format_start(starts_at, item.timezone or self.settings.default_timezone),
             "slot_minutes": str(item.duration_minutes or ""),
+            "visit_type": item.visit_type or "",
             "claim_url": link(self.settings.public_url, "claim", claim_token),
         }
         kind = _OFFER_MESSAGES[OutboxKind(item.kind)]

@@ -38,6 +38,7 @@ class SlotRef:
     filler_id: str  # the EHR's appointment id
     start: str  # HL7 DTM as sent
     duration_minutes: int | None
+    visit_type: str | None = None  # what the practice shows (not part of the key)
 
     @property
     def key(self) -> str:
@@ -156,6 +157,7 @@ def open_from_feed(
             slot.start,
             starts_at,
             slot.duration_minutes,
+            slot.visit_type,
         )
         slot_id = insert_slot(conn, new, too_late=too_late, message_id=message_id, now=now)
         return True, None if too_late else slot_id
