@@ -30,18 +30,21 @@ def feed(tmp_path: Path, name: str, *messages: str) -> None:
     ingest_stored.fn()
 
 
+def first_booking(db: Engine, tmp_path: Path) -> tuple[str, str]:
+    """A first booking creates the integrated provider and location the feed names."""
+    feed(tmp_path, "other.hl7", m.siu("S12", "APT0", "202612011500", "SIU-0"))
+    with db.connect() as conn:
+        provider, location = conn.execute(
+            select(Provider.name, Location.name).join(Location, Location.provider_id == Provider.id)
+        ).one()
+    return str(provider), str(location)
+
+
 def test_s15_offers_connections_with_an_mrn_and_s12_withdraws_unsent_offers(
     db: Engine, tmp_path: Path
 ) -> None:
     with frozen_clock(FEED_TIME):
-        # A first booking creates the integrated provider and location the feed names.
-        feed(tmp_path, "other.hl7", m.siu("S12", "APT0", "202612011500", "SIU-0"))
-        with db.connect() as conn:
-            provider, location = conn.execute(
-                select(Provider.name, Location.name).join(
-                    Location, Location.provider_id == Provider.id
-                )
-            ).one()
+        provider, location = first_booking(db, tmp_path)
         with_mrn = add(db, 1, mrn="M1", provider=provider, location=location)
         without_mrn = add(db, 2, provider=provider, location=location)
         paused = add(db, 3, mrn="M3", status=ConnectionStatus.PAUSED, provider=provider,
@@ -94,13 +97,7 @@ def test_the_feed_shows_only_the_visit_types_the_practice_chose(
     # AIS-3 of the test feed is CHECKUP^Checkup: shown as the practice's words, when mapped.
     monkeypatch.setenv("OPENSLOTS_ALERT_VISIT_TYPES", '{"CHECKUP": "Routine check-up"}')
     with frozen_clock(FEED_TIME):
-        feed(tmp_path, "other.hl7", m.siu("S12", "APT0", "202612011500", "SIU-0"))
-        with db.connect() as conn:
-            provider, location = conn.execute(
-                select(Provider.name, Location.name).join(
-                    Location, Location.provider_id == Provider.id
-                )
-            ).one()
+        provider, location = first_booking(db, tmp_path)
         add(db, 1, mrn="M1", provider=provider, location=location)
         feed(tmp_path, "cancel.hl7", m.SIU_S15_CANCELLED)
         dispatch_now()
