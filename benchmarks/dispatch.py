@@ -51,9 +51,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import _postgres
+from _postgres import PG_HOST, PG_PORT, PG_USER
+
 ROOT = Path(__file__).resolve().parent.parent
 
-PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 BENCH_DB = "openslots_bench_dispatch"
 APP_NAME = "openslots-bench-dispatch"
 PROVIDER, LOCATION = "Bench Provider", "Bench Location"
@@ -65,11 +67,7 @@ PARTIAL_INDEX = "bench_invitations_owed"
 
 
 def _conninfo(dbname: str) -> str:
-    if dbname == "test":  # the test suite's database: never
-        raise SystemExit("refusing to use the database 'test'")
-    return (
-        f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname={dbname} application_name={APP_NAME}"
-    )
+    return _postgres.conninfo(dbname, APP_NAME)
 
 
 def _log(message: str) -> None:
@@ -80,25 +78,12 @@ def _log(message: str) -> None:
 
 
 def ensure_database() -> None:
-    import psycopg
-
-    with psycopg.connect(_conninfo("postgres"), autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (BENCH_DB,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
+    _postgres.ensure_database(BENCH_DB, APP_NAME)
 
 
 def fresh_schema() -> None:
     """Drop and recreate `public`, then migrate it to this code's revision."""
-    import psycopg
-
-    from openslots.connectors.database import upgrade_database
-    from openslots.connectors.database.engine import dispose_engines
-
-    dispose_engines()
-    with psycopg.connect(_conninfo(BENCH_DB), autocommit=True) as conn:
-        conn.execute("DROP SCHEMA IF EXISTS public CASCADE")
-        conn.execute("CREATE SCHEMA public")
-    upgrade_database()
+    _postgres.fresh_schema(BENCH_DB, APP_NAME)
 
 
 def sql(statement: str) -> list[tuple[Any, ...]]:

@@ -138,6 +138,17 @@ class Settings(BaseSettings):
         description="HH:MM-HH:MM in the location's time zone during which Open Slots offers "
         "wait for the morning (or are skipped when the slot starts before then); `off` disables.",
     )
+    alert_visit_types: dict[str, str] = Field(
+        default={},
+        description="The visit types patients may see, as a JSON object from the EHR's code "
+        '(SIU AIS-3) to the words shown, e.g. {"NP30": "New patient visit"}; an appointment '
+        "whose code is not listed shows no visit type (no visit reason leaves the practice).",
+    )
+    alert_notify_taken: bool = Field(
+        default=True,
+        description="When a slot is claimed, tell the others who were sent its offer that it "
+        "is no longer available (the winner is always sent a confirmation).",
+    )
     alert_min_lead_minutes: int = Field(
         default=120,
         ge=0,

@@ -30,6 +30,7 @@ from openslots.api.messages import (
     sms_inbound,
     unsubscribe,
 )
+from openslots.api.offers import decline_offer, mark_offer_viewed, offer_page
 from openslots.api.practice import (
     accept_connection_request,
     add_provider,
@@ -74,6 +75,7 @@ __all__ = [
     "audit_events",
     "claim_slot",
     "close_slot",
+    "decline_offer",
     "explain_slot",
     "hl7_errors",
     "import_report",
@@ -82,7 +84,9 @@ __all__ = [
     "list_invitations",
     "list_providers",
     "list_slots",
+    "mark_offer_viewed",
     "merge_providers",
+    "offer_page",
     "open_slot",
     "opt_in",
     "opt_out",

@@ -11,6 +11,7 @@ from openslots.api._session import (
     _writing,
 )
 from openslots.connectors.database import (
+    offer_responses,
     providers,
 )
 from openslots.connectors.database import slots as slot_repo
@@ -103,6 +104,11 @@ def claim_slot(token: str) -> dict[str, Any]:
         return {"slot_id": None, "result": str(ClaimResult.INVALID)}
     with engine.begin() as conn:
         slot_id, result = slot_repo.claim(conn, int(subject), now)
+        if result is ClaimResult.WON and slot_id is not None:
+            # In the claim's own transaction: a won slot always owes its confirmation.
+            offer_responses.queue_claim_messages(
+                conn, now, notify_taken=res.settings.alert_notify_taken, slot_ids=[slot_id]
+            )
     return {"slot_id": slot_id, "result": str(result)}
 
 

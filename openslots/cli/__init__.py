@@ -35,6 +35,7 @@ from openslots.cli import (
     slots,
     sms,
     unsubscribe,
+    web,
 )
 from openslots.serve import adopt_served_api
 
@@ -70,6 +71,7 @@ app.add_typer(connections.app, name="connections")
 app.add_typer(registrations.app, name="registrations")
 app.add_typer(hl7.app, name="hl7")
 app.add_typer(slots.app, name="slots")
+app.command("web")(web.web_command)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -92,6 +92,28 @@ def slots_claim(
         raise typer.Exit(FAILED)
 
 
+@app.command("decline")
+def slots_decline(
+    token: Annotated[str, typer.Argument(help="The token of a claim link.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Say "Not for me" with a claim link's token: final for that patient and slot (a Serial
+    slot offers its next group at once); exit 0 when it is recorded."""
+    from openslots.api import decline_offer
+
+    result = run(as_json, lambda: decline_offer(token))
+    if as_json:
+        emit_json(result)
+    elif result["result"] == "declined":
+        err.print(f"slot {result['slot_id']}: declined; it will not be offered to you again")
+    elif result["result"] == "won":
+        err.print(f"slot {result['slot_id']}: this claim won; the practice cancels bookings")
+    else:
+        err.print(f"cannot decline with this link ({result['result']})")
+    if result["result"] != "declined":
+        raise typer.Exit(FAILED)
+
+
 @app.command("close")
 def slots_close(slot_id: int, as_json: JsonOpt = False) -> None:
     """Close an open slot; offers not yet sent are withdrawn."""
@@ -124,7 +146,8 @@ def slots_list(
     provider: Annotated[str | None, typer.Option(help="Provider name.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Slots with offers sent, claims tried and the winner (a connection id)."""
+    """Slots with offers sent, viewed and declined, claims tried, the winner (a connection
+    id), and `no_one_left` when every offer of an open slot was declined."""
     from openslots.api import list_slots
 
     rows = run(as_json, lambda: list_slots(None if status is None else str(status), provider))
@@ -141,6 +164,9 @@ def slots_list(
             "mode",
             "offers_sent",
             "claims_tried",
+            "viewed",
+            "declined",
+            "no_one_left",
             "winner_connection_id",
         ],
     )

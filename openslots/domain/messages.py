@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -60,6 +61,24 @@ def offer_key(offer_id: int, channel: str) -> str:
     'offer:12:sms'
     """
     return KEY_SEPARATOR.join(str(p) for p in offer_key_parts(offer_id, channel))
+
+
+class OfferOutcome(StrEnum):
+    """A message about a claimed slot (its key's third part)."""
+
+    CONFIRMATION = "confirmation"  # to the winner: it's yours
+    UNAVAILABLE = "unavailable"  # to the others who were sent the offer
+
+
+def offer_outcome_key_parts(
+    offer_id: T, outcome: OfferOutcome, channel: str
+) -> tuple[str, T, str, str]:
+    """The parts of a claimed slot's message key (`offer_id` a value or a SQL column).
+
+    >>> KEY_SEPARATOR.join(map(str, offer_outcome_key_parts(12, OfferOutcome.CONFIRMATION, "sms")))
+    'offer:12:confirmation:sms'
+    """
+    return (OFFER_KEY_PREFIX, offer_id, str(outcome), str(channel))
 
 
 @dataclass(frozen=True, slots=True)

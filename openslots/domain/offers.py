@@ -53,6 +53,7 @@ class ClaimResult(StrEnum):
     EXPIRED = "expired"  # the link's time passed
     CLOSED = "closed"  # the practice or the EHR closed it, or the cutoff passed
     INVALID = "invalid"  # forged, altered, or naming no offer
+    DECLINED = "declined"  # this patient said "Not for me" (final for them and this slot)
 
 
 class Outcome(StrEnum):
@@ -61,6 +62,7 @@ class Outcome(StrEnum):
     ALERTED = "alerted"
     CLAIMED = "claimed"
     NOT_ALERTED = "not_alerted"
+    DECLINED = "declined"  # alerted, and said "Not for me"
 
 
 class ExplainReason(StrEnum):
@@ -77,6 +79,7 @@ class ExplainReason(StrEnum):
     SERIAL_NOT_REACHED = "serial_not_reached"  # a later serial group, not due yet
     SLOT_CLOSED = "slot_closed"  # claimed or closed before this connection's turn
     LEAD_TIME = "lead_time"  # the slot started too soon to offer
+    DECLINED_OFFER = "declined_offer"  # the patient declined this slot's offer
 
 
 # --- start times ----------------------------------------------------------------------------
@@ -222,6 +225,7 @@ def explain(
     won: bool,
     slot_status: SlotStatus,
     closed_reason: ClosedReason | None,
+    declined: bool = False,
 ) -> tuple[Outcome, ExplainReason]:
     """Why one connection was or was not alerted for one slot.
 
@@ -231,6 +235,8 @@ def explain(
     """
     if won:
         return Outcome.CLAIMED, ExplainReason.ELIGIBLE
+    if declined:
+        return Outcome.DECLINED, ExplainReason.DECLINED_OFFER
     if offer_state is OfferState.SENT:
         return Outcome.ALERTED, ExplainReason.ELIGIBLE
     if offer_state is OfferState.SKIPPED:

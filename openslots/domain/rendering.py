@@ -31,6 +31,7 @@ class MessageKind(StrEnum):
     RESEND = "resend"
     PROVIDER_REQUEST = "provider_request"  # the seed's "Provider Initiated Request" (Invited)
     SLOT_ALERT = "slot_alert"
+    SLOT_CONFIRMED = "slot_confirmed"  # to the patient whose claim won
     SLOT_UNAVAILABLE = "slot_unavailable"
 
 
@@ -59,9 +60,11 @@ FIELDS: Mapping[MessageKind, tuple[str, ...]] = {
         *_COMMON,
         "slot_start",
         "slot_minutes",
+        "visit_type",  # "" unless the practice chose to show one
         "claim_url",
         "unsubscribe_url",
     ),
+    MessageKind.SLOT_CONFIRMED: (*_COMMON, "slot_start", "slot_minutes", "unsubscribe_url"),
     MessageKind.SLOT_UNAVAILABLE: (*_COMMON, "slot_start", "unsubscribe_url"),
 }
 
@@ -88,7 +91,13 @@ SAMPLES: Mapping[MessageKind, Mapping[str, str]] = {
         **_SAMPLE_BASE,
         "slot_start": "Tue 4 Mar 2025, 9:30 AM",
         "slot_minutes": "30",
+        "visit_type": "New patient visit",
         "claim_url": "http://127.0.0.1:8000/claim/SAMPLE-TOKEN",
+    },
+    MessageKind.SLOT_CONFIRMED: {
+        **_SAMPLE_BASE,
+        "slot_start": "Tue 4 Mar 2025, 9:30 AM",
+        "slot_minutes": "30",
     },
     MessageKind.SLOT_UNAVAILABLE: {**_SAMPLE_BASE, "slot_start": "Tue 4 Mar 2025, 9:30 AM"},
 }

@@ -26,8 +26,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Connection
 
+from openslots.connectors.database import offer_responses, opt_outs
 from openslots.connectors.database import offers as offer_repo
-from openslots.connectors.database import opt_outs
 from openslots.connectors.database import outbox as repo
 from openslots.connectors.database.models import Channel, OutboxKind, OutboxStatus
 from openslots.connectors.email import (
@@ -87,6 +87,10 @@ def materialise_intents() -> int:
     # Open Slots offers that came due (a Serial group whose timeout passed, a morning after
     # the quiet hours), and slots whose cutoff passed, first: they are the most urgent.
     written = offer_due(engine, res.settings, clock.now()).messages
+    with engine.begin() as conn:  # what claims owe (alerts still in flight when one won)
+        written += offer_responses.queue_claim_messages(
+            conn, clock.now(), notify_taken=res.settings.alert_notify_taken
+        )
     with engine.connect() as conn:
         span = repo.owed_id_range(conn)
     if span is None:
@@ -269,7 +273,7 @@ class _Worker:
         address = item.email if item.channel == Channel.EMAIL else item.mobile_phone
         if isinstance(item, offer_repo.PendingOffer):
             reason = "recipient opted out" if item.opted_out else None
-            if not item.slot_open:
+            if not item.slot_open and item.kind == OutboxKind.SLOT_ALERT:
                 reason = offer_repo.WITHDRAWN  # claimed or closed since: never sent
         else:
             reason = rules.cancel_reason(item.status, opted_out=item.opted_out)
@@ -416,12 +420,14 @@ class _Worker:
             "unsubscribe_url": unsubscribe_url,
             "slot_start": format_start(starts_at, item.timezone or self.settings.default_timezone),
             "slot_minutes": str(item.duration_minutes or ""),
+            "visit_type": item.visit_type or "",
             "claim_url": link(self.settings.public_url, "claim", claim_token),
         }
+        kind = _OFFER_MESSAGES[OutboxKind(item.kind)]
         if item.channel == Channel.SMS:
-            text = self.templates.sms(MessageKind.SLOT_ALERT, variables)
+            text = self.templates.sms(kind, variables)
             return OutgoingSms(item.key, item.mobile_phone or "", text)
-        rendered = self.templates.email(MessageKind.SLOT_ALERT, variables)
+        rendered = self.templates.email(kind, variables)
         return OutgoingEmail(
             key=item.key,
             to=item.email or "",
@@ -431,6 +437,14 @@ class _Worker:
             unsubscribe_url=unsubscribe_url,
             to_name=f"{item.first_name} {item.last_name}",
         )
+
+
+# An offer's messages: the alert with its claim link, and the two a claim owes.
+_OFFER_MESSAGES = {
+    OutboxKind.SLOT_ALERT: MessageKind.SLOT_ALERT,
+    OutboxKind.SLOT_CONFIRMED: MessageKind.SLOT_CONFIRMED,
+    OutboxKind.SLOT_UNAVAILABLE: MessageKind.SLOT_UNAVAILABLE,
+}
 
 
 def _bucket(rate: float | None) -> rules.TokenBucket | None:

@@ -450,6 +450,7 @@ def _schedule(
         appointment.filler_id,
         appointment.start,
         appointment.duration_minutes,
+        settings.alert_visit_types.get(appointment.visit_code),
     )
     if event in ("S15", "S17"):
         changed, to_offer = slot_repo.open_from_feed(

@@ -173,6 +173,7 @@ def _explain(
     won: bool = False,
     status: SlotStatus = SlotStatus.OPEN,
     closed: ClosedReason | None = None,
+    declined: bool = False,
 ) -> tuple[Outcome, ExplainReason]:
     return explain(
         eligibility,
@@ -181,6 +182,7 @@ def _explain(
         won=won,
         slot_status=status,
         closed_reason=closed,
+        declined=declined,
     )
 
 
@@ -189,6 +191,10 @@ def test_explain_gives_every_reason_code() -> None:
     cases = {
         _explain(state=OfferState.SENT, won=True): (Outcome.CLAIMED, ExplainReason.ELIGIBLE),
         _explain(state=OfferState.SENT): (Outcome.ALERTED, ExplainReason.ELIGIBLE),
+        _explain(state=OfferState.SENT, declined=True): (
+            Outcome.DECLINED,
+            ExplainReason.DECLINED_OFFER,
+        ),
         _explain(state=OfferState.PENDING): (no, ExplainReason.SERIAL_NOT_REACHED),
         _explain(state=OfferState.PENDING, reason="quiet_hours"): (no, ExplainReason.QUIET_HOURS),
         _explain(state=OfferState.SKIPPED, reason="quiet_hours"): (no, ExplainReason.QUIET_HOURS),

@@ -76,6 +76,8 @@ class OutboxKind(StrEnum):
     INVITATION = "invitation"
     RESEND = "resend"  # an invitation's later attempt (the `resend` template)
     SLOT_ALERT = "slot_alert"  # an Open Slots offer (`offer_id`)
+    SLOT_CONFIRMED = "slot_confirmed"  # the claim won (`offer_id`: the winner's)
+    SLOT_UNAVAILABLE = "slot_unavailable"  # someone else won (`offer_id`: this patient's)
 
 
 class FindingSeverity(StrEnum):

@@ -20,11 +20,13 @@ from openslots.connectors.database.models import (
     Channel,
     Client,
     Invitation,
+    Offer,
     OptOut,
     OutboxMessage,
     OutboxStatus,
     Provider,
 )
+from openslots.connectors.database.models import Connection as ConnectionRow
 from openslots.connectors.database.outbox import record_sent
 from openslots.domain import clock
 from openslots.errors import OpenslotsError
@@ -222,18 +224,24 @@ class Recipient:
 
 
 def recipient(conn: Connection, outbox_id: int) -> Recipient | None:
-    """The provider, channel and contact of an invitation message, or None without one."""
+    """The provider, channel and contact of an invitation or Open Slots message (an offer
+    and what its claim owes), or None without one."""
+    # An invitation's message names its client; an offer's (and what its claim owes) its
+    # connection: the unsubscribe link of a slot alert names its message, too.
+    provider_id = func.coalesce(Invitation.provider_id, ConnectionRow.provider_id)
     row = conn.execute(
         select(
             OutboxMessage.channel,
-            Invitation.provider_id,
+            provider_id.label("provider_id"),
             Provider.name,
-            Client.email,
-            Client.mobile_phone,
+            func.coalesce(Client.email, ConnectionRow.email).label("email"),
+            func.coalesce(Client.mobile_phone, ConnectionRow.mobile_phone).label("mobile_phone"),
         )
-        .join(Invitation, Invitation.id == OutboxMessage.invitation_id)
-        .join(Client, Client.id == Invitation.client_id)
-        .join(Provider, Provider.id == Invitation.provider_id)
+        .outerjoin(Invitation, Invitation.id == OutboxMessage.invitation_id)
+        .outerjoin(Client, Client.id == Invitation.client_id)
+        .outerjoin(Offer, Offer.id == OutboxMessage.offer_id)
+        .outerjoin(ConnectionRow, ConnectionRow.id == Offer.connection_id)
+        .join(Provider, Provider.id == provider_id)
         .where(OutboxMessage.id == outbox_id)
     ).one_or_none()
     if row is None:

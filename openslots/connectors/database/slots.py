@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, case, func, insert, select, update
 
+from openslots.connectors.database import offer_responses
 from openslots.connectors.database import offers as offer_repo
 from openslots.connectors.database.eligibility import alert_reasons
 from openslots.connectors.database.models import Connection as ConnectionRow
@@ -37,6 +38,7 @@ class SlotRef:
     filler_id: str  # the EHR's appointment id
     start: str  # HL7 DTM as sent
     duration_minutes: int | None
+    visit_type: str | None = None  # what the practice shows (not part of the key)
 
     @property
     def key(self) -> str:
@@ -155,6 +157,7 @@ def open_from_feed(
             slot.start,
             starts_at,
             slot.duration_minutes,
+            slot.visit_type,
         )
         slot_id = insert_slot(conn, new, too_late=too_late, message_id=message_id, now=now)
         return True, None if too_late else slot_id
@@ -271,10 +274,14 @@ def reopen_moved_slot(
 
 def claim(conn: Connection, offer_id: int, now: dt.datetime) -> tuple[int | None, ClaimResult]:
     """(slot id, result) of a claim through a valid token naming `offer_id`."""
-    offer = conn.execute(select(Offer.slot_id, Offer.state).where(Offer.id == offer_id)).first()
+    offer = conn.execute(
+        select(Offer.slot_id, Offer.state, Offer.declined_at).where(Offer.id == offer_id)
+    ).first()
     if offer is None or offer.state not in (OfferState.SENT, OfferState.WITHDRAWN):
         return (None if offer is None else offer.slot_id), ClaimResult.INVALID
     slot_id = int(offer.slot_id)
+    if offer.declined_at is not None:  # "Not for me" is final for this patient and slot
+        return slot_id, ClaimResult.DECLINED
     conn.execute(
         update(Offer).where(Offer.id == offer_id).values(claim_attempts=Offer.claim_attempts + 1)
     )
@@ -332,9 +339,9 @@ def explain_slot(conn: Connection, slot_id: int) -> list[dict[str, Any]] | None:
     offers = {
         o.connection_id: o
         for o in conn.execute(
-            select(Offer.id, Offer.connection_id, Offer.state, Offer.reason).where(
-                Offer.slot_id == slot_id
-            )
+            select(
+                Offer.id, Offer.connection_id, Offer.state, Offer.reason, Offer.declined_at
+            ).where(Offer.slot_id == slot_id)
         )
     }
     clients = dict(
@@ -354,6 +361,7 @@ def explain_slot(conn: Connection, slot_id: int) -> list[dict[str, Any]] | None:
             won=offer is not None and offer.id == row.claimed_offer_id,
             slot_status=SlotStatus(row.status),
             closed_reason=None if row.closed_reason is None else ClosedReason(row.closed_reason),
+            declined=offer is not None and offer.declined_at is not None,
         )
         result.append(
             {
@@ -418,6 +426,9 @@ def list_slots(
         item["offers_sent"] = int(item["offers_sent"])
         item["claims_tried"] = int(item["claims_tried"])
         rows.append(item)
+    responses = offer_responses.response_counts(conn, [row["id"] for row in rows])
+    for item in rows:
+        item |= responses.get(item["id"], {"viewed": 0, "declined": 0, "no_one_left": False})
     return rows
 
 

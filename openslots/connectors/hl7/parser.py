@@ -228,6 +228,7 @@ class Appointment:
     provider_id: str
     provider_name: str
     location: str
+    visit_code: str = ""  # AIS-3.1, the EHR's code for the visit type (shown only if mapped)
 
 
 @dataclass
@@ -381,7 +382,8 @@ def extract_appointment(message: Message) -> Appointment:
         duration = int(duration_text) * (60 if units.startswith(("H", "HR")) else 1)
     provider_id, provider_name = _doctor(message, message.field(message.first("AIP"), 3))
     location = _place(message, message.field(message.first("AIL"), 3))
-    return Appointment(filler, start, duration, provider_id, provider_name, location)
+    visit_code = message.component(message.field(ais, 3), 1)
+    return Appointment(filler, start, duration, provider_id, provider_name, location, visit_code)
 
 
 def _withdrawn_timing(version: str) -> bool:

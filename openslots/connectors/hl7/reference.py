@@ -170,4 +170,5 @@ def reference_appointment(text: str) -> Appointment:
         duration = int(duration_text) * (60 if units.startswith(("H", "HR")) else 1)
     provider_id, provider_name = _doctor(tree, tree.first("AIP"), 3)
     location = _place(tree, tree.first("AIL"), 3)
-    return Appointment(filler, start, duration, provider_id, provider_name, location)
+    visit_code = first_comp(ais, 3)
+    return Appointment(filler, start, duration, provider_id, provider_name, location, visit_code)
