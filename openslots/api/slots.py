@@ -75,7 +75,17 @@ def open_slot(
             timeout_minutes=timeout_minutes,
         )
         slot_id = slot_repo.insert_slot(conn, new, too_late=late, message_id=None, now=now)
-        eligible = 0 if late else slot_repo.offer_slot(conn, slot_id, now)
+        eligible = (
+            0
+            if late
+            else slot_repo.offer_slot(
+                conn,
+                slot_id,
+                now,
+                max_per_week=res.settings.alert_max_per_week,
+                default_timezone=res.settings.default_timezone,
+            )
+        )
     queued = 0 if late else offer_due(engine, res.settings, now, [slot_id]).offers_sent
     return {
         "slot_id": slot_id,
@@ -129,8 +139,14 @@ def close_slot(slot_id: int) -> dict[str, Any]:
 def explain_slot(slot_id: int) -> list[dict[str, Any]]:
     """Every connection of the slot's provider (any location): `connection_id`, `client_id`,
     `outcome` (alerted / claimed / not_alerted) and `reason`."""
+    settings = resources().settings
     with _reading() as conn:
-        rows = slot_repo.explain_slot(conn, slot_id)
+        rows = slot_repo.explain_slot(
+            conn,
+            slot_id,
+            max_per_week=settings.alert_max_per_week,
+            default_timezone=settings.default_timezone,
+        )
     if rows is None:
         raise NotFoundError(f"no slot {slot_id}")
     return rows

@@ -415,7 +415,7 @@ def _schedule(
             lead_cutoff=lead_cutoff,
         )  # fmt: skip
         counts.slots_opened += int(reopened)
-        _offer(conn, to_offer, now, opened)
+        _offer(conn, settings, to_offer, now, opened)
     slot = slot_repo.SlotRef(
         target.provider_id,
         target.location_id,
@@ -428,15 +428,23 @@ def _schedule(
             conn, slot, starts_at, message_id, now, too_late=starts_at < lead_cutoff
         )
         counts.slots_opened += int(changed)
-        _offer(conn, to_offer, now, opened)
+        _offer(conn, settings, to_offer, now, opened)
     elif slot_repo.book_from_feed(conn, slot, starts_at, message_id, now):
         counts.slots_filled += 1
     return APPLIED
 
 
-def _offer(conn: Connection, slot_id: int | None, now: dt.datetime, opened: list[int]) -> None:
+def _offer(
+    conn: Connection, settings: Settings, slot_id: int | None, now: dt.datetime, opened: list[int]
+) -> None:
     """Write the offers of a slot the feed opened; the ingest run sends what is due after its
     transaction commits (`offer_due`)."""
     if slot_id is not None:
-        slot_repo.offer_slot(conn, slot_id, now)
+        slot_repo.offer_slot(
+            conn,
+            slot_id,
+            now,
+            max_per_week=settings.alert_max_per_week,
+            default_timezone=settings.default_timezone,
+        )
         opened.append(slot_id)

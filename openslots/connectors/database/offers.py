@@ -17,14 +17,13 @@ from sqlalchemy import (
     String,
     Table,
     and_,
-    func,
     literal,
     select,
     update,
 )
 
 from openslots.connectors.database._dialect import upsert
-from openslots.connectors.database.eligibility import eligible_connections, not_opted_out
+from openslots.connectors.database.eligibility import SlotFacts, not_opted_out, slot_candidates
 from openslots.connectors.database.eligibility import opted_out as contact_opted_out
 from openslots.connectors.database.models import (
     Channel,
@@ -39,7 +38,7 @@ from openslots.connectors.database.models import (
 from openslots.connectors.database.models import Connection as ConnectionRow
 from openslots.connectors.database.outbox import key_sql
 from openslots.domain.messages import offer_key_parts
-from openslots.domain.offers import OfferMode, OfferState, group_due, plan_groups
+from openslots.domain.offers import OfferMode, OfferState, fair_order, group_due, plan_groups
 from openslots.domain.statuses import ClosedReason, SlotStatus
 
 OFFERS = cast(Table, Offer.__table__)
@@ -56,49 +55,15 @@ def create_offers(
     group_size: int,
     timeout_minutes: int,
     now: dt.datetime,
+    slot: SlotFacts,
 ) -> int:
-    """One offer per connection eligible for the slot's provider and location; returns how many
-    are eligible. Idempotent per slot (unique slot x connection: ON CONFLICT DO NOTHING)."""
-    eligible = eligible_connections(provider_id, location_id).subquery()
-    if mode is OfferMode.BLAST:
-        # Everyone at once, one statement: group 0, due now.
-        source = select(
-            literal(slot_id, Integer),
-            eligible.c.id,
-            literal(0, Integer),
-            literal(now, OFFERS.c.due_at.type),
-            literal(OfferState.PENDING.value, String),
-            literal(0, Integer),
-            literal(now, OFFERS.c.created_at.type),
-        ).order_by(eligible.c.id)
-        statement = (
-            upsert(conn, OFFERS)
-            .from_select(
-                [
-                    "slot_id",
-                    "connection_id",
-                    "group_number",
-                    "due_at",
-                    "state",
-                    "claim_attempts",
-                    "created_at",
-                ],
-                source,
-            )
-            .on_conflict_do_nothing(index_elements=["slot_id", "connection_id"])
-        )
-        conn.execute(statement)
-        return int(conn.execute(select(func.count()).select_from(eligible)).scalar_one())
-    # Serial: the practice's order (alert_order, unset last, then id); Priority plays no part.
-    ordered = list(
-        conn.execute(
-            select(ConnectionRow.id)
-            .where(ConnectionRow.id.in_(select(eligible.c.id)))
-            .order_by(
-                ConnectionRow.alert_order.is_(None), ConnectionRow.alert_order, ConnectionRow.id
-            )
-        ).scalars()
-    )
+    """One offer per connection eligible for the slot (its provider and location, its windows,
+    the contact cap): one query for the candidates, the pure rule and order, one insert.
+    Returns how many are eligible. Idempotent per slot (unique slot x connection: ON CONFLICT
+    DO NOTHING)."""
+    # Blast: everyone in group 0, due now. Serial: the practice's order, ties to whoever was
+    # offered least recently (fair_order); Priority plays no part.
+    ordered = fair_order(slot_candidates(conn, provider_id, location_id, slot))
     rows = [
         {
             "slot_id": slot_id,

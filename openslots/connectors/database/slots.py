@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, case, func, insert, select, update
 
 from openslots.connectors.database import offers as offer_repo
-from openslots.connectors.database.eligibility import alert_reasons
+from openslots.connectors.database.eligibility import SlotFacts, alert_reasons
 from openslots.connectors.database.models import Connection as ConnectionRow
 from openslots.connectors.database.models import Location, Offer, Slot
 from openslots.domain.offers import (
@@ -105,8 +105,39 @@ def insert_slot(
     return int(conn.execute(insert(Slot).values(**values).returning(Slot.id)).scalar_one())
 
 
-def offer_slot(conn: Connection, slot_id: int, now: dt.datetime) -> int:
-    """Write the offers of an open slot (idempotent); returns the eligible count."""
+def slot_facts(
+    conn: Connection, slot_id: int, *, max_per_week: int, default_timezone: str
+) -> SlotFacts | None:
+    """What the slot adds to the alert rule (windows, contact cap); None without a start."""
+    row = conn.execute(
+        select(Slot.starts_at, Slot.duration_minutes, Slot.opened_at, Location.timezone)
+        .join(Location, Location.id == Slot.location_id)
+        .where(Slot.id == slot_id)
+    ).first()
+    if row is None or row.starts_at is None:
+        return None
+    starts_at = offer_repo._aware(row.starts_at)
+    opened_at = starts_at if row.opened_at is None else offer_repo._aware(row.opened_at)
+    return SlotFacts(
+        slot_id,
+        starts_at,
+        row.duration_minutes,
+        row.timezone or default_timezone,
+        opened_at,
+        max_per_week,
+    )
+
+
+def offer_slot(
+    conn: Connection,
+    slot_id: int,
+    now: dt.datetime,
+    *,
+    max_per_week: int,
+    default_timezone: str,
+) -> int:
+    """Write the offers of an open slot (idempotent); returns the eligible count.
+    `max_per_week`: OPENSLOTS_ALERT_MAX_PER_WEEK; `default_timezone`: a location's without one."""
     row = conn.execute(
         select(
             Slot.status,
@@ -117,7 +148,8 @@ def offer_slot(conn: Connection, slot_id: int, now: dt.datetime) -> int:
             Slot.timeout_minutes,
         ).where(Slot.id == slot_id)
     ).one()
-    if row.status != SlotStatus.OPEN:
+    facts = slot_facts(conn, slot_id, max_per_week=max_per_week, default_timezone=default_timezone)
+    if row.status != SlotStatus.OPEN or facts is None:
         return 0
     return offer_repo.create_offers(
         conn,
@@ -128,6 +160,7 @@ def offer_slot(conn: Connection, slot_id: int, now: dt.datetime) -> int:
         row.group_size,
         row.timeout_minutes,
         now,
+        facts,
     )
 
 
@@ -315,8 +348,11 @@ def slot_state(conn: Connection, slot_id: int) -> dict[str, Any] | None:
 # --- explain and list -----------------------------------------------------------------------
 
 
-def explain_slot(conn: Connection, slot_id: int) -> list[dict[str, Any]] | None:
-    """Every connection of the slot's provider with its outcome and reason (None: no slot)."""
+def explain_slot(
+    conn: Connection, slot_id: int, *, max_per_week: int, default_timezone: str
+) -> list[dict[str, Any]] | None:
+    """Every connection of the slot's provider with its outcome and reason (None: no slot);
+    windows and the contact cap are judged as when the slot opened."""
     row = conn.execute(
         select(
             Slot.provider_id,
@@ -328,7 +364,8 @@ def explain_slot(conn: Connection, slot_id: int) -> list[dict[str, Any]] | None:
     ).first()
     if row is None:
         return None
-    reasons = alert_reasons(conn, row.provider_id, row.location_id)
+    facts = slot_facts(conn, slot_id, max_per_week=max_per_week, default_timezone=default_timezone)
+    reasons = alert_reasons(conn, row.provider_id, row.location_id, facts)
     offers = {
         o.connection_id: o
         for o in conn.execute(
