@@ -58,6 +58,7 @@ from openslots.api.slots import (
     explain_slot,
     list_slots,
     open_slot,
+    reconcile_slot,
     set_alert_order,
 )
 
@@ -86,6 +87,7 @@ __all__ = [
     "outbox_retry",
     "outbox_retry_all_failed",
     "outbox_status",
+    "reconcile_slot",
     "register_from_app",
     "request_connection",
     "requeue_hl7_messages",

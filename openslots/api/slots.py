@@ -152,17 +152,48 @@ def explain_slot(slot_id: int) -> list[dict[str, Any]]:
     return rows
 
 
-def list_slots(status: str | None = None, provider: str | None = None) -> list[dict[str, Any]]:
-    """Slots, newest first, with offers sent, claims tried and the winner's connection id."""
+def list_slots(
+    status: str | None = None,
+    provider: str | None = None,
+    *,
+    unreconciled: bool = False,
+    conflicts: bool = False,
+) -> list[dict[str, Any]]:
+    """Slots, newest first, with offers sent, claims tried and the winner's connection id, and
+    `reconciled_at` / `reconciled_by` / `conflict_at` / `conflict_message_id`. `unreconciled`:
+    only claimed slots not reconciled OPENSLOTS_RECONCILE_AFTER_HOURS after the claim;
+    `conflicts`: only claimed slots an SIU^S12 for another patient collided with."""
+    from openslots.domain.reconcile import unreconciled_cutoff
     from openslots.domain.statuses import SlotStatus
 
     try:
         wanted = None if status is None else SlotStatus(status)
     except ValueError:
         raise OpenslotsError("status: expected open, claimed or closed") from None
+    res = resources()
+    cutoff = unreconciled_cutoff(res.now(), res.settings.reconcile_after_hours)
     with _reading() as conn:
         provider_id = None if provider is None else providers.provider_id_for(conn, provider)
-        return slot_repo.list_slots(conn, wanted, provider_id)
+        return slot_repo.list_slots(
+            conn,
+            wanted,
+            provider_id,
+            unreconciled_before=cutoff if unreconciled else None,
+            conflicts=conflicts,
+        )
+
+
+def reconcile_slot(slot_id: int, actor: str) -> dict[str, Any]:
+    """Record that a scheduler moved the claimed slot into the EHR's calendar (audited with
+    `actor`): `{"slot_id", "changed", "reconciled_at", "reconciled_by"}`; again: `changed`
+    False and the first record. NotFoundError for an unknown id; OpenslotsError unless claimed.
+    """
+    res = resources()
+    with _writing() as conn:
+        result = slot_repo.reconcile(conn, slot_id, actor, res.now())
+    if result is None:
+        raise NotFoundError(f"no slot {slot_id}")
+    return result
 
 
 def set_alert_order(connection_id: int, order: int | None) -> None:

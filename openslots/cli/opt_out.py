@@ -14,17 +14,20 @@ def audit_command(
     connection: Annotated[int | None, typer.Option(help="Connection id.")] = None,
     invitation: Annotated[int | None, typer.Option(help="Invitation id.")] = None,
     outbox: Annotated[int | None, typer.Option(help="Outbox message id.")] = None,
+    slot: Annotated[int | None, typer.Option(help="Slot id (reconciled by whom).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Every recorded change of a connection, invitation or outbox message: who, when, from,
-    to, why."""
+    """Every recorded change of a connection, invitation, outbox message or slot: who, when,
+    from, to, why."""
     from openslots.api import audit_events
 
-    given = {"connection": connection, "invitation": invitation, "outbox": outbox}
+    given = {"connection": connection, "invitation": invitation, "outbox": outbox, "slot": slot}
     chosen = [(entity, value) for entity, value in given.items() if value is not None]
     if len(chosen) != 1:
         raise fail(
-            "give exactly one of --connection, --invitation or --outbox", as_json, code=USAGE
+            "give exactly one of --connection, --invitation, --outbox or --slot",
+            as_json,
+            code=USAGE,
         )
     [(entity, entity_id)] = chosen
     events = run(as_json, lambda: audit_events(entity, int(entity_id or 0)))

@@ -147,7 +147,7 @@ def reference_patient(text: str, authority: str | None = None) -> Patient:
     return patient
 
 
-def reference_appointment(text: str) -> Appointment:
+def reference_appointment(text: str, authority: str | None = None) -> Appointment:
     tree = _Tree(_parse(text))
     sch, ais = tree.first("SCH"), tree.first("AIS")
 
@@ -170,4 +170,6 @@ def reference_appointment(text: str) -> Appointment:
         duration = int(duration_text) * (60 if units.startswith(("H", "HR")) else 1)
     provider_id, provider_name = _doctor(tree, tree.first("AIP"), 3)
     location = _place(tree, tree.first("AIL"), 3)
-    return Appointment(filler, start, duration, provider_id, provider_name, location)
+    pid = tree.first("PID")
+    mrn = "" if pid is None else fast.choose_mrn(_ids(tree, pid, 3), authority)
+    return Appointment(filler, start, duration, provider_id, provider_name, location, mrn)
