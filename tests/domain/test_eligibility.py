@@ -123,18 +123,16 @@ def test_the_wrapper_is_the_reason_at_the_location(f: dict) -> None:
     assert eligible_for_alerts(**here) is (alert_reason(**here) is AlertReason.ELIGIBLE)
 
 
-slot_facts = st.fixed_dictionaries(
-    {
-        "status": st.sampled_from(list(ConnectionStatus)),
-        "integrated": st.booleans(),
-        "has_mrn": st.booleans(),
-        "opted_out": st.booleans(),
-        "at_location": st.booleans(),
-        "fits_availability": st.booleans(),
-        "recent_offers": st.integers(0, 6),
-        "max_per_week": st.integers(0, 4),
-    }
-)
+slot_facts = st.tuples(
+    facts,
+    st.fixed_dictionaries(
+        {
+            "fits_availability": st.booleans(),
+            "recent_offers": st.integers(0, 6),
+            "max_per_week": st.integers(0, 4),
+        }
+    ),
+).map(lambda pair: pair[0] | pair[1])
 
 
 @given(slot_facts)
