@@ -146,3 +146,24 @@ def test_a_malformed_window_names_the_wrong_part(db: Engine) -> None:
     with pytest.raises(OpenslotsError, match="unknown day `Fry`"):
         api.set_availability(cid, "Mon-Fry 08:00-12:00", "staff")
     assert api.set_availability(cid, "any", "staff") is None
+
+
+def test_a_serial_group_due_later_is_skipped_once_the_cap_was_reached_meanwhile(
+    db: Engine, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENSLOTS_ALERT_MAX_PER_WEEK", "1")
+    first, second = add(db, 1), add(db, 2)
+    api.set_alert_order(first, 1)
+    api.set_alert_order(second, 2)
+    serial = api.open_slot(PROVIDER, LOCATION, TOMORROW_10, 30, mode="serial", timeout_minutes=60)
+    assert offers(db, serial["slot_id"]) == {first: ("sent", 0), second: ("pending", 1)}
+    # Another slot reaches the second connection while its Serial turn is still ahead.
+    blast = api.open_slot(PROVIDER, LOCATION, TOMORROW_10, 30)
+    assert explained(blast["slot_id"]) == {
+        first: ("not_alerted", "contact_cap"),
+        second: ("alerted", "eligible"),
+    }
+    clock.advance(dt.timedelta(minutes=60))
+    dispatch_now()
+    assert offers(db, serial["slot_id"])[second] == ("skipped", 1)
+    assert explained(serial["slot_id"])[second] == ("not_alerted", "contact_cap")

@@ -24,6 +24,7 @@ from sqlalchemy import (
     or_,
     select,
 )
+from sqlalchemy.orm import aliased
 
 from openslots.connectors.database.models import Channel, Offer, OptOut, Provider, Slot
 from openslots.connectors.database.models import Connection as ConnectionRow
@@ -109,19 +110,30 @@ def eligible_connections(
 def recent_offers(slot: SlotFacts) -> ScalarSelect[int]:
     """Offers of the connection's provider sent to it in the 7 days before the slot opened
     (this slot's own offers excluded, so `explain` later answers as the opening did)."""
-    since = slot.opened_at - dt.timedelta(days=CAP_DAYS)
+    return offers_sent_before(
+        ConnectionRow.id, ConnectionRow.provider_id, slot.opened_at, slot.slot_id
+    )
+
+
+def offers_sent_before(
+    connection_id: Any, provider_id: Any, at: dt.datetime, other_than_slot: int | None
+) -> ScalarSelect[int]:
+    """The contact cap's count: offers of `provider_id` sent to `connection_id` (columns or
+    values) in the 7 days up to `at`, not counting slot `other_than_slot`'s. Aliased tables,
+    so that it also correlates inside a statement over offers."""
+    earlier, its_slot = aliased(Offer), aliased(Slot)
     query = (
-        select(func.count(Offer.id))
-        .join(Slot, Slot.id == Offer.slot_id)
+        select(func.count(earlier.id))
+        .join(its_slot, its_slot.id == earlier.slot_id)
         .where(
-            Offer.connection_id == ConnectionRow.id,
-            Slot.provider_id == ConnectionRow.provider_id,
-            Offer.sent_at > since,
-            Offer.sent_at <= slot.opened_at,
+            earlier.connection_id == connection_id,
+            its_slot.provider_id == provider_id,
+            earlier.sent_at > at - dt.timedelta(days=CAP_DAYS),
+            earlier.sent_at <= at,
         )
     )
-    if slot.slot_id is not None:
-        query = query.where(Offer.slot_id != slot.slot_id)
+    if other_than_slot is not None:
+        query = query.where(earlier.slot_id != other_than_slot)
     return query.scalar_subquery()
 
 

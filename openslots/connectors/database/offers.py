@@ -23,7 +23,12 @@ from sqlalchemy import (
 )
 
 from openslots.connectors.database._dialect import upsert
-from openslots.connectors.database.eligibility import SlotFacts, not_opted_out, slot_candidates
+from openslots.connectors.database.eligibility import (
+    SlotFacts,
+    not_opted_out,
+    offers_sent_before,
+    slot_candidates,
+)
 from openslots.connectors.database.eligibility import opted_out as contact_opted_out
 from openslots.connectors.database.models import (
     Channel,
@@ -37,6 +42,7 @@ from openslots.connectors.database.models import (
 )
 from openslots.connectors.database.models import Connection as ConnectionRow
 from openslots.connectors.database.outbox import key_sql
+from openslots.domain.eligibility import AlertReason
 from openslots.domain.messages import offer_key_parts
 from openslots.domain.offers import OfferMode, OfferState, fair_order, group_due, plan_groups
 from openslots.domain.statuses import ClosedReason, SlotStatus
@@ -132,6 +138,23 @@ def _group(slot_id: int, due_at: dt.datetime) -> ColumnElement[bool]:
         Offer.due_at == due_at,
         Offer.state == OfferState.PENDING,
     )
+
+
+def skip_capped(
+    conn: Connection, slot_id: int, due_at: dt.datetime, now: dt.datetime, max_per_week: int
+) -> int:
+    """A due group's offers to connections that reached the contact cap since the slot opened
+    (other slots' offers went out meanwhile) are skipped (`contact_cap`), in one UPDATE."""
+    if max_per_week <= 0:
+        return 0
+    provider_id = select(Slot.provider_id).where(Slot.id == slot_id).scalar_subquery()
+    recent = offers_sent_before(Offer.connection_id, provider_id, now, slot_id)
+    result = conn.execute(
+        update(Offer)
+        .where(_group(slot_id, due_at), recent >= max_per_week)
+        .values(state=OfferState.SKIPPED, reason=AlertReason.CONTACT_CAP.value)
+    )
+    return int(result.rowcount or 0)
 
 
 def materialise_group(
