@@ -155,6 +155,18 @@ class Settings(BaseSettings):
         description="No offer for a slot that starts sooner than this; an open slot closes "
         "(`lead_time`) once its start is this near unclaimed.",
     )
+    alert_max_per_week: int = Field(
+        default=3,
+        ge=0,
+        description="Open Slots offers one connection receives at most from one provider in any "
+        "7 days (beyond it: `contact_cap`); `0` disables the cap.",
+    )
+    reconcile_after_hours: float = Field(
+        default=4,
+        gt=0,
+        description="A claimed slot not reconciled into the EHR's calendar this long after the "
+        "claim is listed by `slots list --unreconciled` and counted in the daily artifact.",
+    )
     default_timezone: str = Field(
         default="America/New_York",
         description="IANA time zone of locations that have none (quiet hours are local).",

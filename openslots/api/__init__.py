@@ -50,6 +50,7 @@ from openslots.api.practice import (
     request_connection,
     requeue_hl7_messages,
     resend_invitation,
+    set_availability,
     set_connection_status,
     set_mrn,
     set_priority,
@@ -63,6 +64,7 @@ from openslots.api.slots import (
     explain_slot,
     list_slots,
     open_slot,
+    reconcile_slot,
     set_alert_order,
 )
 
@@ -95,6 +97,7 @@ __all__ = [
     "outbox_retry",
     "outbox_retry_all_failed",
     "outbox_status",
+    "reconcile_slot",
     "register_from_app",
     "registration_rejections",
     "rename_provider",
@@ -103,6 +106,7 @@ __all__ = [
     "require_current_schema",
     "resend_invitation",
     "set_alert_order",
+    "set_availability",
     "set_connection_status",
     "set_mrn",
     "set_priority",

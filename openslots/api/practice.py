@@ -264,6 +264,21 @@ def set_mrn(connection_id: int, mrn: str | None, actor: str, reason: str | None 
         life.set_mrn(conn, connection_id, mrn, actor, reason)
 
 
+def set_availability(connection_id: int, windows: str, actor: str) -> str | None:
+    """Set when a connection can come (`Mon-Fri 08:00-12:00; Sat 09:00-11:00`, in the
+    location's time zone; `any` clears it). Returns the canonical text stored (None: any
+    time); a malformed window is refused naming the part that is wrong."""
+    from openslots.domain.availability import AvailabilityError, normalise_windows
+
+    try:
+        canonical = normalise_windows(windows)
+    except AvailabilityError as exc:
+        raise OpenslotsError(str(exc)) from None
+    with _writing() as conn:
+        life.set_availability(conn, connection_id, canonical, actor)
+    return canonical
+
+
 def audit_events(entity: str, entity_id: int) -> list[dict[str, Any]]:
     """Every recorded change of a `connection`, `invitation` or `outbox` message (or an
     `opt_out`): who, when, from, to, why."""

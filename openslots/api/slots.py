@@ -76,7 +76,17 @@ def open_slot(
             timeout_minutes=timeout_minutes,
         )
         slot_id = slot_repo.insert_slot(conn, new, too_late=late, message_id=None, now=now)
-        eligible = 0 if late else slot_repo.offer_slot(conn, slot_id, now)
+        eligible = (
+            0
+            if late
+            else slot_repo.offer_slot(
+                conn,
+                slot_id,
+                now,
+                max_per_week=res.settings.alert_max_per_week,
+                default_timezone=res.settings.default_timezone,
+            )
+        )
     queued = 0 if late else offer_due(engine, res.settings, now, [slot_id]).offers_sent
     return {
         "slot_id": slot_id,
@@ -135,24 +145,61 @@ def close_slot(slot_id: int) -> dict[str, Any]:
 def explain_slot(slot_id: int) -> list[dict[str, Any]]:
     """Every connection of the slot's provider (any location): `connection_id`, `client_id`,
     `outcome` (alerted / claimed / not_alerted) and `reason`."""
+    settings = resources().settings
     with _reading() as conn:
-        rows = slot_repo.explain_slot(conn, slot_id)
+        rows = slot_repo.explain_slot(
+            conn,
+            slot_id,
+            max_per_week=settings.alert_max_per_week,
+            default_timezone=settings.default_timezone,
+        )
     if rows is None:
         raise NotFoundError(f"no slot {slot_id}")
     return rows
 
 
-def list_slots(status: str | None = None, provider: str | None = None) -> list[dict[str, Any]]:
-    """Slots, newest first, with offers sent, claims tried and the winner's connection id."""
+def list_slots(
+    status: str | None = None,
+    provider: str | None = None,
+    *,
+    unreconciled: bool = False,
+    conflicts: bool = False,
+) -> list[dict[str, Any]]:
+    """Slots, newest first, with offers sent, claims tried and the winner's connection id, and
+    `reconciled_at` / `reconciled_by` / `conflict_at` / `conflict_message_id`. `unreconciled`:
+    only claimed slots not reconciled OPENSLOTS_RECONCILE_AFTER_HOURS after the claim;
+    `conflicts`: only claimed slots an SIU^S12 for another patient collided with."""
+    from openslots.domain.reconcile import unreconciled_cutoff
     from openslots.domain.statuses import SlotStatus
 
     try:
         wanted = None if status is None else SlotStatus(status)
     except ValueError:
         raise OpenslotsError("status: expected open, claimed or closed") from None
+    res = resources()
+    cutoff = unreconciled_cutoff(res.now(), res.settings.reconcile_after_hours)
     with _reading() as conn:
         provider_id = None if provider is None else providers.provider_id_for(conn, provider)
-        return slot_repo.list_slots(conn, wanted, provider_id)
+        return slot_repo.list_slots(
+            conn,
+            wanted,
+            provider_id,
+            unreconciled_before=cutoff if unreconciled else None,
+            conflicts=conflicts,
+        )
+
+
+def reconcile_slot(slot_id: int, actor: str) -> dict[str, Any]:
+    """Record that a scheduler moved the claimed slot into the EHR's calendar (audited with
+    `actor`): `{"slot_id", "changed", "reconciled_at", "reconciled_by"}`; again: `changed`
+    False and the first record. NotFoundError for an unknown id; OpenslotsError unless claimed.
+    """
+    res = resources()
+    with _writing() as conn:
+        result = slot_repo.reconcile(conn, slot_id, actor, res.now())
+    if result is None:
+        raise NotFoundError(f"no slot {slot_id}")
+    return result
 
 
 def set_alert_order(connection_id: int, order: int | None) -> None:

@@ -127,6 +127,32 @@ def connections_set_mrn(
     )
 
 
+@app.command("set-availability")
+def connections_set_availability(
+    connection_id: Annotated[int, typer.Argument(help="The connection's id.")],
+    windows: Annotated[
+        str,
+        typer.Argument(
+            help="When the patient can come, in the location's time zone: \"Mon-Fri "
+            '08:00-12:00; Sat 09:00-11:00" (days Mon..Sun, ranges or commas; HH:MM-HH:MM); '
+            "`any` clears it. Only slots a window holds whole are offered."
+        ),
+    ],
+    actor: ActorOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Set a connection's availability windows (audited)."""
+    from openslots.api import set_availability
+
+    stored = run(as_json, lambda: set_availability(connection_id, windows, actor_or_user(actor)))
+    done(
+        as_json,
+        None,
+        f"connection {connection_id}: availability {stored or 'any'}",
+        {"connection_id": connection_id, "availability": stored},
+    )
+
+
 @app.command("set-order")
 def connections_set_order(connection_id: int, order: int, as_json: JsonOpt = False) -> None:
     """Set the connection's place in the practice's Serial order (lower is offered first)."""

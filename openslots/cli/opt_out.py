@@ -17,10 +17,11 @@ def audit_command(
     provider: Annotated[
         int | None, typer.Option(help="Provider id (feed, integrated, name, merges).")
     ] = None,
+    slot: Annotated[int | None, typer.Option(help="Slot id (reconciled by whom).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Every recorded change of a connection, invitation, outbox message or provider: who,
-    when, from, to, why."""
+    """Every recorded change of a connection, invitation, outbox message, provider or slot:
+    who, when, from, to, why."""
     from openslots.api import audit_events
 
     given = {
@@ -28,11 +29,12 @@ def audit_command(
         "invitation": invitation,
         "outbox": outbox,
         "provider": provider,
+        "slot": slot,
     }
     chosen = [(entity, value) for entity, value in given.items() if value is not None]
     if len(chosen) != 1:
         raise fail(
-            "give exactly one of --connection, --invitation, --outbox or --provider",
+            "give exactly one of --connection, --invitation, --outbox, --provider or --slot",
             as_json,
             code=USAGE,
         )

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from openslots.cli.options import JsonOpt
+from openslots.cli.options import ActorOpt, JsonOpt, actor_or_user
 from openslots.cli.output import FAILED, emit_json, err, run, table
 
 app = typer.Typer(help="Open Slots: offer freed appointments; the first claim wins.")
@@ -144,13 +144,37 @@ def slots_explain(slot_id: int, as_json: JsonOpt = False) -> None:
 def slots_list(
     status: Annotated[Status | None, typer.Option(help="open, claimed or closed.")] = None,
     provider: Annotated[str | None, typer.Option(help="Provider name.")] = None,
+    unreconciled: Annotated[
+        bool,
+        typer.Option(
+            "--unreconciled",
+            help="Only claimed slots not reconciled into the EHR's calendar "
+            "OPENSLOTS_RECONCILE_AFTER_HOURS (default 4) after the claim.",
+        ),
+    ] = False,
+    conflicts: Annotated[
+        bool,
+        typer.Option(
+            "--conflicts",
+            help="Only claimed slots an SIU^S12 for another patient was booked over in the EHR.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Slots with offers sent, viewed and declined, claims tried, the winner (a connection
-    id), and `no_one_left` when every offer of an open slot was declined."""
+    id), `no_one_left` when every offer of an open slot was declined, and whether the claim
+    reached the EHR's calendar."""
     from openslots.api import list_slots
 
-    rows = run(as_json, lambda: list_slots(None if status is None else str(status), provider))
+    rows = run(
+        as_json,
+        lambda: list_slots(
+            None if status is None else str(status),
+            provider,
+            unreconciled=unreconciled,
+            conflicts=conflicts,
+        ),
+    )
     if as_json:
         emit_json(rows)
         return
@@ -168,5 +192,28 @@ def slots_list(
             "declined",
             "no_one_left",
             "winner_connection_id",
+            "reconciled_by",
+            "conflict_at",
         ],
     )
+
+
+@app.command("reconcile")
+def slots_reconcile(
+    slot_id: Annotated[int, typer.Argument(help="The claimed slot's id.")],
+    actor: ActorOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Record that the claimed slot was put into the EHR's calendar (audited: `audit --slot`)."""
+    from openslots.api import reconcile_slot
+
+    result = run(as_json, lambda: reconcile_slot(slot_id, actor_or_user(actor)))
+    if as_json:
+        emit_json(result)
+    elif result["changed"]:
+        err.print(f"slot {slot_id}: reconciled by {result['reconciled_by']}")
+    else:
+        err.print(
+            f"slot {slot_id}: already reconciled by {result['reconciled_by']} "
+            f"at {result['reconciled_at']}"
+        )

@@ -11,7 +11,11 @@ this order, and the first that applies is the answer:
    Connections screen, most final first.
 6. `no_mrn` - an integrated provider's Approved connection without a Client ID / MRN: the seed
    asks for it only once the connection is Approved, so it is the last thing left to fix.
-7. `eligible`.
+7. `outside_availability` - the patient's availability windows do not hold the whole slot
+   (domain.availability): about this slot only, and only the patient can change it.
+8. `contact_cap` - already `OPENSLOTS_ALERT_MAX_PER_WEEK` offers from this provider in the
+   7 days before the slot opened: lifts by itself as the days pass.
+9. `eligible`.
 
 The order follows who can lift the obstacle (nobody / only the patient / the practice's
 decision / data entry), so the reason shown is the one that still blocks after every later
@@ -36,6 +40,8 @@ class AlertReason(StrEnum):
     NO_MRN = "no_mrn"
     OPTED_OUT = "opted_out"
     OTHER_LOCATION = "other_location"
+    OUTSIDE_AVAILABILITY = "outside_availability"
+    CONTACT_CAP = "contact_cap"
 
 
 _STATUS_REASONS = {
@@ -54,6 +60,24 @@ def mrn_present(mrn: str | None) -> bool:
     return mrn is not None and mrn.strip(" ") != ""
 
 
+def over_contact_cap(recent_offers: int, max_per_week: int) -> bool:
+    """A connection offered `max_per_week` times in the last 7 days gets no more (0: no cap).
+
+    >>> [over_contact_cap(n, 3) for n in (2, 3)], over_contact_cap(9, 0)
+    ([False, True], False)
+    """
+    return max_per_week > 0 and recent_offers >= max_per_week
+
+
+def slot_reason(*, fits_availability: bool, recent_offers: int, max_per_week: int) -> AlertReason:
+    """What one slot adds for an otherwise eligible connection (reasons 7 and 8)."""
+    if not fits_availability:
+        return AlertReason.OUTSIDE_AVAILABILITY
+    if over_contact_cap(recent_offers, max_per_week):
+        return AlertReason.CONTACT_CAP
+    return AlertReason.ELIGIBLE
+
+
 def alert_reason(
     status: ConnectionStatus,
     *,
@@ -61,6 +85,9 @@ def alert_reason(
     has_mrn: bool,
     opted_out: bool,
     at_location: bool = True,
+    fits_availability: bool = True,
+    recent_offers: int = 0,
+    max_per_week: int = 0,
 ) -> AlertReason:
     """The reason for one connection, in the order the module docstring gives.
 
@@ -77,7 +104,11 @@ def alert_reason(
         return _STATUS_REASONS[ConnectionStatus(status)]
     if integrated and not has_mrn:
         return AlertReason.NO_MRN
-    return AlertReason.ELIGIBLE
+    return slot_reason(
+        fits_availability=fits_availability,
+        recent_offers=recent_offers,
+        max_per_week=max_per_week,
+    )
 
 
 def eligible_for_alerts(

@@ -75,6 +75,8 @@ class ExplainReason(StrEnum):
     NO_MRN = AlertReason.NO_MRN.value
     OPTED_OUT = AlertReason.OPTED_OUT.value
     OTHER_LOCATION = AlertReason.OTHER_LOCATION.value
+    OUTSIDE_AVAILABILITY = AlertReason.OUTSIDE_AVAILABILITY.value
+    CONTACT_CAP = AlertReason.CONTACT_CAP.value
     QUIET_HOURS = "quiet_hours"  # waiting for the morning, or skipped because of it
     SERIAL_NOT_REACHED = "serial_not_reached"  # a later serial group, not due yet
     SLOT_CLOSED = "slot_closed"  # claimed or closed before this connection's turn
@@ -141,6 +143,38 @@ def plan_groups(
     if group_size < 1:
         raise ValueError("group_size must be at least 1")
     return [(cid, index // group_size) for index, cid in enumerate(ordered_ids)]
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """An eligible connection as the Serial order sees it."""
+
+    connection_id: int
+    alert_order: int | None  # the practice's order (None: after every ordered one)
+    last_offered_at: dt.datetime | None  # the provider's latest offer sent to it
+
+
+def fair_order(candidates: Sequence[Candidate]) -> list[int]:
+    """The practice's order; where it leaves a tie, whoever was offered least recently (never
+    first) goes first, so the same few patients do not get every offer; then the id.
+
+    >>> at = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    >>> fair_order([Candidate(1, None, at), Candidate(2, None, None), Candidate(3, 1, at)])
+    [3, 2, 1]
+    """
+    never = dt.datetime.min.replace(tzinfo=dt.UTC)
+    return [
+        c.connection_id
+        for c in sorted(
+            candidates,
+            key=lambda c: (
+                c.alert_order is None,
+                c.alert_order or 0,
+                c.last_offered_at or never,
+                c.connection_id,
+            ),
+        )
+    ]
 
 
 def group_due(opened_at: dt.datetime, group: int, timeout_minutes: int) -> dt.datetime:

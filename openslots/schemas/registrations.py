@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 import pandera.pandas as pa
@@ -10,6 +10,7 @@ from pandera.errors import SchemaErrors
 from pandera.typing import Series
 
 from openslots.domain import contact
+from openslots.domain.availability import AvailabilityError, parse_windows
 from openslots.domain.normalise import normalise_rows
 from openslots.schemas.roster import Rejection, rejections_from, split_accepted
 
@@ -24,12 +25,15 @@ REGISTRATION_COLUMNS = (
     "dependent_first_name",
     "dependent_last_name",
     "dependent_date_of_birth",
+    "availability",
 )
 REQUIRED = ("email", "date_of_birth", "first_name", "last_name")
 EXTRA_MESSAGES = {
     "provider_and_location": "provider and location go together: name both or neither",
     "dependent_fields_together": "a dependent needs dependent_first_name, dependent_last_name "
     "and dependent_date_of_birth",
+    "availability_format": "expected `DAYS HH:MM-HH:MM; ...` (e.g. `Mon-Fri 08:00-12:00; Sat "
+    "09:00-11:00`) or `any`",
 }
 
 
@@ -46,6 +50,7 @@ class RegistrationRow(pa.DataFrameModel):
     dependent_first_name: Series[str]
     dependent_last_name: Series[str]
     dependent_date_of_birth: Series[str]
+    availability: Series[str]
     dob: Series[pd.Timestamp] = pa.Field(nullable=True)
     dependent_dob: Series[pd.Timestamp] = pa.Field(nullable=True)
 
@@ -73,6 +78,11 @@ class RegistrationRow(pa.DataFrameModel):
     @classmethod
     def name_characters(cls, values: pd.Series) -> pd.Series:
         return (values == "") | contact.is_valid_name(values)
+
+    @pa.check("availability", name="availability_format")
+    @classmethod
+    def availability_format(cls, values: pd.Series) -> pd.Series:
+        return values.map(_windows_error).isna()
 
     @pa.check("date_of_birth", "dependent_date_of_birth", name="date_format")
     @classmethod
@@ -119,6 +129,15 @@ _DERIVED = {"dob": "date_of_birth", "dependent_dob": "dependent_date_of_birth"}
 _DATES = {source: parsed for parsed, source in _DERIVED.items()}
 
 
+def _windows_error(text: str) -> str | None:
+    """What is wrong with an availability text (its error names the part), None when valid."""
+    try:
+        parse_windows(text)
+    except AvailabilityError as exc:
+        return str(exc)
+    return None
+
+
 @dataclass
 class RegistrationChunk:
     accepted: pd.DataFrame
@@ -138,5 +157,13 @@ def validate_registrations(raw: pd.DataFrame, first_line: int, region: str) -> R
         rejections = rejections_from(
             errors.failure_cases, lines, _FRAME_FIELDS, _DERIVED, EXTRA_MESSAGES
         )
+    # A malformed window is named: the part that is wrong (a day, a time) is no patient data.
+    rows = dict(zip(lines, frame.index, strict=True))
+    rejections = [
+        replace(r, message=_windows_error(frame.at[rows[r.line], "availability"]) or r.message)
+        if r.rule == "availability_format"
+        else r
+        for r in rejections
+    ]
     accepted, warnings = split_accepted(frame, lines, rejections, bad_phone, region)
     return RegistrationChunk(accepted, sorted(rejections, key=lambda r: r.line), warnings)

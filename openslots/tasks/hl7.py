@@ -37,6 +37,7 @@ from openslots.connectors.hl7.parser import (
 )
 from openslots.domain import clock
 from openslots.domain.offers import parse_start
+from openslots.domain.reconcile import S12Effect
 from openslots.errors import RosterFileError
 from openslots.resources import resources
 from openslots.schemas.roster import ROSTER_COLUMNS, FeedPatientRow, Rejection, validate_chunk
@@ -75,6 +76,8 @@ class Hl7Counts:
     not_invitable: int = 0
     slots_opened: int = 0
     slots_filled: int = 0
+    slots_reconciled: int = 0  # claimed slots an S12 for the winner confirmed in the EHR
+    slot_conflicts: int = 0  # S12s for another patient at a claimed slot's time
     providers_created: int = 0
     control_ids_reused: int = 0
     warnings: int = 0  # messages applied with warnings (acknowledged AA with ERR severity W)
@@ -204,12 +207,15 @@ def ingest_all(settings: Settings) -> Hl7Counts:
             break
         total.add(ingest_batch(settings, claimed))
     run_logger().info(
-        "ingest: %d applied, %d ignored, %d errors, %d slots opened, %d filled",
+        "ingest: %d applied, %d ignored, %d errors, %d slots opened, %d filled, "
+        "%d reconciled, %d conflicts",
         total.applied,
         total.ignored,
         total.errors,
         total.slots_opened,
         total.slots_filled,
+        total.slots_reconciled,
+        total.slot_conflicts,
     )
     return total
 
@@ -238,7 +244,13 @@ def ingest_batch(settings: Settings, claimed: list[tuple[int, bytes]]) -> Hl7Cou
                 "S15",
                 "S17",
             ):
-                schedules.append((message_id, header, extract_appointment(message)))
+                schedules.append(
+                    (
+                        message_id,
+                        header,
+                        extract_appointment(message, settings.hl7_assigning_authority),
+                    )
+                )
             else:
                 outcomes[message_id] = (Hl7MessageStatus.IGNORED, None)
         except Exception as exc:
@@ -443,7 +455,7 @@ def _schedule(
             lead_cutoff=lead_cutoff,
         )  # fmt: skip
         counts.slots_opened += int(reopened)
-        _offer(conn, to_offer, now, opened)
+        _offer(conn, settings, to_offer, now, opened)
     slot = slot_repo.SlotRef(
         target.provider_id,
         target.location_id,
@@ -457,15 +469,28 @@ def _schedule(
             conn, slot, starts_at, message_id, now, too_late=starts_at < lead_cutoff
         )
         counts.slots_opened += int(changed)
-        _offer(conn, to_offer, now, opened)
-    elif slot_repo.book_from_feed(conn, slot, starts_at, message_id, now):
-        counts.slots_filled += 1
+        _offer(conn, settings, to_offer, now, opened)
+    else:
+        changed, effect = slot_repo.book_from_feed(
+            conn, slot, starts_at, message_id, now, appointment.patient_mrn
+        )
+        counts.slots_filled += int(changed)
+        counts.slots_reconciled += int(effect is S12Effect.RECONCILE)
+        counts.slot_conflicts += int(effect is S12Effect.CONFLICT)
     return APPLIED
 
 
-def _offer(conn: Connection, slot_id: int | None, now: dt.datetime, opened: list[int]) -> None:
+def _offer(
+    conn: Connection, settings: Settings, slot_id: int | None, now: dt.datetime, opened: list[int]
+) -> None:
     """Write the offers of a slot the feed opened; the ingest run sends what is due after its
     transaction commits (`offer_due`)."""
     if slot_id is not None:
-        slot_repo.offer_slot(conn, slot_id, now)
+        slot_repo.offer_slot(
+            conn,
+            slot_id,
+            now,
+            max_per_week=settings.alert_max_per_week,
+            default_timezone=settings.default_timezone,
+        )
         opened.append(slot_id)

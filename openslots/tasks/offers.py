@@ -60,6 +60,10 @@ def offer_due(
                     conn, group.slot_id, decision.wait_until, decision.wait_until - now
                 )
             else:
+                # A Serial group due later: the cap may have been reached since the slot opened.
+                counts.skipped += repo.skip_capped(
+                    conn, group.slot_id, group.due_at, now, settings.alert_max_per_week
+                )
                 sent, written = repo.materialise_group(conn, group.slot_id, group.due_at, now)
                 counts.offers_sent += sent
                 counts.messages += written

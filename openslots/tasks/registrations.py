@@ -165,4 +165,5 @@ def registration_input(row: dict[str, Any]) -> RegistrationInput:
         dependent_date_of_birth=(
             None if dependent_dob is None or pd.isna(dependent_dob) else dependent_dob.date()
         ),
+        availability=optional("availability"),
     )

@@ -69,6 +69,8 @@ def test_reason_values_are_the_issues_words() -> None:
         "no_mrn",
         "opted_out",
         "other_location",
+        "outside_availability",
+        "contact_cap",
     }
 
 
@@ -119,3 +121,38 @@ def test_a_plain_provider_never_answers_no_mrn(f: dict) -> None:
 def test_the_wrapper_is_the_reason_at_the_location(f: dict) -> None:
     here = {k: v for k, v in f.items() if k != "at_location"}
     assert eligible_for_alerts(**here) is (alert_reason(**here) is AlertReason.ELIGIBLE)
+
+
+slot_facts = st.tuples(
+    facts,
+    st.fixed_dictionaries(
+        {
+            "fits_availability": st.booleans(),
+            "recent_offers": st.integers(0, 6),
+            "max_per_week": st.integers(0, 4),
+        }
+    ),
+).map(lambda pair: pair[0] | pair[1])
+
+
+@given(slot_facts)
+def test_windows_and_the_cap_only_ever_take_an_alert_away(f: dict) -> None:
+    base = {k: f[k] for k in ("status", "integrated", "has_mrn", "opted_out", "at_location")}
+    reason = alert_reason(**f)
+    if alert_reason(**base) is not AlertReason.ELIGIBLE:
+        assert reason is alert_reason(**base)  # the connection's own obstacle is named first
+    elif not f["fits_availability"]:
+        assert reason is AlertReason.OUTSIDE_AVAILABILITY
+    elif f["max_per_week"] and f["recent_offers"] >= f["max_per_week"]:
+        assert reason is AlertReason.CONTACT_CAP
+    else:
+        assert reason is AlertReason.ELIGIBLE
+
+
+def test_the_cap_counts_up_to_its_limit_and_zero_disables_it() -> None:
+    ok = {"status": A, "integrated": False, "has_mrn": False, "opted_out": False}
+    assert [alert_reason(**ok, recent_offers=n, max_per_week=3) for n in (2, 3)] == [
+        AlertReason.ELIGIBLE,
+        AlertReason.CONTACT_CAP,
+    ]
+    assert alert_reason(**ok, recent_offers=50, max_per_week=0) is AlertReason.ELIGIBLE

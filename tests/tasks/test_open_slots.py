@@ -294,7 +294,16 @@ def test_offering_again_queues_nothing_twice(db: Engine, clock: FrozenClock) -> 
     settings = resources().settings
     for _ in range(2):  # a second writer, and a replay of the same step
         with db.begin() as conn:
-            assert slot_repo.offer_slot(conn, 1, clock.now()) == 2
+            assert (
+                slot_repo.offer_slot(
+                    conn,
+                    1,
+                    clock.now(),
+                    max_per_week=settings.alert_max_per_week,
+                    default_timezone=settings.default_timezone,
+                )
+                == 2
+            )
         assert offer_due(db, settings, clock.now()).messages == 0
     assert (offers(db, 1), messages(db)) == before
     clock.advance(dt.timedelta(minutes=5))

@@ -188,6 +188,21 @@ def set_mrn(
     audit(conn, "connection", connection_id, "mrn", old, mrn, actor, reason)
 
 
+def set_availability(conn: Connection, connection_id: int, windows: str | None, actor: str) -> None:
+    """The connection's availability windows, canonical text from domain.availability (None:
+    any time); only slots they hold are offered to it."""
+    _connection(conn, connection_id)
+    old = conn.execute(
+        select(ConnectionRow.availability).where(ConnectionRow.id == connection_id)
+    ).scalar_one()
+    conn.execute(
+        update(ConnectionRow)
+        .where(ConnectionRow.id == connection_id)
+        .values(availability=windows, updated_at=clock.now())
+    )
+    audit(conn, "connection", connection_id, "availability", old, windows, actor)
+
+
 # --- invitations ---------------------------------------------------------------------------
 
 

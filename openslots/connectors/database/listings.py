@@ -42,6 +42,7 @@ CONNECTION_COLUMNS = {
     "mobile_phone": ConnectionRow.mobile_phone,
     "client_id": ConnectionRow.mrn,
     "location": Location.name,
+    "availability": ConnectionRow.availability,
     "created_at": ConnectionRow.created_at,
 }
 

@@ -17,14 +17,18 @@ from sqlalchemy import (
     String,
     Table,
     and_,
-    func,
     literal,
     select,
     update,
 )
 
 from openslots.connectors.database._dialect import upsert
-from openslots.connectors.database.eligibility import eligible_connections, not_opted_out
+from openslots.connectors.database.eligibility import (
+    SlotFacts,
+    not_opted_out,
+    offers_sent_before,
+    slot_candidates,
+)
 from openslots.connectors.database.eligibility import opted_out as contact_opted_out
 from openslots.connectors.database.models import (
     Channel,
@@ -38,8 +42,9 @@ from openslots.connectors.database.models import (
 )
 from openslots.connectors.database.models import Connection as ConnectionRow
 from openslots.connectors.database.outbox import key_sql
+from openslots.domain.eligibility import AlertReason
 from openslots.domain.messages import offer_key_parts
-from openslots.domain.offers import OfferMode, OfferState, group_due, plan_groups
+from openslots.domain.offers import OfferMode, OfferState, fair_order, group_due, plan_groups
 from openslots.domain.statuses import ClosedReason, SlotStatus
 
 OFFERS = cast(Table, Offer.__table__)
@@ -56,49 +61,15 @@ def create_offers(
     group_size: int,
     timeout_minutes: int,
     now: dt.datetime,
+    slot: SlotFacts,
 ) -> int:
-    """One offer per connection eligible for the slot's provider and location; returns how many
-    are eligible. Idempotent per slot (unique slot x connection: ON CONFLICT DO NOTHING)."""
-    eligible = eligible_connections(provider_id, location_id).subquery()
-    if mode is OfferMode.BLAST:
-        # Everyone at once, one statement: group 0, due now.
-        source = select(
-            literal(slot_id, Integer),
-            eligible.c.id,
-            literal(0, Integer),
-            literal(now, OFFERS.c.due_at.type),
-            literal(OfferState.PENDING.value, String),
-            literal(0, Integer),
-            literal(now, OFFERS.c.created_at.type),
-        ).order_by(eligible.c.id)
-        statement = (
-            upsert(conn, OFFERS)
-            .from_select(
-                [
-                    "slot_id",
-                    "connection_id",
-                    "group_number",
-                    "due_at",
-                    "state",
-                    "claim_attempts",
-                    "created_at",
-                ],
-                source,
-            )
-            .on_conflict_do_nothing(index_elements=["slot_id", "connection_id"])
-        )
-        conn.execute(statement)
-        return int(conn.execute(select(func.count()).select_from(eligible)).scalar_one())
-    # Serial: the practice's order (alert_order, unset last, then id); Priority plays no part.
-    ordered = list(
-        conn.execute(
-            select(ConnectionRow.id)
-            .where(ConnectionRow.id.in_(select(eligible.c.id)))
-            .order_by(
-                ConnectionRow.alert_order.is_(None), ConnectionRow.alert_order, ConnectionRow.id
-            )
-        ).scalars()
-    )
+    """One offer per connection eligible for the slot (its provider and location, its windows,
+    the contact cap): one query for the candidates, the pure rule and order, one insert.
+    Returns how many are eligible. Idempotent per slot (unique slot x connection: ON CONFLICT
+    DO NOTHING)."""
+    # Blast: everyone in group 0, due now. Serial: the practice's order, ties to whoever was
+    # offered least recently (fair_order); Priority plays no part.
+    ordered = fair_order(slot_candidates(conn, provider_id, location_id, slot))
     rows = [
         {
             "slot_id": slot_id,
@@ -167,6 +138,23 @@ def _group(slot_id: int, due_at: dt.datetime) -> ColumnElement[bool]:
         Offer.due_at == due_at,
         Offer.state == OfferState.PENDING,
     )
+
+
+def skip_capped(
+    conn: Connection, slot_id: int, due_at: dt.datetime, now: dt.datetime, max_per_week: int
+) -> int:
+    """A due group's offers to connections that reached the contact cap since the slot opened
+    (other slots' offers went out meanwhile) are skipped (`contact_cap`), in one UPDATE."""
+    if max_per_week <= 0:
+        return 0
+    provider_id = select(Slot.provider_id).where(Slot.id == slot_id).scalar_subquery()
+    recent = offers_sent_before(Offer.connection_id, provider_id, now, slot_id)
+    result = conn.execute(
+        update(Offer)
+        .where(_group(slot_id, due_at), recent >= max_per_week)
+        .values(state=OfferState.SKIPPED, reason=AlertReason.CONTACT_CAP.value)
+    )
+    return int(result.rowcount or 0)
 
 
 def materialise_group(

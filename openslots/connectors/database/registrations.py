@@ -13,6 +13,7 @@ from openslots.connectors.database.lifecycle import (
     approve_for_invitation,
     audit,
     invitation_status,
+    set_availability,
     set_invitation_status,
 )
 from openslots.connectors.database.models import Client, Invitation, Registration
@@ -20,6 +21,7 @@ from openslots.connectors.database.models import Connection as ConnectionRow
 from openslots.connectors.database.providers import location_id_for, provider_id_for
 from openslots.domain import clock
 from openslots.domain import lifecycle as rules
+from openslots.domain.availability import normalise_windows
 from openslots.domain.statuses import ConnectionStatus, InvitationStatus
 from openslots.errors import ConfigurationError
 
@@ -38,6 +40,7 @@ class RegistrationInput:
     dependent_first_name: str | None = None
     dependent_last_name: str | None = None
     dependent_date_of_birth: dt.date | None = None
+    availability: str | None = None  # windows as written (`any` clears); None: not given
 
     @property
     def is_dependent(self) -> bool:
@@ -118,10 +121,13 @@ def register(
         .order_by(Invitation.id)
     ).all()
     connected_here: set[tuple[int, int]] = set()
+    touched: list[int] = []  # connections this registration approved or requested
     for inv in invitations:
         matched = rules.dob_match(inv.email, inv.date_of_birth, reg.email, person_dob)
         if rules.dob_match_connects(InvitationStatus(inv.status), matched=matched):
-            approve_for_invitation(conn, inv.id, actor, "date of birth match", reg.mobile_phone)
+            touched.append(
+                approve_for_invitation(conn, inv.id, actor, "date of birth match", reg.mobile_phone)
+            )
             result.connected_invitations.append(inv.id)
             connected_here.add((inv.provider_id, inv.location_id))
     connected_providers = {
@@ -149,6 +155,11 @@ def register(
         and ((provider_id, location_id) not in connected_here)
     ):
         result.pending_connection = _request_from_app(conn, reg, provider_id, location_id, actor)
+        touched.append(result.pending_connection)
+    if reg.availability is not None:  # the patient's windows hold for what they connected to
+        windows = normalise_windows(reg.availability)
+        for connection_id in touched:
+            set_availability(conn, connection_id, windows, actor)
     result.outcome = rules.registration_outcome(
         dob_matched=bool(result.connected_invitations),
         requested=result.pending_connection is not None,

@@ -12,19 +12,26 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, case, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, and_, case, func, insert, select, update
 
 from openslots.connectors.database import offer_responses
 from openslots.connectors.database import offers as offer_repo
-from openslots.connectors.database.eligibility import alert_reasons
+from openslots.connectors.database.eligibility import SlotFacts, alert_reasons
+from openslots.connectors.database.lifecycle import LifecycleError, audit
 from openslots.connectors.database.models import Connection as ConnectionRow
-from openslots.connectors.database.models import Location, Offer, Slot
+from openslots.connectors.database.models import Location, Offer, Provider, Slot
 from openslots.domain.offers import (
     ClaimResult,
     OfferMode,
     OfferState,
     claim_answer,
     explain,
+)
+from openslots.domain.reconcile import (
+    RECONCILED_BY_HL7,
+    S12Effect,
+    reconcile_refusal,
+    s12_on_claimed,
 )
 from openslots.domain.statuses import ClosedReason, SlotStatus
 
@@ -107,8 +114,39 @@ def insert_slot(
     return int(conn.execute(insert(Slot).values(**values).returning(Slot.id)).scalar_one())
 
 
-def offer_slot(conn: Connection, slot_id: int, now: dt.datetime) -> int:
-    """Write the offers of an open slot (idempotent); returns the eligible count."""
+def slot_facts(
+    conn: Connection, slot_id: int, *, max_per_week: int, default_timezone: str
+) -> SlotFacts | None:
+    """What the slot adds to the alert rule (windows, contact cap); None without a start."""
+    row = conn.execute(
+        select(Slot.starts_at, Slot.duration_minutes, Slot.opened_at, Location.timezone)
+        .join(Location, Location.id == Slot.location_id)
+        .where(Slot.id == slot_id)
+    ).first()
+    if row is None or row.starts_at is None:
+        return None
+    starts_at = offer_repo._aware(row.starts_at)
+    opened_at = starts_at if row.opened_at is None else offer_repo._aware(row.opened_at)
+    return SlotFacts(
+        slot_id,
+        starts_at,
+        row.duration_minutes,
+        row.timezone or default_timezone,
+        opened_at,
+        max_per_week,
+    )
+
+
+def offer_slot(
+    conn: Connection,
+    slot_id: int,
+    now: dt.datetime,
+    *,
+    max_per_week: int,
+    default_timezone: str,
+) -> int:
+    """Write the offers of an open slot (idempotent); returns the eligible count.
+    `max_per_week`: OPENSLOTS_ALERT_MAX_PER_WEEK; `default_timezone`: a location's without one."""
     row = conn.execute(
         select(
             Slot.status,
@@ -119,7 +157,8 @@ def offer_slot(conn: Connection, slot_id: int, now: dt.datetime) -> int:
             Slot.timeout_minutes,
         ).where(Slot.id == slot_id)
     ).one()
-    if row.status != SlotStatus.OPEN:
+    facts = slot_facts(conn, slot_id, max_per_week=max_per_week, default_timezone=default_timezone)
+    if row.status != SlotStatus.OPEN or facts is None:
         return 0
     return offer_repo.create_offers(
         conn,
@@ -130,6 +169,7 @@ def offer_slot(conn: Connection, slot_id: int, now: dt.datetime) -> int:
         row.group_size,
         row.timeout_minutes,
         now,
+        facts,
     )
 
 
@@ -185,11 +225,19 @@ def _reopen(
 
 
 def book_from_feed(
-    conn: Connection, slot: SlotRef, starts_at: dt.datetime, message_id: int, now: dt.datetime
-) -> bool:
+    conn: Connection,
+    slot: SlotRef,
+    starts_at: dt.datetime,
+    message_id: int,
+    now: dt.datetime,
+    patient_mrn: str = "",
+) -> tuple[bool, S12Effect | None]:
     """S12: that time is booked in the EHR. The slot of this appointment, and any other slot
     still open for the same provider, location and start, close (`booked_in_ehr`) and withdraw
-    their unsent offers; a claimed slot stays claimed. False for a redelivery."""
+    their unsent offers; a claimed slot stays claimed: the S12 reconciles it when its patient
+    has the winner's MRN, else it is recorded as a conflict (never applied over the claim).
+    Returns (changed: False for a redelivery, what it did to a claimed slot)."""
+    effect = _book_claimed(conn, slot, starts_at, message_id, now, patient_mrn)
     existing = conn.execute(
         select(Slot.id, Slot.status, Slot.closed_reason).where(Slot.slot_key == slot.key)
     ).first()
@@ -236,7 +284,50 @@ def book_from_feed(
             .where(Slot.id == existing.id)
             .values(closed_reason=ClosedReason.BOOKED_IN_EHR, filled_at=now, message_id=message_id)
         )
-    return changed
+    return changed, effect
+
+
+def _book_claimed(
+    conn: Connection,
+    slot: SlotRef,
+    starts_at: dt.datetime,
+    message_id: int,
+    now: dt.datetime,
+    patient_mrn: str,
+) -> S12Effect | None:
+    """An S12 at a claimed slot's time (same provider and location): reconcile or conflict."""
+    claimed = conn.execute(
+        select(Slot.id, Slot.reconciled_at, Slot.conflict_message_id, ConnectionRow.mrn)
+        .join(Offer, Offer.id == Slot.claimed_offer_id)
+        .join(ConnectionRow, ConnectionRow.id == Offer.connection_id)
+        .where(
+            Slot.status == SlotStatus.CLAIMED,
+            Slot.provider_id == slot.provider_id,
+            Slot.location_id == slot.location_id,
+            (Slot.slot_key == slot.key) | (Slot.starts_at == starts_at),
+        )
+        .order_by(Slot.id)
+    ).all()
+    effect = None
+    for row in claimed:
+        found = s12_on_claimed(row.mrn, patient_mrn, reconciled=row.reconciled_at is not None)
+        if found is S12Effect.RECONCILE:
+            conn.execute(
+                update(Slot)
+                .where(Slot.id == row.id, Slot.reconciled_at.is_(None))
+                .values(reconciled_at=now, reconciled_by=RECONCILED_BY_HL7)
+            )
+        elif found is S12Effect.CONFLICT and row.conflict_message_id != message_id:
+            # The latest conflicting booking is the one a scheduler must look at.
+            conn.execute(
+                update(Slot)
+                .where(Slot.id == row.id)
+                .values(conflict_message_id=message_id, conflict_at=now)
+            )
+        else:
+            continue
+        effect = found
+    return effect
 
 
 def reopen_moved_slot(
@@ -299,6 +390,57 @@ def claim(conn: Connection, offer_id: int, now: dt.datetime) -> tuple[int | None
     )
 
 
+def reconcile(
+    conn: Connection, slot_id: int, actor: str, now: dt.datetime
+) -> dict[str, Any] | None:
+    """A scheduler moved the claimed slot into the EHR's calendar: reconciled_at / _by, audited
+    (`audit --slot ID`). Reconciling again changes nothing (`changed` False). None: no slot;
+    LifecycleError for a slot that is not claimed."""
+    row = conn.execute(
+        select(Slot.status, Slot.reconciled_at, Slot.reconciled_by).where(Slot.id == slot_id)
+    ).first()
+    if row is None:
+        return None
+    refusal = reconcile_refusal(SlotStatus(row.status))
+    if refusal:
+        raise LifecycleError(refusal)
+    changed = row.reconciled_at is None
+    if changed:
+        conn.execute(
+            update(Slot)
+            .where(Slot.id == slot_id, Slot.reconciled_at.is_(None))
+            .values(reconciled_at=now, reconciled_by=actor[:100])
+        )
+        audit(conn, "slot", slot_id, "reconciled", None, "reconciled", actor)
+    at, by = (now, actor[:100]) if changed else (row.reconciled_at, row.reconciled_by)
+    return {
+        "slot_id": slot_id,
+        "changed": changed,
+        "reconciled_at": offer_repo._aware(at).isoformat(),
+        "reconciled_by": by,
+    }
+
+
+def unreconciled_per_provider(conn: Connection, cutoff: dt.datetime) -> dict[str, int]:
+    """Provider name -> claimed slots claimed before `cutoff` and not reconciled (one query)."""
+    rows = conn.execute(
+        select(Provider.name, func.count(Slot.id))
+        .join(Provider, Provider.id == Slot.provider_id)
+        .where(_unreconciled(cutoff))
+        .group_by(Provider.name)
+        .order_by(Provider.name)
+    )
+    return {name: int(count) for name, count in rows}
+
+
+def _unreconciled(cutoff: dt.datetime) -> ColumnElement[bool]:
+    return and_(
+        Slot.status == SlotStatus.CLAIMED,
+        Slot.reconciled_at.is_(None),
+        Slot.claimed_at <= cutoff,
+    )
+
+
 def close(conn: Connection, slot_id: int, reason: ClosedReason, now: dt.datetime) -> bool:
     """Close an open slot and withdraw what was not sent; False when it was not open."""
     result = conn.execute(
@@ -322,8 +464,11 @@ def slot_state(conn: Connection, slot_id: int) -> dict[str, Any] | None:
 # --- explain and list -----------------------------------------------------------------------
 
 
-def explain_slot(conn: Connection, slot_id: int) -> list[dict[str, Any]] | None:
-    """Every connection of the slot's provider with its outcome and reason (None: no slot)."""
+def explain_slot(
+    conn: Connection, slot_id: int, *, max_per_week: int, default_timezone: str
+) -> list[dict[str, Any]] | None:
+    """Every connection of the slot's provider with its outcome and reason (None: no slot);
+    windows and the contact cap are judged as when the slot opened."""
     row = conn.execute(
         select(
             Slot.provider_id,
@@ -335,7 +480,8 @@ def explain_slot(conn: Connection, slot_id: int) -> list[dict[str, Any]] | None:
     ).first()
     if row is None:
         return None
-    reasons = alert_reasons(conn, row.provider_id, row.location_id)
+    facts = slot_facts(conn, slot_id, max_per_week=max_per_week, default_timezone=default_timezone)
+    reasons = alert_reasons(conn, row.provider_id, row.location_id, facts)
     offers = {
         o.connection_id: o
         for o in conn.execute(
@@ -375,9 +521,17 @@ def explain_slot(conn: Connection, slot_id: int) -> list[dict[str, Any]] | None:
 
 
 def list_slots(
-    conn: Connection, status: SlotStatus | None = None, provider_id: int | None = None
+    conn: Connection,
+    status: SlotStatus | None = None,
+    provider_id: int | None = None,
+    *,
+    unreconciled_before: dt.datetime | None = None,
+    conflicts: bool = False,
 ) -> list[dict[str, Any]]:
-    """Slots, newest first, with offers sent, claims tried and the winner's connection id."""
+    """Slots, newest first, with offers sent, claims tried and the winner's connection id, and
+    whether the claim reached the EHR (reconciled_at/_by, conflict_at/_message_id). Only claimed
+    slots not reconciled by `unreconciled_before` (claimed before it), or only slots with a
+    conflict, when asked."""
     sent = func.sum(case((Offer.state == OfferState.SENT, 1), else_=0))
     per_slot = (
         select(
@@ -403,6 +557,10 @@ def list_slots(
             func.coalesce(per_slot.c.offers_sent, 0).label("offers_sent"),
             func.coalesce(per_slot.c.claims_tried, 0).label("claims_tried"),
             winner.label("winner_connection_id"),
+            Slot.reconciled_at,
+            Slot.reconciled_by,
+            Slot.conflict_at,
+            Slot.conflict_message_id,
         )
         .outerjoin(per_slot, per_slot.c.slot_id == Slot.id)
         .order_by(Slot.id.desc())
@@ -411,6 +569,10 @@ def list_slots(
         query = query.where(Slot.status == status)
     if provider_id is not None:
         query = query.where(Slot.provider_id == provider_id)
+    if unreconciled_before is not None:
+        query = query.where(_unreconciled(unreconciled_before))
+    if conflicts:
+        query = query.where(Slot.conflict_message_id.is_not(None))
     rows = []
     for found in conn.execute(query):
         item = dict(found._mapping)
@@ -423,6 +585,8 @@ def list_slots(
             None if item["closed_reason"] is None else str(item["closed_reason"])
         )
         item["mode"] = str(item["mode"])
+        for name in ("reconciled_at", "conflict_at"):
+            item[name] = None if item[name] is None else offer_repo._aware(item[name]).isoformat()
         item["offers_sent"] = int(item["offers_sent"])
         item["claims_tried"] = int(item["claims_tried"])
         rows.append(item)

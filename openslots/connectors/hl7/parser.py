@@ -229,6 +229,9 @@ class Appointment:
     provider_name: str
     location: str
     visit_code: str = ""  # AIS-3.1, the EHR's code for the visit type (shown only if mapped)
+    # The booked patient's MRN (PID-3, chosen as for ADT): an S12 for a claimed slot's winner
+    # reconciles it. "" when the message has no PID.
+    patient_mrn: str = ""
 
 
 @dataclass
@@ -360,7 +363,7 @@ def _guardian(message: Message) -> list[str] | None:
     return nk1s[0] if nk1s else None
 
 
-def extract_appointment(message: Message) -> Appointment:
+def extract_appointment(message: Message, authority: str | None = None) -> Appointment:
     sch = message.first("SCH")
     ais = message.first("AIS")
     filler = message.component(message.field(sch, 2), 1) or message.component(
@@ -383,7 +386,13 @@ def extract_appointment(message: Message) -> Appointment:
     provider_id, provider_name = _doctor(message, message.field(message.first("AIP"), 3))
     location = _place(message, message.field(message.first("AIL"), 3))
     visit_code = message.component(message.field(ais, 3), 1)
-    return Appointment(filler, start, duration, provider_id, provider_name, location, visit_code)
+    pid = message.first("PID")
+    mrn = (
+        "" if pid is None else mrn_choice(identifiers(message, message.field(pid, 3)), authority)[0]
+    )
+    return Appointment(
+        filler, start, duration, provider_id, provider_name, location, visit_code, mrn
+    )
 
 
 def _withdrawn_timing(version: str) -> bool:

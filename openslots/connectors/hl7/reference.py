@@ -147,7 +147,7 @@ def reference_patient(text: str, authority: str | None = None) -> Patient:
     return patient
 
 
-def reference_appointment(text: str) -> Appointment:
+def reference_appointment(text: str, authority: str | None = None) -> Appointment:
     tree = _Tree(_parse(text))
     sch, ais = tree.first("SCH"), tree.first("AIS")
 
@@ -171,4 +171,8 @@ def reference_appointment(text: str) -> Appointment:
     provider_id, provider_name = _doctor(tree, tree.first("AIP"), 3)
     location = _place(tree, tree.first("AIL"), 3)
     visit_code = first_comp(ais, 3)
-    return Appointment(filler, start, duration, provider_id, provider_name, location, visit_code)
+    pid = tree.first("PID")
+    mrn = "" if pid is None else fast.choose_mrn(_ids(tree, pid, 3), authority)
+    return Appointment(
+        filler, start, duration, provider_id, provider_name, location, visit_code, mrn
+    )
