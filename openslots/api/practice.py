@@ -108,6 +108,26 @@ def import_report(batch_id: int) -> dict[str, Any]:
         raise NotFoundError(f"no import batch {batch_id}") from None
 
 
+def import_batches(limit: int = 50) -> list[dict[str, Any]]:
+    """The latest import batches, newest first, after ending those whose process died (their
+    staged rows are removed, their status becomes `interrupted`)."""
+    from openslots.connectors.database import batches
+
+    with _writing() as conn:
+        batches.end_abandoned_batches(conn)
+    with _reading() as conn:
+        return batches.list_batches(conn, limit)
+
+
+def end_interrupted_imports(reason: str) -> list[tuple[int, str]]:
+    """After Ctrl-C/SIGTERM: end what this process left running (interrupted, staged rows
+    removed); (batch id, status) of every batch this process started."""
+    from openslots.connectors.database import batches
+
+    with resources().engine.begin() as conn:
+        return batches.end_batches_of_this_worker(conn, reason)
+
+
 def invite(
     provider: str,
     location: str,

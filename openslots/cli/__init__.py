@@ -64,5 +64,18 @@ app.add_typer(hl7.app, name="hl7")
 app.add_typer(slots.app, name="slots")
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    app()
+def main() -> None:
+    """The console entry point: Ctrl-C and SIGTERM end any command with one line and exit 130
+    (commands with work to undo catch `Interrupted` first and say what they kept)."""
+    import sys
+
+    from openslots.cli.output import Interrupted, interrupted, trap_signals
+
+    trap_signals()
+    try:
+        app()
+    except Interrupted as exc:
+        code = interrupted(
+            exc, "stopped; what was committed is kept, a transaction in progress was rolled back"
+        ).exit_code
+        sys.exit(code)

@@ -2,12 +2,14 @@
 errors as a red line on stderr (plus a JSON error object with --json).
 
 Exit codes: 0 done; 1 the command failed (a project error: unknown provider, schema not
-current, rejected file...); 2 the command line is wrong (Typer's own usage errors, and ours).
+current, rejected file...); 2 the command line is wrong (Typer's own usage errors, and ours);
+130 interrupted (Ctrl-C or SIGTERM), after one line on stderr saying what was kept.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -20,11 +22,53 @@ from openslots.errors import OpenslotsError
 
 T = TypeVar("T")
 
-err = Console(stderr=True)
-out = Console()
+
+def _console(stderr: bool) -> Console:
+    """A terminal's console, or, redirected to a file or pipe, one that never wraps or cuts at
+    80 columns (rich's default width without a terminal)."""
+    console = Console(stderr=stderr)
+    if console.is_terminal:
+        return console
+    return Console(stderr=stderr, width=100_000, soft_wrap=True)
+
+
+err = _console(stderr=True)
+out = _console(stderr=False)
 
 FAILED = 1
 USAGE = 2
+INTERRUPTED = 130
+
+
+class Interrupted(BaseException):
+    """Ctrl-C or SIGTERM reached the command (raised by the handler `trap_signals` installs).
+
+    Not a KeyboardInterrupt: click turns that into "Aborted!" and exit 1. A BaseException, so
+    that `except Exception` clean-ups (and Prefect) let it through to the command.
+    """
+
+    def __init__(self, signum: int):
+        self.signal_name = signal.Signals(signum).name
+        super().__init__(self.signal_name)
+
+
+def trap_signals() -> None:
+    """SIGINT and SIGTERM raise Interrupted once in the main thread; later ones are ignored so
+    that the clean-up the first one started can finish (SIGKILL still stops everything)."""
+
+    def interrupt(signum: int, _frame: object) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+        raise Interrupted(signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, interrupt)
+
+
+def interrupted(exc: Interrupted, what_happened: str) -> typer.Exit:
+    """The one line on stderr after an interrupt, and exit code 130."""
+    err.print(f"interrupted ({exc.signal_name}): {what_happened}", highlight=False)
+    return typer.Exit(INTERRUPTED)
 
 
 def emit_json(data: Any) -> None:

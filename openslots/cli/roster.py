@@ -12,13 +12,16 @@ import typer
 
 from openslots.cli.options import JsonOpt
 from openslots.cli.output import (
+    Interrupted,
     counts_table,
     emit_json,
     err,
     fail,
+    interrupted,
     print_findings,
     require_schema,
     run,
+    table,
 )
 from openslots.errors import OpenslotsError, RosterRejectedError
 
@@ -100,11 +103,36 @@ def roster_import(
         raise typer.Exit(1) from None
     except OpenslotsError as exc:
         raise fail(str(exc), as_json) from None
+    except Interrupted as exc:
+        if stop_progress is not None:
+            stop_progress()
+            stop_progress = None
+        raise _interrupted_import(exc, as_json) from None
     finally:
         if stop_progress is not None:
             stop_progress()
     batch_id = int(str(summary["batch_id"]))
     _print_import(run(as_json, lambda: import_report(batch_id)), as_json)
+
+
+def _interrupted_import(exc: Interrupted, as_json: bool) -> typer.Exit:
+    """End what the import left running and say in one line what was kept (exit 130)."""
+    from openslots.api import end_interrupted_imports
+
+    reason = f"interrupted ({exc.signal_name}); staged rows removed"
+    ended = end_interrupted_imports(reason)
+    if not ended:
+        what = "no import batch was started; nothing written"
+    elif ended[-1][1] == "completed":
+        what = f"batch {ended[-1][0]} had completed: its rows are kept"
+    else:
+        what = (
+            f"batch {ended[-1][0]} marked {ended[-1][1]}: nothing applied, its staged rows "
+            "removed (`openslots roster batches`)"
+        )
+    if as_json:
+        emit_json({"error": "interrupted", "signal": exc.signal_name, "batches": ended})
+    return interrupted(exc, what)
 
 
 def _show_progress() -> Callable[[], None]:
@@ -150,6 +178,39 @@ def _print_import(report: dict[str, Any], as_json: bool) -> None:
     print_findings("needs review (row accepted, MRN not mapped)", report["reviews"])
 
 
+BATCH_COLUMNS = [
+    "batch_id",
+    "status",
+    "mode",
+    "provider",
+    "total_rows",
+    "accepted",
+    "rejected",
+    "started_at",
+    "finished_at",
+    "reason",
+]
+
+
+@app.command("batches")
+def roster_batches(
+    limit: Annotated[int, typer.Option(help="How many of the latest batches to list.")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """Import batches, newest first: status, counts, started/finished and why one failed.
+
+    A running batch whose process died (killed, machine lost) is marked interrupted here, and
+    its staged rows removed, as the next import would.
+    """
+    from openslots.api import import_batches
+
+    rows = run(as_json, lambda: import_batches(limit))
+    if as_json:
+        emit_json(rows)
+        return
+    table(rows, BATCH_COLUMNS)
+
+
 @app.command("rejections")
 def roster_rejections(
     batch_id: Annotated[int, typer.Argument(help="Import batch id (printed by `roster import`).")],
@@ -160,8 +221,12 @@ def roster_rejections(
 
     report = run(as_json, lambda: import_report(batch_id))
     if as_json:
-        emit_json({k: report[k] for k in ("batch_id", "rejections", "warnings", "reviews")})
+        keys = ("batch_id", "status", "reason", "rejections", "warnings", "reviews")
+        emit_json({k: report[k] for k in keys})
         return
+    if report["status"] != "completed":
+        why = f": {report['reason']}" if report["reason"] else ""
+        err.print(f"batch {batch_id} {report['status']}{why}", highlight=False)
     print_findings("rejected rows", report["rejections"], limit=sys.maxsize)
     print_findings("warnings (row accepted)", report["warnings"], limit=sys.maxsize)
     print_findings("needs review", report["reviews"], limit=sys.maxsize)

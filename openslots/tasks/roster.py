@@ -68,9 +68,12 @@ def start_import(
 ) -> ImportStart:
     """Open an import batch (the provider and location are resolved when it applies)."""
     with resources().require_current_schema().begin() as conn:
+        abandoned = batches.end_abandoned_batches(conn)
         batch_id = repo.start_batch(
             conn, provider, location, integrated, Path(path).name, ImportMode(mode), strict
         )
+    if abandoned:
+        run_logger().warning("batches %s had lost their process: marked interrupted", abandoned)
     run_logger().info("import batch %s started (mode=%s, strict=%s)", batch_id, mode, strict)
     return ImportStart(batch_id)
 
@@ -87,7 +90,7 @@ def stage_roster(batch_id: int, path: str) -> StageCounts:
             run_logger().info("ignoring %d unknown column(s)", len(layout.ignored))
         chunks = iter_chunks(Path(path), layout, settings.chunk_size)
         return stage_chunks(batch_id, chunks)
-    except Exception as exc:
+    except BaseException as exc:
         _fail(batch_id, exc)
         raise
 
@@ -101,6 +104,7 @@ def stage_chunks(batch_id: int, chunks: Iterable[tuple[int, pd.DataFrame, float]
     for first_line, chunk, done in chunks:
         result = validate_chunk(chunk, first_line, settings.phone_region)
         with engine.begin() as conn:
+            batches.heartbeat(conn, batch_id)
             repo.stage_rows(conn, batch_id, result.accepted)
             repo.record_findings(conn, batch_id, result.rejections + result.warnings)
         total += result.total_rows
@@ -127,6 +131,7 @@ def apply_batch(batch_id: int, staged: StageCounts, *, feed: bool = False) -> Im
     engine = resources().engine
     try:
         with engine.begin() as conn:
+            batches.heartbeat(conn, batch_id)
             batch = batches.batch_request(conn, batch_id)
             mode = batch.mode
             repo.refresh_statistics(conn, "roster_staging")
@@ -195,7 +200,7 @@ def apply_batch(batch_id: int, staged: StageCounts, *, feed: bool = False) -> Im
                     location_id=target.location_id,
                     **counts,
                 )
-    except Exception as exc:
+    except BaseException as exc:
         _fail(batch_id, exc)
         raise
     if strict_failure is not None:
@@ -243,8 +248,13 @@ def publish_import_report(summary: ImportSummary) -> None:
 
 
 def _fail(batch_id: int, exc: BaseException) -> None:
-    """Mark the batch failed with a PHI-free reason and drop its staged rows."""
-    reason = str(exc) if isinstance(exc, OpenslotsError) else type(exc).__name__
+    """Mark the batch failed (an error) or interrupted (Ctrl-C, SIGTERM, cancellation) with a
+    PHI-free reason, and drop its staged rows in the same transaction."""
+    if isinstance(exc, Exception):
+        status = BatchStatus.FAILED
+        reason = str(exc) if isinstance(exc, OpenslotsError) else type(exc).__name__
+    else:
+        # str(): the signal's name for the CLI's Interrupted; Prefect's TerminationSignal...
+        status, reason = BatchStatus.INTERRUPTED, f"interrupted ({str(exc) or type(exc).__name__})"
     with resources().engine.begin() as conn:
-        repo.clear_staging(conn, batch_id)
-        repo.finish_batch(conn, batch_id, BatchStatus.FAILED, error=reason)
+        batches.end_batch(conn, batch_id, status, reason + "; staged rows removed")
