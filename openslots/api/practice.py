@@ -119,13 +119,16 @@ def import_batches(limit: int = 50) -> list[dict[str, Any]]:
         return batches.list_batches(conn, limit)
 
 
-def end_interrupted_imports(reason: str) -> list[tuple[int, str]]:
-    """After Ctrl-C/SIGTERM: end what this process left running (interrupted, staged rows
-    removed); (batch id, status) of every batch this process started."""
+def end_imports_of_this_process(*, interrupted: bool, reason: str) -> list[tuple[int, str]]:
+    """After Ctrl-C/SIGTERM (`interrupted`) or an unexpected error: end what this process left
+    running (interrupted or failed, staged rows removed); (batch id, status) of every batch
+    this process started, so that the caller can say what was kept."""
     from openslots.connectors.database import batches
+    from openslots.connectors.database.models import BatchStatus
 
+    status = BatchStatus.INTERRUPTED if interrupted else BatchStatus.FAILED
     with resources().engine.begin() as conn:
-        return batches.end_batches_of_this_worker(conn, reason)
+        return batches.end_batches_of_this_worker(conn, status, reason)
 
 
 def invite(

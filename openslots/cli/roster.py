@@ -108,19 +108,42 @@ def roster_import(
             stop_progress()
             stop_progress = None
         raise _interrupted_import(exc, as_json) from None
+    except Exception as exc:  # Prefect's API gone, a bug: what committed still counts
+        batch_id = _batch_after_error(exc, as_json)
+    else:
+        batch_id = int(str(summary["batch_id"]))
     finally:
         if stop_progress is not None:
             stop_progress()
-    batch_id = int(str(summary["batch_id"]))
     _print_import(run(as_json, lambda: import_report(batch_id)), as_json)
+
+
+def _batch_after_error(exc: Exception, as_json: bool) -> int:
+    """The flow raised something not ours. A batch that completed is the import's answer (a
+    failure to record in Prefect after the commit is a warning); otherwise the batch is ended
+    as failed and the command fails naming the error's type (its text may quote a row)."""
+    from openslots.api import end_imports_of_this_process
+
+    reason = f"failed ({type(exc).__name__}); staged rows removed"
+    ended = end_imports_of_this_process(interrupted=False, reason=reason)
+    if ended and ended[-1][1] == "completed":
+        err.print(
+            f"[yellow]warning:[/yellow] batch {ended[-1][0]} committed, but Prefect could not "
+            f"record the end of the run ({type(exc).__name__}); the counts below are the "
+            "database's",
+            highlight=False,
+        )
+        return ended[-1][0]
+    what = f"batch {ended[-1][0]} {reason}" if ended else "no import batch was started"
+    raise fail(f"import failed: {what}", as_json) from None
 
 
 def _interrupted_import(exc: Interrupted, as_json: bool) -> typer.Exit:
     """End what the import left running and say in one line what was kept (exit 130)."""
-    from openslots.api import end_interrupted_imports
+    from openslots.api import end_imports_of_this_process
 
     reason = f"interrupted ({exc.signal_name}); staged rows removed"
-    ended = end_interrupted_imports(reason)
+    ended = end_imports_of_this_process(interrupted=True, reason=reason)
     if not ended:
         what = "no import batch was started; nothing written"
     elif ended[-1][1] == "completed":

@@ -240,11 +240,18 @@ def publish_import_report(summary: ImportSummary) -> None:
         "",
         f"Line-by-line list: `openslots roster rejections {summary.batch_id}`.",
     ]
-    create_markdown_artifact(
-        key="roster-import-report",
-        markdown="\n".join(lines),
-        description=f"roster import batch {summary.batch_id}",
-    )
+    try:
+        create_markdown_artifact(
+            key="roster-import-report",
+            markdown="\n".join(lines),
+            description=f"roster import batch {summary.batch_id}",
+        )
+    except Exception as exc:  # the batch committed: a report that cannot be stored is a warning
+        run_logger().warning(
+            "batch %s committed; its report artifact was not stored (%s)",
+            summary.batch_id,
+            type(exc).__name__,
+        )
 
 
 def _fail(batch_id: int, exc: BaseException) -> None:

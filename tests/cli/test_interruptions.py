@@ -169,3 +169,53 @@ def test_rejections_of_a_failed_batch_say_why(db: Engine, tmp_path: Path) -> Non
     result = CliRunner().invoke(app, ["roster", "rejections", "1"])
     assert result.exit_code == 0
     assert "batch 1 failed:" in result.stderr
+
+
+# `openslots roster import` whose Prefect API dies right after the apply step committed: the
+# temporary server is killed (SIGKILL) the moment `apply_batch` returns, before the flow can
+# record anything more.
+API_DIES_AFTER_COMMIT = """
+import sys
+from prefect.server.api.server import SubprocessASGIServer
+from openslots.tasks import roster
+
+apply = roster.apply_batch
+
+def apply_then_lose_the_api(*args, **kwargs):
+    summary = apply(*args, **kwargs)
+    for server in list(SubprocessASGIServer._instances.values()):
+        if server.server_process is not None:
+            server.server_process.kill()
+            server.server_process.wait()
+    return summary
+
+roster.apply_batch = apply_then_lose_the_api
+from openslots.cli import main
+sys.argv = ["openslots", *sys.argv[1:]]
+main()
+"""
+
+
+def test_prefect_api_lost_after_commit_is_a_warning(db: Engine, tmp_path: Path) -> None:
+    path = roster_file(tmp_path / "small.csv", [person(n) for n in range(1, 4)])
+    env = dict(
+        os.environ,
+        PREFECT_HOME=str(tmp_path / "prefect"),
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120",
+        PREFECT_CLIENT_MAX_RETRIES="1",
+    )
+    args = ["roster", "import", str(path), "--provider", PROVIDER, "--location", LOCATION]
+    done = subprocess.run(
+        [sys.executable, "-c", API_DIES_AFTER_COMMIT, *args, "--json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "committed, but Prefect could not record" in done.stderr
+    report = json.loads(done.stdout)
+    assert (report["status"], report["accepted"]) == ("completed", 3)
+    assert clients(db) == 3

@@ -67,14 +67,16 @@ def end_batch(conn: Connection, batch_id: int, status: BatchStatus, reason: str)
     return bool(ended)
 
 
-def end_batches_of_this_worker(conn: Connection, reason: str) -> list[tuple[int, str]]:
-    """End (as interrupted) whatever this process left running; returns (id, status) of every
+def end_batches_of_this_worker(
+    conn: Connection, status: BatchStatus, reason: str
+) -> list[tuple[int, str]]:
+    """End (as `status`) whatever this process left running; returns (id, status) of every
     batch this process started, after the clean-up."""
     mine = ImportBatch.worker_id == this_worker()
     for (batch_id,) in conn.execute(
         select(ImportBatch.id).where(mine, ImportBatch.status == BatchStatus.RUNNING)
-    ):
-        end_batch(conn, batch_id, BatchStatus.INTERRUPTED, reason)
+    ).all():
+        end_batch(conn, batch_id, status, reason)
     rows = conn.execute(select(ImportBatch.id, ImportBatch.status).where(mine).order_by("id"))
     return [(int(i), str(s)) for i, s in rows]
 
