@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import typer
@@ -83,6 +83,21 @@ def fail(message: str, as_json: bool, code: int = FAILED, **extra: Any) -> typer
         emit_json({"error": message, **extra})
     err.print(f"[red]error:[/red] {message}", highlight=False)
     return typer.Exit(code)
+
+
+def choice(value: str | None, valid: Iterable[str], what: str, as_json: bool) -> str | None:
+    """`value` matched against `valid` whatever its case, in the valid spelling; an unknown
+    one is a usage error listing the valid ones (never an empty result).
+
+    Enum arguments get the same from Typer with `case_sensitive=False`.
+    """
+    if value is None:
+        return None
+    options = list(valid)
+    for option in options:
+        if option.casefold() == value.casefold():
+            return option
+    raise fail(f"unknown {what} {value!r}: use one of {', '.join(options)}", as_json, code=USAGE)
 
 
 def run(as_json: bool, fn: Callable[[], T]) -> T:

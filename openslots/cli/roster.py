@@ -68,7 +68,8 @@ def roster_import(
         Mode,
         typer.Option(
             help="invite: the seed's bulk upload, rows of clients already Approved are rejected. "
-            "sync: nightly EHR roster, such rows refresh the client instead."
+            "sync: nightly EHR roster, such rows refresh the client instead.",
+            case_sensitive=False,
         ),
     ] = Mode.invite,
     strict: Annotated[
