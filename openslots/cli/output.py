@@ -143,14 +143,14 @@ def counts_table(counts: dict[str, Any], keys: list[str] | None = None) -> Table
 
 
 def print_findings(title: str, findings: list[dict[str, Any]], limit: int = 50) -> None:
-    """Rejected rows, warnings or reviews (line, field, rule, message) on stderr."""
+    """Rejected rows, warnings or reviews (line, field, rule, message): results, on stdout."""
     if not findings:
         return
     grid = Table("line", "field", "rule", "message", title=title, title_justify="left")
     for f in findings[:limit]:
         grid.add_row(str(f["line"]), f["field"], f["rule"], f["message"])
-    err.print(grid)
+    out.print(grid)
     if len(findings) > limit:
-        err.print(
+        out.print(
             f"... and {len(findings) - limit:,} more (`openslots roster rejections` lists them all)"
         )

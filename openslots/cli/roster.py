@@ -18,6 +18,7 @@ from openslots.cli.output import (
     err,
     fail,
     interrupted,
+    out,
     print_findings,
     require_schema,
     run,
@@ -135,7 +136,7 @@ def _batch_after_error(exc: Exception, as_json: bool) -> int:
             highlight=False,
         )
         return ended[-1][0]
-    what = f"batch {ended[-1][0]} {reason}" if ended else "no import batch was started"
+    what = f"batch {ended[-1][0]} {reason}" if ended else f"{reason}, no batch was started"
     raise fail(f"import failed: {what}", as_json) from None
 
 
@@ -193,10 +194,10 @@ def _print_import(report: dict[str, Any], as_json: bool) -> None:
         return
     failed = report["status"] == "failed"
     head = "[red]import failed (strict): nothing written[/red]" if failed else "import completed"
-    err.print(f"{head} — batch {report['batch_id']} ({report['mode']})")
+    out.print(f"{head} — batch {report['batch_id']} ({report['mode']})")
     table = counts_table(report, IMPORT_COUNTS)
     table.add_row("warnings", f"{len(report['warnings']):,}")
-    err.print(table)
+    out.print(table)
     print_findings("rejected rows", report["rejections"])
     print_findings("warnings (row accepted)", report["warnings"])
     print_findings("needs review (row accepted, MRN not mapped)", report["reviews"])
@@ -250,7 +251,7 @@ def roster_rejections(
         return
     if report["status"] != "completed":
         why = f": {report['reason']}" if report["reason"] else ""
-        err.print(f"batch {batch_id} {report['status']}{why}", highlight=False)
+        out.print(f"batch {batch_id} {report['status']}{why}", highlight=False)
     print_findings("rejected rows", report["rejections"], limit=sys.maxsize)
     print_findings("warnings (row accepted)", report["warnings"], limit=sys.maxsize)
     print_findings("needs review", report["reviews"], limit=sys.maxsize)

@@ -1,4 +1,5 @@
-"""Prefect's temporary API server, started so that it outlives Ctrl-C and dies with us.
+"""Prefect's temporary API server, started so that it outlives Ctrl-C and dies with us; and
+our own errors logged by Prefect without a traceback.
 
 Prefect 3 starts the temporary server (no `PREFECT_API_URL`) as a plain child process:
 Ctrl-C in a terminal signals the whole process group, so the server died before the command
@@ -11,6 +12,7 @@ Run as `python -m openslots.connectors.prefect_server PARENT_PID UVICORN_ARGS...
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -30,6 +32,7 @@ def install() -> None:
     to do when `PREFECT_API_URL` names a server, e.g. `openslots serve` or a worker's)."""
     from prefect.settings import PREFECT_API_URL
 
+    quiet_project_tracebacks()
     if PREFECT_API_URL.value():
         return
     from prefect.server.api import server as server_module
@@ -50,6 +53,31 @@ def install() -> None:
 
     cls._run_uvicorn_command = run_uvicorn_command  # type: ignore[method-assign]
     cls._openslots_wrapped = True  # type: ignore[attr-defined]
+
+
+class NoProjectTracebacks(logging.Filter):
+    """Our own errors (OpenslotsError: a bad file, an unknown provider) say everything in
+    their message: Prefect logs them without the traceback, on the console and to the API.
+    Set OPENSLOTS_DEBUG_UNSAFE_ERRORS to keep them when debugging."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from openslots.errors import OpenslotsError
+
+        if record.exc_info and isinstance(record.exc_info[1], OpenslotsError):
+            from openslots.resources import resources
+
+            if not resources().settings.debug_unsafe_errors:
+                record.exc_info = None
+                record.exc_text = None
+        return True
+
+
+def quiet_project_tracebacks() -> None:
+    """Put `NoProjectTracebacks` on the handlers of Prefect's loggers (idempotent)."""
+    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", ""):
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, NoProjectTracebacks) for f in handler.filters):
+                handler.addFilter(NoProjectTracebacks())
 
 
 def child_command(args: list[str]) -> list[str]:

@@ -168,7 +168,7 @@ def test_rejections_of_a_failed_batch_say_why(db: Engine, tmp_path: Path) -> Non
         run_import(path)
     result = CliRunner().invoke(app, ["roster", "rejections", "1"])
     assert result.exit_code == 0
-    assert "batch 1 failed:" in result.stderr
+    assert "batch 1 failed:" in result.stdout
 
 
 # `openslots roster import` whose Prefect API dies right after the apply step committed: the
