@@ -10,8 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ from openslots.cli import app
 from openslots.connectors.database.models import Client, ImportBatch, RosterStaging
 from openslots.errors import RosterFileError
 from tests.factories import person, roster_file
+from tests.tasks.test_dispatch_processes import wait_until
 from tests.tasks.test_roster_import import LOCATION, PROVIDER, run_import
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,14 +28,6 @@ COMMAND = [sys.executable, "-m", "openslots.cli", "roster", "import"]
 ROWS = 30_000  # in chunks of 200: long enough to be caught staging
 
 pytestmark = pytest.mark.parametrize("db", ["postgresql"], indirect=True)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def wait_staging(db: Engine, proc: subprocess.Popen[str]) -> None:
@@ -219,3 +210,30 @@ def test_prefect_api_lost_after_commit_is_a_warning(db: Engine, tmp_path: Path) 
     report = json.loads(done.stdout)
     assert (report["status"], report["accepted"]) == ("completed", 3)
     assert clients(db) == 3
+
+
+def test_sigterm_stops_the_mllp_listener_with_its_summary(db: Engine) -> None:
+    from tests import hl7_messages as m
+    from tests.mllp_client import ack_code, send
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "openslots.cli", "hl7", "listen", "--port", "0", "--no-ingest"],
+        cwd=ROOT,
+        env=dict(os.environ),
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    while "listening for MLLP on" not in line:
+        assert line, "the listener exited before listening"
+        line = proc.stderr.readline()
+    port = int(line.split("listening for MLLP on ")[1].split()[0].rpartition(":")[2])
+    assert [ack_code(a) for a in send(port, [m.EPIC_A04])] == ["AA"]
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=60)
+
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert "stopped: 1 messages" in err
