@@ -54,3 +54,16 @@ def test_an_empty_file_says_so(tmp_path: Path) -> None:
     path.write_text("")
     with pytest.raises(RosterFileError, match="the file is empty"):
         sniff_layout(path)
+
+
+def test_a_very_long_data_line_is_a_too_long_row_naming_its_line(tmp_path: Path) -> None:
+    """No csv-module field limit on data lines: a 5 MB name is read and rejected by its rule."""
+    from openslots.connectors.csv_source import iter_chunks
+    from openslots.schemas.roster import validate_chunk
+
+    path = roster_file(tmp_path / "r.csv", [person(1, first_name="A" * 5_000_000), person(2)])
+    layout = sniff_layout(path)
+    ((first_line, chunk, _done),) = list(iter_chunks(path, layout, 1000))
+    result = validate_chunk(chunk, first_line, "US")
+    assert [(r.line, r.field, r.rule) for r in result.rejections] == [(2, "first_name", "too_long")]
+    assert len(result.accepted) == 1
