@@ -145,6 +145,29 @@ def registration_rejections(batch_id: int) -> dict[str, Any]:
     return {k: report[k] for k in ("batch_id", "rejections", "warnings")}
 
 
+def import_batches(limit: int = 50) -> list[dict[str, Any]]:
+    """The latest import batches, newest first, after ending those whose process died (their
+    staged rows are removed, their status becomes `interrupted`)."""
+    from openslots.connectors.database import batches
+
+    with _writing() as conn:
+        batches.end_abandoned_batches(conn)
+    with _reading() as conn:
+        return batches.list_batches(conn, limit)
+
+
+def end_imports_of_this_process(*, interrupted: bool, reason: str) -> list[tuple[int, str]]:
+    """After Ctrl-C/SIGTERM (`interrupted`) or an unexpected error: end what this process left
+    running (interrupted or failed, staged rows removed); (batch id, status) of every batch
+    this process started, so that the caller can say what was kept."""
+    from openslots.connectors.database import batches
+    from openslots.connectors.database.models import BatchStatus
+
+    status = BatchStatus.INTERRUPTED if interrupted else BatchStatus.FAILED
+    with resources().engine.begin() as conn:
+        return batches.end_batches_of_this_worker(conn, status, reason)
+
+
 def invite(
     provider: str,
     location: str,

@@ -1,7 +1,8 @@
-"""`openslots`: run the pipeline's flows and its admin commands. Every command takes --json.
+"""`openslots`: run the pipeline's flows and its admin commands. Every command but `roster
+template` and `hl7 listen` takes --json.
 
-Human output and progress go to stderr-friendly tables; with --json, stdout carries exactly one
-JSON document and everything else (Prefect's logs, progress) goes to stderr.
+Results go to stdout (tables, never cut at 80 columns when redirected; with --json exactly one
+JSON document); logs, progress, warnings and errors go to stderr.
 
 One module per command group; each calls a flow (imports, dispatch, HL7 ingest) or a function
 of `openslots.api` (reads and commands that open their own transaction). No SQL here. Only
@@ -74,5 +75,18 @@ app.add_typer(slots.app, name="slots")
 app.command("web")(web.web_command)
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    app()
+def main() -> None:
+    """The console entry point: Ctrl-C and SIGTERM end any command with one line and exit 130
+    (commands with work to undo catch `Interrupted` first and say what they kept)."""
+    import sys
+
+    from openslots.cli.output import Interrupted, interrupted, trap_signals
+
+    trap_signals()
+    try:
+        app()
+    except Interrupted as exc:
+        code = interrupted(
+            exc, "stopped; what was committed is kept, a transaction in progress was rolled back"
+        ).exit_code
+        sys.exit(code)

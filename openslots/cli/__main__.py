@@ -1,5 +1,5 @@
 """`python -m openslots.cli`: the same app as the `openslots` console script."""
 
-from openslots.cli import app
+from openslots.cli import main
 
-app()
+main()

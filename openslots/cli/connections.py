@@ -9,6 +9,7 @@ import typer
 
 from openslots.cli.options import (
     ActorOpt,
+    ConnectionIdArg,
     JsonOpt,
     LocationOpt,
     ProviderOpt,
@@ -16,7 +17,7 @@ from openslots.cli.options import (
     SortOpt,
     actor_or_user,
 )
-from openslots.cli.output import changed, done, emit_json, run, table
+from openslots.cli.output import changed, choice, done, emit_json, run, table
 
 app = typer.Typer(help="The seed's Connections screen.", no_args_is_help=True)
 
@@ -46,7 +47,9 @@ def connections_list(
 ) -> None:
     """Connections with status, priority, Client ID/MRN and whether they receive Alerts."""
     from openslots.api import list_connections
+    from openslots.domain.statuses import ConnectionStatus
 
+    status = choice(status, ConnectionStatus, "status", as_json)
     rows = run(
         as_json,
         lambda: list_connections(
@@ -68,8 +71,11 @@ class StatusChoice(StrEnum):
 
 @app.command("set-status")
 def connections_set_status(
-    connection_id: int,
-    status: StatusChoice,
+    connection_id: ConnectionIdArg,
+    status: Annotated[
+        StatusChoice,
+        typer.Argument(help="approved, pending, paused or declined.", case_sensitive=False),
+    ],
     reason: ReasonOpt = None,
     actor: ActorOpt = None,
     as_json: JsonOpt = False,
@@ -93,7 +99,10 @@ def connections_set_status(
 
 @app.command("set-priority")
 def connections_set_priority(
-    connection_id: int, label: str, actor: ActorOpt = None, as_json: JsonOpt = False
+    connection_id: ConnectionIdArg,
+    label: Annotated[str, typer.Argument(help="A priority label (OPENSLOTS_PRIORITY_LABELS).")],
+    actor: ActorOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Set the practice's priority label (it never changes who is alerted)."""
     from openslots.api import set_priority
@@ -109,8 +118,8 @@ def connections_set_priority(
 
 @app.command("set-mrn")
 def connections_set_mrn(
-    connection_id: int,
-    mrn: str,
+    connection_id: ConnectionIdArg,
+    mrn: Annotated[str, typer.Argument(help="The client's medical record number in the EHR.")],
     reason: ReasonOpt = None,
     actor: ActorOpt = None,
     as_json: JsonOpt = False,
@@ -154,7 +163,11 @@ def connections_set_availability(
 
 
 @app.command("set-order")
-def connections_set_order(connection_id: int, order: int, as_json: JsonOpt = False) -> None:
+def connections_set_order(
+    connection_id: ConnectionIdArg,
+    order: Annotated[int, typer.Argument(help="Place in the Serial order (lower first).")],
+    as_json: JsonOpt = False,
+) -> None:
     """Set the connection's place in the practice's Serial order (lower is offered first)."""
     from openslots.api import set_alert_order
 

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from openslots.cli.options import JsonOpt
-from openslots.cli.output import emit_json, err, run
+from openslots.cli.output import emit_json, out, run
 
 DEMO_COUNTS = [
     "total_rows",
@@ -54,26 +54,35 @@ def demo(
     if as_json:
         emit_json(result)
         return
-    err.print(f"\n[bold]openslots demo[/bold] in {directory}")
+    out.print(f"\n[bold]openslots demo[/bold] in {directory}")
     for imp in result["imports"]:
-        err.print(f"\n{imp['provider']} / {imp['location']} — {imp['file']} (mode {imp['mode']})")
+        out.print(f"\n{imp['provider']} / {imp['location']} — {imp['file']} (mode {imp['mode']})")
         table = Table(show_header=False, box=None)
         for key in DEMO_COUNTS:
             table.add_row(key.replace("_", " "), str(imp[key]))
-        err.print(table)
+        out.print(table)
         for rej in imp["rejections"]:
-            err.print(f"  line {rej['line']}: {rej['field']} — {rej['message']}", highlight=False)
+            out.print(f"  line {rej['line']}: {rej['field']} — {rej['message']}", highlight=False)
         for warn in imp["warnings"]:
-            err.print(f"  line {warn['line']} (warning): {warn['message']}", highlight=False)
+            out.print(f"  line {warn['line']} (warning): {warn['message']}", highlight=False)
     d = result["dispatch"]
-    err.print(
+    out.print(
         f"\ndispatched: {d['sent']} messages sent "
         f"({d['by_channel'].get('email', 0)} emails, {d['by_channel'].get('sms', 0)} texts)"
     )
-    err.print(f"emails (.eml): {result['email_dir']}")
-    err.print(f"texts (.json): {result['sms_dir']}")
-    err.print(f"database: {result['database']}")
-    err.print(
+    out.print(f"emails (.eml): {result['email_dir']}")
+    out.print(f"texts (.json): {result['sms_dir']}")
+    out.print(f"database: {result['database']}")
+    out.print(
         "\nPrefect UI: run `openslots serve` in this directory (another terminal), then the "
         "demo again: its runs, logs and import reports appear at http://127.0.0.1:4200"
+    )
+    out.print(
+        "\nNext, with your own data (`openslots db upgrade` first):\n"
+        "  openslots roster template --output roster.csv      # the columns to fill\n"
+        '  openslots roster import roster.csv --provider "Dr. Rivera" --location "Main St"\n'
+        '  openslots invitations list --provider "Dr. Rivera"   # who was invited\n'
+        "  openslots outbox send                              # send what is queued\n"
+        "  openslots roster batches                           # every import and its outcome",
+        highlight=False,
     )

@@ -10,10 +10,12 @@ import typer
 from openslots.cli.options import JsonOpt
 from openslots.cli.output import (
     USAGE,
+    Interrupted,
     counts_table,
     emit_json,
     err,
     fail,
+    interrupted,
     require_schema,
     run,
     table,
@@ -71,6 +73,8 @@ def hl7_listen(
 ) -> None:
     """Accept MLLP-framed messages; each is stored before its ACK (AA/AE/AR) goes back."""
     import asyncio
+    import contextlib
+    import signal
 
     from openslots.connectors.hl7.mllp import MllpListener
     from openslots.resources import resources
@@ -95,17 +99,32 @@ def hl7_listen(
         batch_seconds=settings.hl7_batch_seconds,
     )
 
+    stopped_by: list[int] = []
+
     async def main() -> None:
+        # Ctrl-C and SIGTERM cancel the listener inside the loop, which then closes cleanly
+        # (the process-wide handlers would raise between the loop and its worker threads).
+        loop = asyncio.get_running_loop()
         task = asyncio.create_task(listener.serve())
+
+        def stop(sig: int) -> None:
+            stopped_by.append(sig)
+            task.cancel()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop, sig)
         await listener.ready.wait()
         err.print(f"listening for MLLP on {host}:{listener.port} (Ctrl-C to stop)")
-        await task
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     try:
         asyncio.run(main())
-    except KeyboardInterrupt:
-        stats = listener.stats
-        err.print(f"stopped: {stats.received:,} messages, acks {stats.acked}")
+    except (KeyboardInterrupt, Interrupted):
+        stopped_by.append(signal.SIGINT)
+    stats = listener.stats
+    summary = f"stopped: {stats.received:,} messages, acks {stats.acked}"
+    raise interrupted(Interrupted(stopped_by[0]), summary) if stopped_by else typer.Exit(0)
 
 
 @app.command("errors")

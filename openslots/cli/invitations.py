@@ -8,13 +8,14 @@ import typer
 
 from openslots.cli.options import (
     ActorOpt,
+    InvitationIdArg,
     JsonOpt,
     LocationOpt,
     ProviderOpt,
     SortOpt,
     actor_or_user,
 )
-from openslots.cli.output import USAGE, done, emit_json, err, fail, run, table
+from openslots.cli.output import USAGE, choice, done, emit_json, err, fail, run, table
 
 app = typer.Typer(help="The seed's Invitations screen.", no_args_is_help=True)
 
@@ -46,7 +47,9 @@ def invitations_list(
 ) -> None:
     """Invitations of a provider with their status and the last time each was sent."""
     from openslots.api import list_invitations
+    from openslots.domain.statuses import InvitationStatus
 
+    status = choice(status, InvitationStatus, "status", as_json)
     try:
         rows = run(
             as_json,
@@ -62,7 +65,7 @@ def invitations_list(
 
 @app.command("resend")
 def invitations_resend(
-    invitation_id: int, actor: ActorOpt = None, as_json: JsonOpt = False
+    invitation_id: InvitationIdArg, actor: ActorOpt = None, as_json: JsonOpt = False
 ) -> None:
     """Queue an invitation again; refused (with the reason) for Opted-Out, Connected and New."""
     from openslots.api import resend_invitation
@@ -78,7 +81,7 @@ def invitations_resend(
 
 @app.command("request")
 def invitations_request(
-    invitation_id: int, actor: ActorOpt = None, as_json: JsonOpt = False
+    invitation_id: InvitationIdArg, actor: ActorOpt = None, as_json: JsonOpt = False
 ) -> None:
     """Send a provider-initiated request to a Registered client's app (status Invited)."""
     from openslots.api import request_connection
@@ -93,7 +96,7 @@ def invitations_request(
 
 
 @app.command("accept")
-def invitations_accept(invitation_id: int, as_json: JsonOpt = False) -> None:
+def invitations_accept(invitation_id: InvitationIdArg, as_json: JsonOpt = False) -> None:
     """Record the client's acceptance of a request (what the app's backend reports): the
     connection is approved and the invitation becomes Connected."""
     from openslots.api import accept_connection_request

@@ -99,8 +99,8 @@ def opt_out_command(
 
 def opt_in_command(
     provider: ProviderOpt,
-    email: Annotated[str | None, typer.Option()] = None,
-    phone: Annotated[str | None, typer.Option()] = None,
+    email: Annotated[str | None, typer.Option(help="The email that opts back in.")] = None,
+    phone: Annotated[str | None, typer.Option(help="The mobile phone that opts back in.")] = None,
     reason: ReasonOpt = None,
     actor: ActorOpt = None,
     as_json: JsonOpt = False,

@@ -80,7 +80,8 @@ LIST_COLUMNS = {
 @app.command("list")
 def outbox_list(
     state: Annotated[
-        ListState | None, typer.Option(help="Only this state (default: all three).")
+        ListState | None,
+        typer.Option(help="Only this state (default: all three).", case_sensitive=False),
     ] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many, oldest first.")] = 100,
     as_json: JsonOpt = False,

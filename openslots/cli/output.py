@@ -2,15 +2,17 @@
 errors as a red line on stderr (plus a JSON error object with --json).
 
 Exit codes: 0 done; 1 the command failed (a project error: unknown provider, schema not
-current, rejected file...); 2 the command line is wrong (Typer's own usage errors, and ours).
+current, rejected file...); 2 the command line is wrong (Typer's own usage errors, and ours);
+130 interrupted (Ctrl-C or SIGTERM), after one line on stderr saying what was kept.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import typer
@@ -21,11 +23,53 @@ from openslots.errors import OpenslotsError
 
 T = TypeVar("T")
 
-err = Console(stderr=True)
-out = Console()
+
+def _console(stderr: bool) -> Console:
+    """A terminal's console, or, redirected to a file or pipe, one that never wraps or cuts at
+    80 columns (rich's default width without a terminal)."""
+    console = Console(stderr=stderr)
+    if console.is_terminal:
+        return console
+    return Console(stderr=stderr, width=100_000, soft_wrap=True)
+
+
+err = _console(stderr=True)
+out = _console(stderr=False)
 
 FAILED = 1
 USAGE = 2
+INTERRUPTED = 130
+
+
+class Interrupted(BaseException):
+    """Ctrl-C or SIGTERM reached the command (raised by the handler `trap_signals` installs).
+
+    Not a KeyboardInterrupt: click turns that into "Aborted!" and exit 1. A BaseException, so
+    that `except Exception` clean-ups (and Prefect) let it through to the command.
+    """
+
+    def __init__(self, signum: int):
+        self.signal_name = signal.Signals(signum).name
+        super().__init__(self.signal_name)
+
+
+def trap_signals() -> None:
+    """SIGINT and SIGTERM raise Interrupted once in the main thread; later ones are ignored so
+    that the clean-up the first one started can finish (SIGKILL still stops everything)."""
+
+    def interrupt(signum: int, _frame: object) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+        raise Interrupted(signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, interrupt)
+
+
+def interrupted(exc: Interrupted, what_happened: str) -> typer.Exit:
+    """The one line on stderr after an interrupt, and exit code 130."""
+    err.print(f"interrupted ({exc.signal_name}): {what_happened}", highlight=False)
+    return typer.Exit(INTERRUPTED)
 
 
 def emit_json(data: Any) -> None:
@@ -40,6 +84,21 @@ def fail(message: str, as_json: bool, code: int = FAILED, **extra: Any) -> typer
         emit_json({"error": message, **extra})
     err.print(f"[red]error:[/red] {message}", highlight=False)
     return typer.Exit(code)
+
+
+def choice(value: str | None, valid: Iterable[str], what: str, as_json: bool) -> str | None:
+    """`value` matched against `valid` whatever its case, in the valid spelling; an unknown
+    one is a usage error listing the valid ones (never an empty result).
+
+    Enum arguments get the same from Typer with `case_sensitive=False`.
+    """
+    if value is None:
+        return None
+    options = list(valid)
+    for option in options:
+        if option.casefold() == value.casefold():
+            return option
+    raise fail(f"unknown {what} {value!r}: use one of {', '.join(options)}", as_json, code=USAGE)
 
 
 def run(as_json: bool, fn: Callable[[], T]) -> T:
@@ -115,14 +174,14 @@ def counts_table(counts: dict[str, Any], keys: list[str] | None = None) -> Table
 
 
 def print_findings(title: str, findings: list[dict[str, Any]], limit: int = 50) -> None:
-    """Rejected rows, warnings or reviews (line, field, rule, message) on stderr."""
+    """Rejected rows, warnings or reviews (line, field, rule, message): results, on stdout."""
     if not findings:
         return
     grid = Table("line", "field", "rule", "message", title=title, title_justify="left")
     for f in findings[:limit]:
         grid.add_row(str(f["line"]), f["field"], f["rule"], f["message"])
-    err.print(grid)
+    out.print(grid)
     if len(findings) > limit:
-        err.print(
+        out.print(
             f"... and {len(findings) - limit:,} more (`openslots roster rejections` lists them all)"
         )

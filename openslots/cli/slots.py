@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from openslots.cli.options import ActorOpt, JsonOpt, actor_or_user
+from openslots.cli.options import ActorOpt, JsonOpt, SlotIdArg, actor_or_user
 from openslots.cli.output import FAILED, emit_json, err, run, table
 
 app = typer.Typer(help="Open Slots: offer freed appointments; the first claim wins.")
@@ -38,7 +38,10 @@ def slots_open(
         str | None, typer.Option(help="The visit type shown to patients (nothing else is).")
     ] = None,
     mode: Annotated[
-        Mode, typer.Option(help="blast: everyone at once; serial: one group per timeout.")
+        Mode,
+        typer.Option(
+            help="blast: everyone at once; serial: one group per timeout.", case_sensitive=False
+        ),
     ] = Mode.BLAST,
     group_size: Annotated[int, typer.Option(min=1, help="Serial: connections per group.")] = 1,
     timeout_minutes: Annotated[
@@ -115,7 +118,7 @@ def slots_decline(
 
 
 @app.command("close")
-def slots_close(slot_id: int, as_json: JsonOpt = False) -> None:
+def slots_close(slot_id: SlotIdArg, as_json: JsonOpt = False) -> None:
     """Close an open slot; offers not yet sent are withdrawn."""
     from openslots.api import close_slot
 
@@ -129,7 +132,7 @@ def slots_close(slot_id: int, as_json: JsonOpt = False) -> None:
 
 
 @app.command("explain")
-def slots_explain(slot_id: int, as_json: JsonOpt = False) -> None:
+def slots_explain(slot_id: SlotIdArg, as_json: JsonOpt = False) -> None:
     """Why each connection of the slot's provider was or was not alerted."""
     from openslots.api import explain_slot
 
@@ -142,7 +145,9 @@ def slots_explain(slot_id: int, as_json: JsonOpt = False) -> None:
 
 @app.command("list")
 def slots_list(
-    status: Annotated[Status | None, typer.Option(help="open, claimed or closed.")] = None,
+    status: Annotated[
+        Status | None, typer.Option(help="open, claimed or closed.", case_sensitive=False)
+    ] = None,
     provider: Annotated[str | None, typer.Option(help="Provider name.")] = None,
     unreconciled: Annotated[
         bool,

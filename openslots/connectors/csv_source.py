@@ -2,7 +2,8 @@
 
 Everything is read as text (`dtype=str`, `keep_default_na=False`) so leading zeros of Client
 IDs and phone numbers survive. Line numbers are the ones a spreadsheet shows: header = line 1.
-Columns are read by position, so duplicate or unknown header names do no harm, and a few
+Columns are read by position: unknown header names do no harm, two header columns for one
+field (`Email` twice, `First Name` and `first_name`) fail the file naming both, and a few
 fields beyond the header are tolerated (Excel's trailing delimiters) and checked per row.
 """
 
@@ -50,6 +51,12 @@ def sniff_layout(path: Path) -> CsvLayout:
     encoding = _encoding(path, head)
     text = head.decode(encoding, errors="ignore").lstrip("\ufeff")
     lines = text.splitlines()
+    if len(head) == SNIFF_BYTES and len(lines) <= 1:
+        raise RosterFileError(
+            f"the header line is longer than the limit of {SNIFF_BYTES:,} bytes: not a roster "
+            "header (see `openslots roster template`)",
+            line=1,
+        )
     blank_before = 0
     while blank_before < len(lines) and not lines[blank_before].strip(" ,;\t|"):
         blank_before += 1
@@ -57,9 +64,16 @@ def sniff_layout(path: Path) -> CsvLayout:
         raise RosterFileError("the file is empty; expected a header line", line=1)
     first_line = lines[blank_before]
     delimiter = max(DELIMITERS, key=first_line.count)
-    header = next(csv.reader(io.StringIO(first_line), delimiter=delimiter), [])
+    try:
+        header = next(csv.reader(io.StringIO(first_line), delimiter=delimiter), [])
+    except csv.Error:
+        raise RosterFileError(
+            "the header line is not valid CSV (a quoted name never closed, or a name longer "
+            f"than {csv.field_size_limit():,} characters)",
+            line=blank_before + 1,
+        ) from None
+    columns = _header_columns(header, blank_before + 1)
     mapping = map_header(header)
-    columns = {header.index(original): canonical for original, canonical in mapping.items()}
     missing = [name for name in REQUIRED_COLUMNS if name not in mapping.values()]
     if missing:
         raise RosterFileError(
@@ -72,14 +86,58 @@ def sniff_layout(path: Path) -> CsvLayout:
     return CsvLayout(encoding, delimiter, blank_before + 1, len(header), columns, ignored)
 
 
+def _header_columns(header: list[str], line: int) -> dict[int, str]:
+    """Header position -> canonical column; two positions for one column fail the file."""
+    columns: dict[int, str] = {}
+    for position, name in enumerate(header):
+        canonical = map_header([name]).get(name)
+        if canonical is None:
+            continue
+        first = next((p for p, c in columns.items() if c == canonical), None)
+        if first is not None:
+            raise RosterFileError(
+                f"two header columns for {canonical}: {header[first]!r} (column {first + 1}) "
+                f"and {name!r} (column {position + 1}); keep one",
+                line=line,
+                column=canonical,
+            )
+        columns[position] = canonical
+    return columns
+
+
+def _is_binary(head: bytes) -> bool:
+    """Control bytes that no text CSV holds (NUL, ...) in more than 1% of the first 4 KiB."""
+    sample = head[:4096]
+    controls = sum(1 for b in sample if b < 0x09 or 0x0E <= b < 0x20)
+    return controls > max(8, len(sample) // 100)
+
+
+def _utf16_without_bom(head: bytes) -> bool:
+    """Text in UTF-16 without its byte-order mark: every other byte NUL, the rest readable."""
+    sample = head[: 4096 - 4096 % 2]
+    for encoding in ("utf-16-le", "utf-16-be"):
+        text = sample.decode(encoding, errors="replace")
+        readable = sum(1 for ch in text if ch.isprintable() or ch in "\r\n\t")
+        if text and readable >= 0.95 * len(text):
+            return True
+    return False
+
+
 def _encoding(path: Path, head: bytes) -> str:
     """UTF-8 only when the whole file decodes as UTF-8: a Windows-1252 'é' on the last line of
     a nightly export must not fail the file after a million rows."""
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
-    if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)) or head[:4096].count(0) > 8:
+    if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        raise RosterFileError("the file is UTF-32 text; save it as 'CSV UTF-8'")
+    if _is_binary(head):
+        if _utf16_without_bom(head):
+            raise RosterFileError(
+                "the file looks like UTF-16 without a byte-order mark; save it as 'CSV UTF-8'"
+            )
         raise RosterFileError(
-            "the file looks like UTF-16/32 without a byte-order mark; save it as 'CSV UTF-8'"
+            "the file is not a text CSV file (binary data: a spreadsheet's .xlsx, a PDF...); "
+            "export it as 'CSV UTF-8'"
         )
     decoder = codecs.getincrementaldecoder("utf-8")()
     try:

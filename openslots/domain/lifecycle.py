@@ -55,8 +55,31 @@ def resend_refusal(status: InvitationStatus) -> str | None:
     return None
 
 
+def stuck_message_refusal(message_id: int, message_status: str) -> Refusal:
+    """A message of the invitation that `outbox send` will not send again: the refusal names
+    the command that can help (never `outbox send`).
+
+    >>> "`openslots outbox resolve 7 --sent`" in stuck_message_refusal(7, "unknown").reason
+    True
+    """
+    if message_status == "unknown":
+        return Refusal(
+            f"its message {message_id} may or may not have gone out (a send was interrupted): "
+            f"decide with `openslots outbox resolve {message_id} --sent` or `--not-sent`"
+        )
+    return Refusal(
+        f"its message {message_id} was refused for good: see `openslots outbox list --state "
+        f"dead`, then `openslots outbox retry {message_id}` once the address is fixed"
+    )
+
+
 def resend_attempt(
-    status: InvitationStatus, *, attempt: int, messages_attempt: int, message_waiting: bool
+    status: InvitationStatus,
+    *,
+    attempt: int,
+    messages_attempt: int,
+    message_waiting: bool,
+    stuck_message: tuple[int, str] | None = None,
 ) -> int | Refusal:
     """The attempt a resend asks for, or why there is none.
 
@@ -69,7 +92,12 @@ def resend_attempt(
     >>> resend_attempt(InvitationStatus.SENT, attempt=2, messages_attempt=2,
     ...                message_waiting=False)
     3
+
+    A `stuck_message` (id, status) of the current attempt, unknown or dead, refuses it with the
+    command that decides it: a resend would send twice what may have gone out.
     """
+    if stuck_message is not None:
+        return stuck_message_refusal(*stuck_message)
     refusal = resend_refusal(status)
     if refusal:
         return Refusal(f"cannot be resent: {refusal}")

@@ -69,9 +69,12 @@ def start_import(
 ) -> ImportStart:
     """Open an import batch (the provider and location are resolved when it applies)."""
     with resources().require_current_schema().begin() as conn:
+        abandoned = batches.end_abandoned_batches(conn)
         batch_id = repo.start_batch(
             conn, provider, location, integrated, Path(path).name, ImportMode(mode), strict
         )
+    if abandoned:
+        run_logger().warning("batches %s had lost their process: marked interrupted", abandoned)
     run_logger().info("import batch %s started (mode=%s, strict=%s)", batch_id, mode, strict)
     return ImportStart(batch_id)
 
@@ -88,7 +91,7 @@ def stage_roster(batch_id: int, path: str) -> StageCounts:
             run_logger().info("ignoring %d unknown column(s)", len(layout.ignored))
         chunks = iter_chunks(Path(path), layout, settings.chunk_size)
         return stage_chunks(batch_id, chunks)
-    except Exception as exc:
+    except BaseException as exc:
         _fail(batch_id, exc)
         raise
 
@@ -102,6 +105,7 @@ def stage_chunks(batch_id: int, chunks: Iterable[tuple[int, pd.DataFrame, float]
     for first_line, chunk, done in chunks:
         result = validate_chunk(chunk, first_line, settings.phone_region)
         with engine.begin() as conn:
+            batches.heartbeat(conn, batch_id)
             repo.stage_rows(conn, batch_id, result.accepted)
             repo.record_findings(conn, batch_id, result.rejections + result.warnings)
         total += result.total_rows
@@ -129,6 +133,7 @@ def apply_batch(batch_id: int, staged: StageCounts, *, feed: Feed | None = None)
     engine = resources().engine
     try:
         with engine.begin() as conn:
+            batches.heartbeat(conn, batch_id)
             batch = batches.batch_request(conn, batch_id)
             mode = batch.mode
             repo.refresh_statistics(conn, "roster_staging")
@@ -198,7 +203,7 @@ def apply_batch(batch_id: int, staged: StageCounts, *, feed: Feed | None = None)
                     location_id=target.location_id,
                     **counts,
                 )
-    except Exception as exc:
+    except BaseException as exc:
         _fail(batch_id, exc)
         raise
     if strict_failure is not None:
@@ -238,16 +243,28 @@ def publish_import_report(summary: ImportSummary) -> None:
         "",
         f"Line-by-line list: `openslots roster rejections {summary.batch_id}`.",
     ]
-    create_markdown_artifact(
-        key="roster-import-report",
-        markdown="\n".join(lines),
-        description=f"roster import batch {summary.batch_id}",
-    )
+    try:
+        create_markdown_artifact(
+            key="roster-import-report",
+            markdown="\n".join(lines),
+            description=f"roster import batch {summary.batch_id}",
+        )
+    except Exception as exc:  # the batch committed: a report that cannot be stored is a warning
+        run_logger().warning(
+            "batch %s committed; its report artifact was not stored (%s)",
+            summary.batch_id,
+            type(exc).__name__,
+        )
 
 
 def _fail(batch_id: int, exc: BaseException) -> None:
-    """Mark the batch failed with a PHI-free reason and drop its staged rows."""
-    reason = str(exc) if isinstance(exc, OpenslotsError) else type(exc).__name__
+    """Mark the batch failed (an error) or interrupted (Ctrl-C, SIGTERM, cancellation) with a
+    PHI-free reason, and drop its staged rows in the same transaction."""
+    if isinstance(exc, Exception):
+        status = BatchStatus.FAILED
+        reason = str(exc) if isinstance(exc, OpenslotsError) else type(exc).__name__
+    else:
+        # str(): the signal's name for the CLI's Interrupted; Prefect's TerminationSignal...
+        status, reason = BatchStatus.INTERRUPTED, f"interrupted ({str(exc) or type(exc).__name__})"
     with resources().engine.begin() as conn:
-        repo.clear_staging(conn, batch_id)
-        repo.finish_batch(conn, batch_id, BatchStatus.FAILED, error=reason)
+        batches.end_batch(conn, batch_id, status, reason + "; staged rows removed")

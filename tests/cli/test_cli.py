@@ -168,3 +168,13 @@ def test_demo_runs_the_whole_pipeline_on_embedded_defaults(
     assert result["dispatch"]["sent"] == len(emails) + len(texts)
     assert len(emails) > 0 and len(texts) > 0
     assert result["dispatch"]["by_channel"] == {"email": len(emails), "sms": len(texts)}
+
+
+def test_demo_in_human_mode_writes_its_results_to_stdout_and_ends_with_next_commands(
+    tmp_path: Path,
+) -> None:
+    """`openslots demo > out.txt` gives a file with the results (logs stay on stderr)."""
+    result = runner.invoke(app, ["demo", "--dir", str(tmp_path / "demo"), "--clients", "10"])
+    assert result.exit_code == 0, result.output
+    assert "dispatched:" in result.stdout
+    assert result.stdout.rstrip().splitlines()[-1].strip().startswith("openslots roster batches")

@@ -6,14 +6,19 @@ import email
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 
 from openslots.api import InvalidRegistration, register_from_app
 from openslots.connectors.database import lifecycle as life
 from openslots.connectors.database import opt_outs
 from openslots.connectors.database.eligibility import eligible_connection_ids
 from openslots.connectors.database.listings import audit_events, list_invitations
-from openslots.connectors.database.models import Channel, Invitation, OutboxMessage
+from openslots.connectors.database.models import (
+    Channel,
+    Invitation,
+    OutboxMessage,
+    OutboxStatus,
+)
 from openslots.connectors.database.models import Connection as ConnectionRow
 from openslots.domain.statuses import ConnectionStatus
 from tests.factories import HEADER, person, roster_file
@@ -217,6 +222,29 @@ def test_resend_rules(db: Engine, tmp_path: Path) -> None:
         opt_outs.opt_out(conn, 1, Channel.EMAIL, "client1@example.org", "tester")
     with db.begin() as conn, pytest.raises(life.LifecycleError, match="opted out"):
         life.resend(conn, 1, "tester")
+
+
+def test_a_resend_behind_an_undecided_message_points_at_outbox_resolve(
+    db: Engine, tmp_path: Path
+) -> None:
+    """A send that was interrupted leaves its message `unknown` (what a killed `outbox send`
+    does, tested with real processes in test_dispatch_processes): `outbox send` never sends it
+    again, so the refusal names `outbox resolve` and the message, not `outbox send`."""
+    run_import(roster_file(tmp_path / "r.csv", [person(1)]))
+    dispatch_now()
+    with db.begin() as conn:
+        conn.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.idempotency_key == "invite:1:1:email")
+            .values(status=OutboxStatus.UNKNOWN)
+        )
+        message_id = conn.execute(
+            select(OutboxMessage.id).where(OutboxMessage.status == OutboxStatus.UNKNOWN)
+        ).scalar_one()
+    with db.begin() as conn, pytest.raises(life.LifecycleError) as refused:
+        life.resend(conn, 1, "tester")
+    assert f"`openslots outbox resolve {message_id} --sent`" in str(refused.value)
+    assert "outbox send" not in str(refused.value)
 
 
 def test_status_priority_and_mrn_changes_are_audited(

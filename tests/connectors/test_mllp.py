@@ -253,3 +253,28 @@ def test_a_killed_listener_loses_no_acknowledged_message(db: Engine, tmp_path: P
     with db.connect() as conn:
         ids = set(conn.execute(select(Hl7Message.control_id)).scalars())
     assert ids == {f"K{i}" for i in range(40)}
+
+
+def test_a_frame_ending_without_the_final_carriage_return_is_acknowledged(
+    listener: MllpListener,
+) -> None:
+    with socket.create_connection(("127.0.0.1", listener.port), timeout=10) as sock:
+        sock.sendall(START + m.EPIC_A04.encode() + b"\x1c")  # no 0x0D, as some senders do
+        assert ack_code(read_ack(sock)) == "AA"
+        sock.sendall(frame(m.CERNER_A08))  # and the connection goes on
+        assert ack_code(read_ack(sock)) == "AA"
+
+
+def test_control_characters_in_a_frame_are_never_echoed_into_the_ack(
+    listener: MllpListener,
+) -> None:
+    """A start block inside the control id: the AE quotes the id without it, so the reply is
+    one well-formed frame."""
+    message = m.EPIC_A04.replace("EPC0001", "EPC\x0b00\x1c01").encode()
+    with socket.create_connection(("127.0.0.1", listener.port), timeout=10) as sock:
+        sock.sendall(START + message + b"\x1c\r")
+        reply = b""
+        while not reply.endswith(b"\x1c\r"):
+            reply += sock.recv(65536)
+    body = reply[1:-2]
+    assert reply[:1] == START and not any(c < 0x20 and c != 0x0D for c in body), reply

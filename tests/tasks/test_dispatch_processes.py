@@ -20,7 +20,9 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select
+from typer.testing import CliRunner
 
+from openslots.cli import app
 from openslots.connectors.database.models import Client, Invitation
 from openslots.connectors.database.models import OutboxMessage as Outbox
 from openslots.tasks.dispatch import dispatch_outbox, materialise_intents
@@ -130,6 +132,22 @@ def test_a_worker_killed_mid_batch_leaves_at_most_one_unknown_per_connection(
     assert sent <= set(received)  # every `sent` arrived
     assert set(received) <= sent | unknown  # what arrived is sent, or listed as unknown
     assert len(received) >= killed_at
+    assert_resend_points_at_resolve(db)
+
+
+def assert_resend_points_at_resolve(db: Engine) -> None:
+    """`invitations resend` of an invitation whose message is unknown names `outbox resolve`
+    with that message's id, never `outbox send` (which never sends an unknown message)."""
+    with db.connect() as conn:
+        stuck = conn.execute(
+            select(Outbox.id, Outbox.invitation_id).where(Outbox.status == "unknown").limit(1)
+        ).one_or_none()
+    if stuck is None:  # the kill fell between two messages: nothing undecided
+        return
+    result = CliRunner().invoke(app, ["invitations", "resend", str(stuck.invitation_id)])
+    assert result.exit_code == 1
+    assert f"openslots outbox resolve {stuck.id}" in result.stderr
+    assert "outbox send" not in result.stderr
 
 
 # The full 5,000 takes ~50 s on the shared 2-core machine: run it with OPENSLOTS_TEST_SLOW=1

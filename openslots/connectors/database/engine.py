@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -43,14 +45,40 @@ def _create(url: str, pool_size: int = 5) -> Engine:
     return create_engine(url, hide_parameters=True, pool_pre_ping=True, pool_size=pool_size)
 
 
+SQLITE_BUSY_SECONDS = 30
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA journal_mode=WAL")
+    _wal(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _wal(cursor: Any) -> None:
+    """Switch a new file to WAL, waiting for another process's first transaction on it.
+
+    SQLite answers `database is locked` at once, without its busy handler, when another
+    connection writes while the mode changes (two first commands at once on a new file), so
+    the wait is ours: retry until the busy timeout, then a clear error, never a traceback.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_SECONDS
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if time.monotonic() > deadline:
+                raise ConfigurationError(
+                    f"the SQLite database stayed locked by another process for "
+                    f"{SQLITE_BUSY_SECONDS} s; try again when it has finished"
+                ) from None
+            time.sleep(0.05)
 
 
 def get_engine(settings: Settings | None = None) -> Engine:

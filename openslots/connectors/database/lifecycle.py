@@ -25,7 +25,7 @@ from openslots.connectors.database.providers import provider_id_for as provider_
 from openslots.domain import clock
 from openslots.domain import connections as connection_rules
 from openslots.domain import lifecycle as rules
-from openslots.domain.messages import invitation_key_prefix
+from openslots.domain.messages import invitation_key, invitation_key_prefix
 from openslots.domain.statuses import ConnectionStatus, InvitationStatus
 from openslots.errors import OpenslotsError
 
@@ -250,11 +250,25 @@ def resend(conn: Connection, invitation_id: int, actor: str) -> str:
             OutboxMessage.status.in_([OutboxStatus.PENDING, OutboxStatus.SENDING]),
         )
     ).scalar_one()
+    # Messages `outbox send` will not send again: the refusal points at `outbox resolve`/`retry`.
+    stuck_rows = conn.execute(
+        select(OutboxMessage.id, OutboxMessage.status)
+        .where(
+            OutboxMessage.invitation_id == invitation_id,
+            OutboxMessage.status.in_([OutboxStatus.UNKNOWN, OutboxStatus.DEAD]),
+            OutboxMessage.idempotency_key.startswith(
+                invitation_key(invitation_id, row.messages_attempt, "")
+            ),
+        )
+        .order_by(OutboxMessage.id)
+    ).all()
+    stuck = min(stuck_rows, key=lambda m: m.status != OutboxStatus.UNKNOWN, default=None)
     attempt = rules.resend_attempt(
         InvitationStatus(row.status),
         attempt=row.attempt,
         messages_attempt=row.messages_attempt,
         message_waiting=bool(waiting),
+        stuck_message=(int(stuck.id), str(stuck.status)) if stuck is not None else None,
     )
     if isinstance(attempt, rules.Refusal):
         raise _refused(invitation_id, attempt)

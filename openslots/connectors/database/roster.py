@@ -32,6 +32,7 @@ from sqlalchemy import (
 )
 
 from openslots.connectors.database._dialect import upsert
+from openslots.connectors.database.batches import this_worker
 from openslots.connectors.database.eligibility import not_opted_out
 from openslots.connectors.database.models import (
     BatchStatus,
@@ -112,6 +113,8 @@ def start_batch(
             mode=mode,
             strict=strict,
             status=BatchStatus.RUNNING,
+            worker_id=this_worker(),
+            heartbeat_at=clock.now(),
         )
         .returning(ImportBatch.id)
     ).scalar_one()

@@ -64,14 +64,23 @@ def _location(location: str | None) -> str:
     return "^".join(parts).rstrip("^")
 
 
+# Every control character (MLLP's 0x0B start and 0x1C end blocks among them) becomes a space:
+# one echoed into an ACK would break the sender's framing.
+_CONTROLS = {code: " " for code in [*range(0x20), 0x7F]}
+
+
 def _safe(text: str) -> str:
-    """Escape the standard separators so a value cannot break the ACK's structure."""
+    r"""Escape the standard separators and blank control characters, so that a value cannot
+    break the ACK's structure or its MLLP frame.
+
+    >>> _safe("A\x0bB|C\x1c")
+    'A B\\F\\C '
+    """
     return (
         text.replace("\\", "\\E\\")
         .replace("|", "\\F\\")
         .replace("^", "\\S\\")
         .replace("&", "\\T\\")
         .replace("~", "\\R\\")
-        .replace("\r", " ")
-        .replace("\n", " ")
+        .translate(_CONTROLS)
     )

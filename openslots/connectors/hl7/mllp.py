@@ -60,10 +60,13 @@ class ListenerStats:
 def frames(buffer: bytearray) -> list[bytes]:
     r"""Take every complete MLLP frame out of `buffer` (bytes before a start block are junk).
 
+    A frame ends at 0x1C: the 0x0D after it is taken when there, not waited for (senders that
+    omit it are common in the field, and wait for the ACK before sending more).
+
     Example:
-        >>> buffer = bytearray(b"junk\x0bMSH|A\x1c\r\x0bMSH|B")
+        >>> buffer = bytearray(b"junk\x0bMSH|A\x1c\r\x0bMSH|B\x1c\x0bMSH|C")
         >>> frames(buffer), bytes(buffer)
-        ([b'MSH|A'], b'\x0bMSH|B')
+        ([b'MSH|A', b'MSH|B'], b'\x0bMSH|C')
     """
     found: list[bytes] = []
     while True:
@@ -71,14 +74,14 @@ def frames(buffer: bytearray) -> list[bytes]:
         if start < 0:
             buffer.clear()
             return found
-        end = buffer.find(END, start + 1)
+        end = buffer.find(END[:1], start + 1)
         if end < 0:
             del buffer[:start]
             if len(buffer) > MAX_FRAME:
                 buffer.clear()
             return found
         found.append(bytes(buffer[start + 1 : end]))
-        del buffer[: end + len(END)]
+        del buffer[: end + (len(END) if buffer[end : end + len(END)] == END else 1)]
 
 
 class MllpListener:
