@@ -51,6 +51,7 @@ from openslots.api.practice import (
     set_priority,
     upgrade_schema,
 )
+from openslots.api.resends import InvalidCadence, resend_due, set_resend_cadence
 from openslots.api.slots import (
     claim_slot,
     close_slot,
@@ -61,6 +62,7 @@ from openslots.api.slots import (
 )
 
 __all__ = [
+    "InvalidCadence",
     "InvalidRegistration",
     "NotFoundError",
     "NotOurNumber",
@@ -89,11 +91,13 @@ __all__ = [
     "request_connection",
     "requeue_hl7_messages",
     "require_current_schema",
+    "resend_due",
     "resend_invitation",
     "set_alert_order",
     "set_connection_status",
     "set_mrn",
     "set_priority",
+    "set_resend_cadence",
     "sms_inbound",
     "unsubscribe",
     "upgrade_schema",
