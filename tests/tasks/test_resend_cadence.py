@@ -18,6 +18,7 @@ from openslots.api import register_from_app, resend_due, set_resend_cadence
 from openslots.connectors.database import lifecycle as life
 from openslots.connectors.database import opt_outs
 from openslots.connectors.database import resends as resend_repo
+from openslots.connectors.database.listings import audit_events
 from openslots.connectors.database.models import (
     Channel,
     Invitation,
@@ -211,6 +212,11 @@ def test_a_gap_over_two_steps_skips_the_earlier_as_superseded(db: Engine, tmp_pa
     assert steps(db) == {1: [(21, "skipped", "superseded", day(45)), (30, "queued", None, day(45))]}
     dispatch_now()
     assert [k for k, *_ in resend_messages(db)] == ["resend:1:30:email", "resend:1:30:sms"]
+    with db.connect() as conn:
+        trail = audit_events(conn, "invitation", 1)
+    assert [(e["action"], e["to"], e["actor"], e["reason"]) for e in trail] == [
+        ("resend", "2", "resend-cadence", "cadence step 30 days")
+    ]
 
 
 def test_a_provider_with_its_own_cadence(db: Engine, tmp_path: Path) -> None:
