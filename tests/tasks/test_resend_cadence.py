@@ -7,7 +7,6 @@ by a dispatch, so a queued step is sent the same day; the flow itself runs in te
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -28,11 +27,12 @@ from openslots.connectors.database.models import (
     OutboxStatus,
 )
 from openslots.domain import clock
+from openslots.domain.messages import resend_key
 from openslots.domain.statuses import InvitationStatus
 from openslots.tasks.dispatch import dispatch_outbox, materialise_intents
 from openslots.tasks.resend import queue_due_resends, start_resend_run
 from tests.factories import person, roster_file
-from tests.tasks._dispatch import dispatch_now
+from tests.tasks._dispatch import at_once, dispatch_now
 from tests.tasks.test_roster_import import LOCATION, PROVIDER, run_import
 
 # 15:00 and 23:00 UTC are 10:00 and 18:00 in New York (the default time zone): one local day.
@@ -152,7 +152,7 @@ def test_150_days_twice_a_day_each_status(db: Engine, tmp_path: Path) -> None:
 
     assert steps(db) == {1: [(s, "queued", None, day(s)) for s in STEPS]}
     assert resend_messages(db) == [
-        (f"resend:1:{s}:{channel}", "sent", day(s)) for s in STEPS for channel in ("email", "sms")
+        (resend_key(1, s, channel), "sent", day(s)) for s in STEPS for channel in ("email", "sms")
     ]
     assert invitation(db, 1) == ("Sent", 6, day(0), day(120))
     # Each step was due and queued by the first run of its day; the second run found it done.
@@ -346,23 +346,7 @@ def test_two_runs_at_once_queue_each_step_once(
         invite_and_send(tmp_path, [person(n, mobile_phone="") for n in range(1, 61)])
         frozen.set(DAY0 + dt.timedelta(days=45))
         run = start_resend_run.fn()
-        barrier = threading.Barrier(2)
-        results: list[dict[str, object]] = []
-        errors: list[BaseException] = []
-
-        def one_run() -> None:
-            try:
-                barrier.wait()
-                results.append(queue_due_resends.fn(run))
-            except BaseException as exc:
-                errors.append(exc)
-
-        threads = [threading.Thread(target=one_run) for _ in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        assert not errors
+        results = at_once(lambda: queue_due_resends.fn(run))
         assert sum(r["queued"] for r in results) == 60
         assert sum(r["skipped"].get("superseded", 0) for r in results) == 60
         with db.connect() as conn:

@@ -107,8 +107,9 @@ def _message_key(channel: Channel) -> ColumnElement[str]:
     )
     step_key = key_sql(resend_key_parts(Invitation.id, latest_step, channel))
     step_sent = exists(select(OutboxMessage.id).where(OutboxMessage.idempotency_key == step_key))
+    # `attempt > 1` first: a first send (a million-row roster's) never looks at the steps.
     return case(
-        (and_(latest_step.is_not(None), ~step_sent), step_key),
+        (and_(Invitation.attempt > 1, latest_step.is_not(None), ~step_sent), step_key),
         else_=key_sql(invitation_key_parts(Invitation.id, Invitation.attempt, channel)),
     )
 
