@@ -386,3 +386,24 @@ def test_nothing_is_due_without_a_first_send(db: Engine, tmp_path: Path) -> None
     with db.begin() as conn:
         conn.execute(update(Invitation).values(status=InvitationStatus.SENT))
     assert resend_due(as_of=day(200).isoformat())["due"] == 0  # no first send: no day to count
+
+
+def test_a_manual_resend_after_a_step_while_others_are_at_later_steps(
+    db: Engine, tmp_path: Path
+) -> None:
+    """Each invitation's own latest step decides its key: invitation 2 at step 60 does not make
+    invitation 1's manual resend after its step 21 look like an unsent step."""
+    with clock.frozen_clock(DAY0) as frozen:
+        invite_and_send(tmp_path, [person(1)])
+        frozen.set(DAY0 - dt.timedelta(days=40))
+        invite_and_send(tmp_path, [person(2)], "r2.csv")  # first sent 40 days earlier
+        frozen.set(DAY0 + dt.timedelta(days=21))
+        assert resend_due()["queued"] == 2  # invitation 1: step 21; invitation 2: step 60
+        dispatch_now()
+        frozen.set(DAY0 + dt.timedelta(days=22))
+        with db.begin() as conn:
+            assert life.resend(conn, 1, "tester") == "invite:1:3"
+        assert dispatch_now().sent == 2
+    with db.connect() as conn:
+        keys = set(conn.execute(select(OutboxMessage.idempotency_key)).scalars())
+    assert {"resend:1:21:email", "resend:2:60:email", "invite:1:3:email", "invite:1:3:sms"} <= keys

@@ -103,6 +103,8 @@ def _message_key(channel: Channel) -> ColumnElement[str]:
             InvitationResend.invitation_id == Invitation.id,
             InvitationResend.state == ResendStepState.QUEUED,
         )
+        # Explicitly: inside the EXISTS below it would otherwise take `invitations` as its own.
+        .correlate(Invitation)
         .scalar_subquery()
     )
     step_key = key_sql(resend_key_parts(Invitation.id, latest_step, channel))
