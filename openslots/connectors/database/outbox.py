@@ -108,7 +108,11 @@ def _message_key(channel: Channel) -> ColumnElement[str]:
         .scalar_subquery()
     )
     step_key = key_sql(resend_key_parts(Invitation.id, latest_step, channel))
-    step_sent = exists(select(OutboxMessage.id).where(OutboxMessage.idempotency_key == step_key))
+    step_sent = exists(
+        select(OutboxMessage.id).where(
+            OutboxMessage.invitation_id == Invitation.id, OutboxMessage.idempotency_key == step_key
+        )
+    )
     # `attempt > 1` first: a first send (a million-row roster's) never looks at the steps.
     return case(
         (and_(Invitation.attempt > 1, latest_step.is_not(None), ~step_sent), step_key),
