@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from openslots.domain.cadence import parse_cadence
 from openslots.domain.clock import is_time_zone
 
 _QUIET_HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
@@ -167,6 +168,11 @@ class Settings(BaseSettings):
         description="A claimed slot not reconciled into the EHR's calendar this long after the "
         "claim is listed by `slots list --unreconciled` and counted in the daily artifact.",
     )
+    resend_cadence: str = Field(
+        default="21,30,60,90,120",
+        description="Days after an invitation's first send on which it is resent while still "
+        "Sent (comma-separated, increasing); a provider's own (`providers set-cadence`) wins.",
+    )
     default_timezone: str = Field(
         default="America/New_York",
         description="IANA time zone of locations that have none (quiet hours are local).",
@@ -240,6 +246,12 @@ class Settings(BaseSettings):
             raise ValueError("expected HH:MM-HH:MM (24-hour clock) or `off`")
         return value
 
+    @field_validator("resend_cadence")
+    @classmethod
+    def _check_resend_cadence(cls, value: str) -> str:
+        parse_cadence(value)  # a CadenceError (a ValueError) names the rule broken
+        return value.strip()
+
     @field_validator("default_timezone")
     @classmethod
     def _check_timezone(cls, value: str) -> str:
@@ -275,6 +287,14 @@ class Settings(BaseSettings):
         True
         """
         return _quiet_window(self.alert_quiet_hours)
+
+    def resolved_resend_cadence(self) -> tuple[int, ...]:
+        """The default resend cadence in days.
+
+        >>> Settings().resolved_resend_cadence()
+        (21, 30, 60, 90, 120)
+        """
+        return parse_cadence(self.resend_cadence)
 
     def resolved_smtp_starttls(self) -> bool:
         """STARTTLS unless implicit TLS is chosen (a TLS connection needs no upgrade)."""

@@ -41,6 +41,8 @@ def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
         ("default_timezone", "Mars/Olympus_Mons"),
         ("public_url", "alerts.clinic.example"),
         ("twilio_api_base_url", "ftp://api.twilio.com"),
+        ("resend_cadence", "21,30,3O"),
+        ("resend_cadence", "30,21"),
     ],
 )
 def test_bad_values_are_clear_errors(field: str, value: str) -> None:

@@ -60,6 +60,7 @@ from openslots.api.practice import (
     set_provider_integrated,
     upgrade_schema,
 )
+from openslots.api.resends import InvalidCadence, resend_due, set_resend_cadence
 from openslots.api.slots import (
     claim_slot,
     close_slot,
@@ -71,6 +72,7 @@ from openslots.api.slots import (
 )
 
 __all__ = [
+    "InvalidCadence",
     "InvalidRegistration",
     "NotFoundError",
     "NotOurNumber",
@@ -108,6 +110,7 @@ __all__ = [
     "request_connection",
     "requeue_hl7_messages",
     "require_current_schema",
+    "resend_due",
     "resend_invitation",
     "set_alert_order",
     "set_availability",
@@ -116,6 +119,7 @@ __all__ = [
     "set_priority",
     "set_provider_feed",
     "set_provider_integrated",
+    "set_resend_cadence",
     "sms_inbound",
     "unsubscribe",
     "upgrade_schema",

@@ -15,7 +15,18 @@ from openslots.cli.options import (
     SortOpt,
     actor_or_user,
 )
-from openslots.cli.output import USAGE, choice, done, emit_json, err, fail, run, table
+from openslots.cli.output import (
+    USAGE,
+    choice,
+    counts_table,
+    done,
+    emit_json,
+    err,
+    fail,
+    require_schema,
+    run,
+    table,
+)
 
 app = typer.Typer(help="The seed's Invitations screen.", no_args_is_help=True)
 
@@ -77,6 +88,55 @@ def invitations_resend(
         err.print(
             f"invitation {invitation_id} queued again ({key}); send it with `openslots outbox send`"
         )
+
+
+@app.command("resend-due")
+def invitations_resend_due(
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="The day that decides which cadence steps are due (YYYY-MM-DD); default today "
+            "in OPENSLOTS_DEFAULT_TIMEZONE.",
+        ),
+    ] = None,
+    provider: Annotated[
+        str | None, typer.Option(help="Only this provider's invitations (default: all).")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what a real run would queue; write nothing.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the invitation-resend flow: queue once the cadence step due for every invitation
+    still Sent (days since its first send; only the latest due step, earlier ones skipped as
+    superseded). The next `openslots outbox send` sends them."""
+    from openslots.flows.invitation_resend import invitation_resend
+    from openslots.settings import get_settings
+    from openslots.tasks.resend import InvalidAsOf, parse_as_of
+
+    try:
+        parse_as_of(as_of, get_settings().default_timezone)
+    except InvalidAsOf as exc:
+        raise fail(str(exc), as_json, code=USAGE) from None
+    require_schema(as_json)
+    result = run(as_json, lambda: invitation_resend(as_of, provider, dry_run))
+    if as_json:
+        emit_json(result)
+        return
+    skipped = result["skipped"]
+    assert isinstance(skipped, dict)
+    err.print(
+        f"as of {result['as_of']}: {result['due']} due, {result['queued']} "
+        + ("would be queued (dry run, nothing written)" if dry_run else "queued")
+        + "".join(f", {n} skipped ({reason})" for reason, n in skipped.items())
+    )
+    by_provider = result["by_provider"]
+    assert isinstance(by_provider, dict)
+    for name, counts in by_provider.items():
+        if counts["due"] or counts["skipped"]:
+            err.print(name)
+            err.print(counts_table({k: counts[k] for k in ("due", "queued")}))
 
 
 @app.command("request")

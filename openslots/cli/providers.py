@@ -159,3 +159,29 @@ def providers_merge(
         ),
         result,
     )
+
+
+@app.command("set-cadence")
+def providers_set_cadence(
+    name: Annotated[str, typer.Argument(help="Provider name.")],
+    cadence: Annotated[
+        str,
+        typer.Argument(
+            help="Days after an invitation's first send on which it is resent while still "
+            "Sent, increasing and comma-separated (21,30,60,90,120); `default` follows "
+            "OPENSLOTS_RESEND_CADENCE again."
+        ),
+    ],
+    as_json: JsonOpt = False,
+) -> None:
+    """Set a provider's own automatic resend cadence (the seed's 21/30/60/90/120 days)."""
+    from openslots.api import set_resend_cadence
+
+    result = run(as_json, lambda: set_resend_cadence(name, cadence))
+    if as_json:
+        emit_json(result)
+    else:
+        err.print(
+            f"provider {name!r}: resend cadence {','.join(map(str, result['cadence']))} days "
+            f"({'its own' if result['source'] == 'provider' else 'the setting'})"
+        )

@@ -20,6 +20,7 @@ import threading
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
+from openslots.domain.cadence import AUTO_RESEND_STATUSES
 from openslots.domain.messages import InvitationContext
 from openslots.domain.rendering import MessageKind
 from openslots.domain.statuses import RESEND_FORBIDDEN, InvitationStatus
@@ -78,12 +79,22 @@ def message_kind(ctx: InvitationContext, *, resend: bool) -> MessageKind:
     return MessageKind.DEPENDENT_INVITATION if ctx.is_dependent else MessageKind.INVITATION
 
 
-def cancel_reason(status: InvitationStatus, *, opted_out: bool) -> str | None:
-    """Why a claimed invitation message must not go out any more (PHI-free), or None."""
+def cancel_reason(
+    status: InvitationStatus, *, opted_out: bool, automatic: bool = False
+) -> str | None:
+    """Why a claimed invitation message must not go out any more (PHI-free), or None. An
+    automatic resend (a cadence step) goes only to an invitation still Sent: one that became
+    Registered or Invited since it was queued is not reminded by the cadence.
+
+    >>> cancel_reason(InvitationStatus.REGISTERED, opted_out=False, automatic=True)
+    'invitation is Registered: no automatic resend'
+    """
     if opted_out or status is InvitationStatus.OPTED_OUT:
         return "recipient opted out"
     if status in SEND_FORBIDDEN:
         return f"invitation is {status}"
+    if automatic and status not in AUTO_RESEND_STATUSES:
+        return f"invitation is {status}: no automatic resend"
     return None
 
 

@@ -13,6 +13,7 @@ A = TypeVar("A")
 # dispatchers writing the same intent collide on the unique key instead of sending twice.
 KEY_SEPARATOR = ":"
 INVITATION_KEY_PREFIX = "invite"
+RESEND_KEY_PREFIX = "resend"  # an automatic resend: one cadence step of one invitation
 OFFER_KEY_PREFIX = "offer"
 
 
@@ -47,6 +48,30 @@ def attempt_of(key: str) -> str:
     True
     """
     return key.rsplit(KEY_SEPARATOR, 1)[0]
+
+
+def resend_key_parts(invitation_id: T, step_days: A, channel: str) -> tuple[str, T, A, str]:
+    """The parts of an automatic resend's key: the invitation and the cadence step (days after
+    the first send), so each step goes out once per channel whoever materialises it."""
+    return (RESEND_KEY_PREFIX, invitation_id, step_days, str(channel))
+
+
+def resend_key(invitation_id: int, step_days: int, channel: str) -> str:
+    """The idempotency key of one automatic resend message.
+
+    >>> resend_key(7, 21, "sms")
+    'resend:7:21:sms'
+    """
+    return KEY_SEPARATOR.join(str(p) for p in resend_key_parts(invitation_id, step_days, channel))
+
+
+def is_automatic_resend(key: str) -> bool:
+    """Whether an outbox key is a cadence step's (not a first send nor a manual resend).
+
+    >>> is_automatic_resend("resend:7:21:sms"), is_automatic_resend("invite:7:2:sms")
+    (True, False)
+    """
+    return key.startswith(RESEND_KEY_PREFIX + KEY_SEPARATOR)
 
 
 def offer_key_parts(offer_id: T, channel: str) -> tuple[str, T, str]:

@@ -40,7 +40,7 @@ from openslots.connectors.sms import FileSmsSender, OutgoingSms, SmsSender
 from openslots.connectors.templates import MessageTemplates
 from openslots.domain import clock
 from openslots.domain import dispatch as rules
-from openslots.domain.messages import InvitationContext
+from openslots.domain.messages import InvitationContext, is_automatic_resend
 from openslots.domain.offers import CLAIM_PURPOSE, format_start
 from openslots.domain.rendering import MessageKind, invitation_variables, link
 from openslots.domain.tokens import make_token
@@ -276,7 +276,9 @@ class _Worker:
             if not item.slot_open and item.kind == OutboxKind.SLOT_ALERT:
                 reason = offer_repo.WITHDRAWN  # claimed or closed since: never sent
         else:
-            reason = rules.cancel_reason(item.status, opted_out=item.opted_out)
+            reason = rules.cancel_reason(
+                item.status, opted_out=item.opted_out, automatic=is_automatic_resend(item.key)
+            )
         if reason is None and not address:
             reason = f"no {item.channel} address any more"
         if reason is not None:

@@ -53,6 +53,8 @@ def commands(roster: Path) -> dict[str, list[str]]:
         "outbox status": ["outbox", "status"],
         "roster import": ["roster", "import", str(roster), "--provider", "P", "--location", "L"],
         "invitations list": ["invitations", "list", "--provider", "P"],
+        "invitations resend-due": ["invitations", "resend-due", "--dry-run"],
+        "providers set-cadence": ["providers", "set-cadence", "P", "21,30"],
     }
 
 

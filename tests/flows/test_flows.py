@@ -7,6 +7,7 @@ captured console output, looking for each patient's names, email, phone and date
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 from pathlib import Path
 
@@ -17,8 +18,10 @@ from sqlalchemy import Engine, func, select
 
 from openslots.connectors.database import roster as roster_repo
 from openslots.connectors.database.models import Client, OutboxMessage
+from openslots.domain import clock
 from openslots.errors import PipelineStepError, RosterRejectedError
 from openslots.flows.dispatch import dispatch
+from openslots.flows.invitation_resend import invitation_resend
 from openslots.flows.roster_sync import roster_sync
 from tests.factories import person, roster_file
 
@@ -135,6 +138,11 @@ def test_no_patient_data_reaches_prefect(
     def quoting_failure(*_args: object) -> None:
         raise ValueError(f"bad value {PATIENTS[0][1]} {PATIENTS[0][4]}")
 
+    # The resend cadence, 200 days on: the steps come due and dispatch sends them.
+    later = (clock.now() + dt.timedelta(days=200)).date().isoformat()
+    assert invitation_resend(as_of=later)["queued"] == 2
+    assert dispatch()["sent"] == 4
+
     monkeypatch.setattr(roster_repo, "upsert_clients", quoting_failure)
     with pytest.raises(PipelineStepError) as error:
         roster_sync(str(path), "Dr. Private", "Clinic P", mode="sync")
@@ -145,6 +153,7 @@ def test_no_patient_data_reaches_prefect(
     console = "".join(capfd.readouterr())
     assert "roster-import-report" in stored  # the artifact was published...
     assert "| rejected | 2 |" in stored  # ...with counts
+    assert "invitation-resend-report" in stored
     leaks = [value for value in PHI if value in stored or value in console]
     assert leaks == []
 

@@ -3,6 +3,10 @@ senders at the loopback SMTP and Twilio servers."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
 import pytest
 
 from openslots.tasks.dispatch import DispatchCounts, dispatch_outbox, materialise_intents
@@ -10,6 +14,31 @@ from tests.smtp_server import SmtpSink
 from tests.twilio_server import ACCOUNT_SID, AUTH_TOKEN, TwilioServer
 
 TWILIO_FROM = "+14155550100"
+T = TypeVar("T")
+
+
+def at_once(fn: Callable[[], T], count: int = 2) -> list[T]:
+    """Run `fn` in `count` threads released together (each opens its own connections); the
+    results in finishing order. The first error of any thread is raised."""
+    results: list[T] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(count)
+
+    def one() -> None:
+        try:
+            start.wait()
+            results.append(fn())
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results
 
 
 def dispatch_now(limit: int | None = None) -> DispatchCounts:

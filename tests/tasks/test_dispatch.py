@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import email
 import json
-import threading
 import time
 from email import policy
 from email.message import EmailMessage
@@ -24,7 +23,7 @@ from openslots.domain.tokens import read_token
 from openslots.resources import resources
 from openslots.tasks.dispatch import dispatch_outbox, materialise_intents
 from tests.factories import person, roster_file
-from tests.tasks._dispatch import dispatch_now
+from tests.tasks._dispatch import at_once, dispatch_now
 from tests.tasks.test_roster_import import run_import
 
 # Noon in New York: outside the default SMS quiet hours.
@@ -183,23 +182,7 @@ def test_existing_pending_rows_of_an_old_database_are_sent(db: Engine, tmp_path:
 
 def test_two_materialisations_at_once_create_each_message_once(db: Engine, tmp_path: Path) -> None:
     run_import(roster_file(tmp_path / "r.csv", [person(n) for n in range(1, 41)]))
-    written: list[int] = []
-    errors: list[BaseException] = []
-    start = threading.Barrier(2)
-
-    def materialise() -> None:
-        try:
-            start.wait()
-            written.append(materialise_intents.fn())
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=materialise) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors
+    written = at_once(materialise_intents.fn)
     assert sum(written) == outbox_count(db) == 80
     with db.connect() as conn:
         owed = conn.execute(

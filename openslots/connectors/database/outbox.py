@@ -38,15 +38,22 @@ from openslots.connectors.database.models import (
     Channel,
     Client,
     Invitation,
+    InvitationResend,
     Location,
     OutboxKind,
     OutboxMessage,
     OutboxStatus,
     Provider,
+    ResendStepState,
 )
 from openslots.domain import clock
 from openslots.domain.dispatch import SEND_FORBIDDEN
-from openslots.domain.messages import KEY_SEPARATOR, attempt_of, invitation_key_parts
+from openslots.domain.messages import (
+    KEY_SEPARATOR,
+    attempt_of,
+    invitation_key_parts,
+    resend_key_parts,
+)
 from openslots.domain.statuses import InvitationStatus
 
 OUTBOX = cast(Table, OutboxMessage.__table__)
@@ -88,6 +95,37 @@ def _owed() -> ColumnElement[bool]:
     )
 
 
+def _message_key(channel: Channel) -> ColumnElement[str]:
+    """An owed attempt's key on `channel`: `resend:{id}:{step}:{channel}` when the resend
+    cadence queued it, else `invite:{id}:{attempt}:{channel}` (a first send, a manual resend).
+
+    The cadence records a step's attempt only while nothing is owed, so the owed attempt is the
+    invitation's latest queued step exactly while that step has no message on this channel
+    yet; once it has, a later attempt is a manual resend.
+    """
+    latest_step = (
+        select(func.max(InvitationResend.step_days))
+        .where(
+            InvitationResend.invitation_id == Invitation.id,
+            InvitationResend.state == ResendStepState.QUEUED,
+        )
+        # Explicitly: inside the EXISTS below it would otherwise take `invitations` as its own.
+        .correlate(Invitation)
+        .scalar_subquery()
+    )
+    step_key = key_sql(resend_key_parts(Invitation.id, latest_step, channel))
+    step_sent = exists(
+        select(OutboxMessage.id).where(
+            OutboxMessage.invitation_id == Invitation.id, OutboxMessage.idempotency_key == step_key
+        )
+    )
+    # `attempt > 1` first: a first send (a million-row roster's) never looks at the steps.
+    return case(
+        (and_(Invitation.attempt > 1, latest_step.is_not(None), ~step_sent), step_key),
+        else_=key_sql(invitation_key_parts(Invitation.id, Invitation.attempt, channel)),
+    )
+
+
 def owed_id_range(conn: Connection) -> tuple[int, int] | None:
     """(lowest, highest) id of the invitations that owe messages, or None: one scan, so a run
     with nothing owed costs one statement."""
@@ -100,9 +138,9 @@ def owed_id_range(conn: Connection) -> tuple[int, int] | None:
 def materialise_intents(conn: Connection, first_id: int, last_id: int, now: dt.datetime) -> int:
     """Write the messages the invitations with ids in [first_id, last_id] owe, set-based: an
     email when the client has an address, a text when a mobile phone, keyed by the intent
-    (`invite:{id}:{attempt}:{channel}`), so a second dispatcher doing the same inserts nothing
-    (ON CONFLICT DO NOTHING). Then records the attempt as materialised. Returns the messages
-    written.
+    (`invite:{id}:{attempt}:{channel}`, or `resend:{id}:{step}:{channel}` for an attempt the
+    resend cadence queued), so a second dispatcher doing the same inserts nothing (ON CONFLICT
+    DO NOTHING). Then records the attempt as materialised. Returns the messages written.
 
     A resend never moves `attempt` while it is owed (domain.lifecycle.resend_attempt), so the
     attempt the INSERT read is the one the UPDATE records.
@@ -122,7 +160,7 @@ def materialise_intents(conn: Connection, first_id: int, last_id: int, now: dt.d
     for channel, address in ((Channel.EMAIL, Client.email), (Channel.SMS, Client.mobile_phone)):
         source = (
             select(
-                key_sql(invitation_key_parts(Invitation.id, Invitation.attempt, channel)),
+                _message_key(channel),
                 kind,
                 bound("channel", channel),
                 Invitation.id,

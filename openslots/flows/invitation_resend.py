@@ -1,0 +1,34 @@
+"""The invitation resend flow: queue the cadence steps that came due (dispatch sends them)."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from openslots.tasks.resend import publish_resend_report, queue_due_resends, start_resend_run
+
+
+@flow(name="invitation-resend", persist_result=False)
+def invitation_resend(
+    as_of: str | None = None, provider: str | None = None, dry_run: bool = False
+) -> dict[str, object]:
+    """Queue, once per invitation and step, the resend of every invitation still Sent whose
+    cadence step came due on or before `as_of`; the next dispatch sends them.
+
+    Args:
+        as_of: the day that decides which steps are due (YYYY-MM-DD); default today in
+            OPENSLOTS_DEFAULT_TIMEZONE.
+        provider: only this provider's invitations (default: every provider).
+        dry_run: count what a real run would queue, write nothing.
+
+    Returns:
+        Counts only: ``{"as_of", "due", "queued", "skipped": {reason: n}, "by_provider",
+        "dry_run"}``.
+
+    Example:
+        ``invitation_resend(as_of="2026-12-22")``; from a shell: ``openslots invitations
+        resend-due --as-of 2026-12-22 --json``.
+    """
+    run = start_resend_run(as_of, provider, dry_run)
+    result = queue_due_resends(run)
+    publish_resend_report(result)
+    return result
