@@ -111,7 +111,6 @@ def offer_round(provider_id: int, location_id: int, index: int) -> dict[str, Any
     """One fresh Blast slot: offers and their outbox messages, timed; then the baseline."""
     from openslots.connectors.database import offers as offer_repo
     from openslots.connectors.database import slots as slot_repo
-    from openslots.domain.offers import OfferMode
     from openslots.domain.statuses import ConnectionStatus
     from openslots.resources import resources
 
@@ -136,8 +135,10 @@ def offer_round(provider_id: int, location_id: int, index: int) -> dict[str, Any
         )
     began = time.perf_counter()
     with engine.begin() as conn:
-        eligible = offer_repo.create_offers(
-            conn, slot_id, provider_id, location_id, OfferMode.BLAST, 1, 0, now
+        # What opening a slot runs (its facts: windows, the contact cap, then one insert).
+        # The cap is on but out of reach: every round offers the same 10,000 connections.
+        eligible = slot_repo.offer_slot(
+            conn, slot_id, now, max_per_week=1_000, default_timezone="America/New_York"
         )
         offered = time.perf_counter()
         offers_sent, messages = offer_repo.materialise_group(conn, slot_id, now, now)
@@ -217,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
             "OPENSLOTS_HOME": str(home),
             "OPENSLOTS_SECRET_KEY": "bench-secret-key-not-for-production",
             "OPENSLOTS_ALERT_QUIET_HOURS": "off",
+            # The rounds offer the same connections again and again: keep the contact cap on
+            # but out of reach, or the later rounds and the CLI run would offer to no one.
+            "OPENSLOTS_ALERT_MAX_PER_WEEK": "1000",
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_HOME": str(home / "prefect"),
         }
