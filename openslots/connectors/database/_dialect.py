@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+import datetime as dt
+from typing import Any, TypeVar, overload
 
 from sqlalchemy import Connection, Select, Table
 from sqlalchemy.dialects import postgresql, sqlite
@@ -23,3 +24,12 @@ def upsert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
     if conn.dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
+
+
+@overload
+def aware(value: dt.datetime) -> dt.datetime: ...
+@overload
+def aware(value: None) -> None: ...
+def aware(value: dt.datetime | None) -> dt.datetime | None:
+    """A timestamp as read back: SQLite returns naive UTC, PostgreSQL an aware instant."""
+    return value if value is None or value.tzinfo else value.replace(tzinfo=dt.UTC)

@@ -26,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import aliased
 
+from openslots.connectors.database._dialect import aware
 from openslots.connectors.database.models import Channel, Offer, OptOut, Provider, Slot
 from openslots.connectors.database.models import Connection as ConnectionRow
 from openslots.domain.availability import text_fits
@@ -150,11 +151,6 @@ def last_offered() -> ScalarSelect[dt.datetime | None]:
     )
 
 
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    """SQLite returns naive UTC; PostgreSQL aware."""
-    return value if value is None or value.tzinfo else value.replace(tzinfo=dt.UTC)
-
-
 def slot_candidates(
     conn: Connection, provider_id: int, location_id: int, slot: SlotFacts
 ) -> list[Candidate]:
@@ -171,7 +167,7 @@ def slot_candidates(
         ).where(ConnectionRow.id.in_(eligible_connections(provider_id, location_id)))
     )
     return [
-        Candidate(row.id, row.alert_order, _aware(row.last_offered_at))
+        Candidate(row.id, row.alert_order, aware(row.last_offered_at))
         for row in rows
         if slot_reason(
             fits_availability=text_fits(

@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import aliased
 
-from openslots.connectors.database._dialect import upsert
+from openslots.connectors.database._dialect import aware, upsert
 from openslots.connectors.database.eligibility import not_opted_out
 from openslots.connectors.database.models import (
     Channel,
@@ -55,11 +55,6 @@ from openslots.domain.statuses import SlotStatus
 OUTBOX = cast(Table, OutboxMessage.__table__)
 
 
-def _aware(value: dt.datetime) -> dt.datetime:
-    """SQLite returns naive UTC; PostgreSQL aware."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
-
-
 def offer_view(conn: Connection, offer_id: int) -> dict[str, Any] | None:
     """What the claim page shows of one sent offer (None: no such offer was sent): the slot's
     provider, location, time and visit type, and where the slot and this offer stand."""
@@ -84,7 +79,7 @@ def offer_view(conn: Connection, offer_id: int) -> dict[str, Any] | None:
     if row is None:
         return None
     view = dict(row._mapping)
-    view["starts_at"] = None if view["starts_at"] is None else _aware(view["starts_at"])
+    view["starts_at"] = None if view["starts_at"] is None else aware(view["starts_at"])
     view["status"] = SlotStatus(view["status"])
     return view
 
@@ -136,13 +131,13 @@ def _advance_serial(conn: Connection, slot_id: int, now: dt.datetime) -> None:
         return
     pending = Offer.slot_id == slot_id, Offer.state == OfferState.PENDING
     due = sorted({at for at in conn.execute(select(Offer.due_at).where(*pending)).scalars()})
-    shift = pull_forward([_aware(at) for at in due], now)
+    shift = pull_forward([aware(at) for at in due], now)
     if not shift:
         return
     for at in due:  # earliest first: a moved group never meets one not yet moved
         # Per due time, not `due_at - shift` in SQL: SQLite keeps datetimes as text.
         conn.execute(
-            update(Offer).where(*pending, Offer.due_at == at).values(due_at=_aware(at) - shift)
+            update(Offer).where(*pending, Offer.due_at == at).values(due_at=aware(at) - shift)
         )
 
 

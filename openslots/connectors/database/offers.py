@@ -22,7 +22,7 @@ from sqlalchemy import (
     update,
 )
 
-from openslots.connectors.database._dialect import upsert
+from openslots.connectors.database._dialect import aware, upsert
 from openslots.connectors.database.eligibility import (
     SlotFacts,
     not_opted_out,
@@ -122,14 +122,9 @@ def due_groups(
     if slot_ids is not None:
         query = query.where(Offer.slot_id.in_(list(slot_ids)))
     return [
-        DueGroup(row.slot_id, _aware(row.due_at), _aware(row.starts_at), row.timezone)
+        DueGroup(row.slot_id, aware(row.due_at), aware(row.starts_at), row.timezone)
         for row in conn.execute(query)
     ]
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    """SQLite returns naive UTC; PostgreSQL aware."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
 def _group(slot_id: int, due_at: dt.datetime) -> ColumnElement[bool]:
@@ -218,7 +213,7 @@ def delay_pending(conn: Connection, slot_id: int, until: dt.datetime, delay: dt.
     by the same delay, so a Serial slot keeps its timeouts between groups."""
     due_times = sorted(
         {
-            _aware(at)
+            aware(at)
             for at in conn.execute(
                 select(Offer.due_at).where(
                     Offer.slot_id == slot_id, Offer.state == OfferState.PENDING
@@ -347,7 +342,7 @@ def load_offers(conn: Connection, ids: Sequence[int]) -> list[PendingOffer]:
                 row._asdict()
                 | {
                     "channel": Channel(row.channel),
-                    "starts_at": None if row.starts_at is None else _aware(row.starts_at),
+                    "starts_at": None if row.starts_at is None else aware(row.starts_at),
                     "slot_open": bool(row.slot_open),
                     "opted_out": bool(row.opted_out),
                 }

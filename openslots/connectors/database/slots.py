@@ -16,6 +16,7 @@ from sqlalchemy import ColumnElement, Connection, and_, case, func, insert, sele
 
 from openslots.connectors.database import offer_responses
 from openslots.connectors.database import offers as offer_repo
+from openslots.connectors.database._dialect import aware
 from openslots.connectors.database.eligibility import SlotFacts, alert_reasons
 from openslots.connectors.database.lifecycle import LifecycleError, audit
 from openslots.connectors.database.models import Connection as ConnectionRow
@@ -125,8 +126,8 @@ def slot_facts(
     ).first()
     if row is None or row.starts_at is None:
         return None
-    starts_at = offer_repo._aware(row.starts_at)
-    opened_at = starts_at if row.opened_at is None else offer_repo._aware(row.opened_at)
+    starts_at = aware(row.starts_at)
+    opened_at = starts_at if row.opened_at is None else aware(row.opened_at)
     return SlotFacts(
         slot_id,
         starts_at,
@@ -416,7 +417,7 @@ def reconcile(
     return {
         "slot_id": slot_id,
         "changed": changed,
-        "reconciled_at": offer_repo._aware(at).isoformat(),
+        "reconciled_at": aware(at).isoformat(),
         "reconciled_by": by,
     }
 
@@ -586,7 +587,7 @@ def list_slots(
         )
         item["mode"] = str(item["mode"])
         for name in ("reconciled_at", "conflict_at"):
-            item[name] = None if item[name] is None else offer_repo._aware(item[name]).isoformat()
+            item[name] = None if item[name] is None else aware(item[name]).isoformat()
         item["offers_sent"] = int(item["offers_sent"])
         item["claims_tried"] = int(item["claims_tried"])
         rows.append(item)
