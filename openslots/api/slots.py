@@ -13,6 +13,7 @@ from openslots.api._session import (
 from openslots.connectors.database import (
     offer_responses,
     providers,
+    slot_reports,
 )
 from openslots.connectors.database import slots as slot_repo
 from openslots.domain.tokens import read_token
@@ -147,7 +148,7 @@ def explain_slot(slot_id: int) -> list[dict[str, Any]]:
     `outcome` (alerted / claimed / not_alerted) and `reason`."""
     settings = resources().settings
     with _reading() as conn:
-        rows = slot_repo.explain_slot(
+        rows = slot_reports.explain_slot(
             conn,
             slot_id,
             max_per_week=settings.alert_max_per_week,
@@ -180,7 +181,7 @@ def list_slots(
     cutoff = unreconciled_cutoff(res.now(), res.settings.reconcile_after_hours)
     with _reading() as conn:
         provider_id = None if provider is None else providers.provider_id_for(conn, provider)
-        return slot_repo.list_slots(
+        return slot_reports.list_slots(
             conn,
             wanted,
             provider_id,

@@ -10,7 +10,7 @@ from prefect import task
 from prefect.artifacts import Artifact, create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from openslots.connectors.database import slots as slot_repo
+from openslots.connectors.database import slot_reports
 from openslots.domain import clock
 from openslots.domain.reconcile import unreconciled_cutoff
 from openslots.resources import resources
@@ -37,7 +37,7 @@ def publish_unreconciled_report() -> int | None:
         return None
     hours = res.settings.reconcile_after_hours
     with res.require_current_schema().connect() as conn:
-        counts = slot_repo.unreconciled_per_provider(conn, unreconciled_cutoff(now, hours))
+        counts = slot_reports.unreconciled_per_provider(conn, unreconciled_cutoff(now, hours))
     lines = [
         f"# Claimed slots not reconciled into the EHR after {hours:g} h ({day})",
         "",
