@@ -16,19 +16,16 @@ from typing import Any, cast
 
 from sqlalchemy import (
     Connection,
-    Integer,
     Select,
-    String,
     Table,
     case,
     func,
-    literal,
     select,
     update,
 )
 from sqlalchemy.orm import aliased
 
-from openslots.connectors.database._dialect import aware, upsert
+from openslots.connectors.database._dialect import aware
 from openslots.connectors.database.eligibility import not_opted_out
 from openslots.connectors.database.models import (
     Channel,
@@ -41,7 +38,7 @@ from openslots.connectors.database.models import (
     Slot,
 )
 from openslots.connectors.database.models import Connection as ConnectionRow
-from openslots.connectors.database.outbox import key_sql
+from openslots.connectors.database.offers import insert_offer_messages, offer_message_source
 from openslots.domain.messages import OfferOutcome, offer_outcome_key_parts
 from openslots.domain.offer_responses import (
     decline_answer,
@@ -234,35 +231,13 @@ def queue_claim_messages(
                 )
             )
         for source in sources:
-            statement = (
-                upsert(conn, OUTBOX)
-                .from_select(
-                    ["idempotency_key", "kind", "channel", "offer_id", "status", "attempts",
-                     "created_at"],
-                    source.order_by(Offer.id),
-                    include_defaults=False,
-                )
-                .on_conflict_do_nothing(index_elements=["idempotency_key"])
-            )  # fmt: skip
-            result = conn.execute(statement, execution_options={"preserve_rowcount": True})
-            written += max(int(result.rowcount or 0), 0)
+            written += insert_offer_messages(conn, source.order_by(Offer.id))
     return written
 
 
 def _message_source(
     outcome: OfferOutcome, kind: OutboxKind, channel: Channel, now: dt.datetime
 ) -> Select[Any]:
-    """The columns of one claim message per offer row (joined by the caller)."""
-    return (
-        select(
-            key_sql(offer_outcome_key_parts(Offer.id, outcome, channel)),
-            literal(kind.value, String),
-            literal(channel, OUTBOX.c.channel.type),
-            Offer.id,
-            literal(OutboxStatus.PENDING, OUTBOX.c.status.type),
-            literal(0, Integer),
-            literal(now, OUTBOX.c.created_at.type),
-        )
-        .select_from(Offer)
-        .join(ConnectionRow, ConnectionRow.id == Offer.connection_id)
-    )
+    """One claim message per offer row (joined by the caller)."""
+    return offer_message_source(offer_outcome_key_parts(Offer.id, outcome, channel), kind,
+                                channel, now)  # fmt: skip

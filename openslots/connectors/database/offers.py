@@ -8,12 +8,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
     Integer,
+    Select,
     String,
     Table,
     and_,
@@ -152,6 +153,42 @@ def skip_capped(
     return int(result.rowcount or 0)
 
 
+def offer_message_source(
+    key_parts: Sequence[object], kind: OutboxKind, channel: Channel, now: dt.datetime
+) -> Select[Any]:
+    """The columns of one pending outbox message per offer row (`insert_offer_messages`),
+    joined to the offer's connection; the caller adds its joins and conditions."""
+    return (
+        select(
+            key_sql(key_parts),
+            literal(kind.value, String),
+            literal(channel, OUTBOX.c.channel.type),
+            Offer.id,
+            literal(OutboxStatus.PENDING, OUTBOX.c.status.type),
+            literal(0, Integer),
+            literal(now, OUTBOX.c.created_at.type),
+        )
+        .select_from(Offer)
+        .join(ConnectionRow, ConnectionRow.id == Offer.connection_id)
+    )
+
+
+def insert_offer_messages(conn: Connection, source: Select[Any]) -> int:
+    """INSERT ... SELECT of `offer_message_source` rows, a key already there skipped (ON
+    CONFLICT DO NOTHING): each message is written once whoever writes it. Returns how many."""
+    statement = (
+        upsert(conn, OUTBOX)
+        .from_select(
+            ["idempotency_key", "kind", "channel", "offer_id", "status", "attempts", "created_at"],
+            source,
+            include_defaults=False,
+        )
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+    )
+    result = conn.execute(statement, execution_options={"preserve_rowcount": True})
+    return max(int(result.rowcount or 0), 0)
+
+
 def materialise_group(
     conn: Connection, slot_id: int, due_at: dt.datetime, now: dt.datetime
 ) -> tuple[int, int]:
@@ -167,39 +204,12 @@ def materialise_group(
         (Channel.SMS, ConnectionRow.mobile_phone),
     ):
         source = (
-            select(
-                key_sql(offer_key_parts(Offer.id, channel)),
-                literal(OutboxKind.SLOT_ALERT.value, String),
-                literal(channel, OUTBOX.c.channel.type),
-                Offer.id,
-                literal(OutboxStatus.PENDING, OUTBOX.c.status.type),
-                literal(0, Integer),
-                literal(now, OUTBOX.c.created_at.type),
-            )
-            .select_from(Offer)
-            .join(ConnectionRow, ConnectionRow.id == Offer.connection_id)
+            offer_message_source(offer_key_parts(Offer.id, channel), OutboxKind.SLOT_ALERT,
+                                 channel, now)
             .where(_group(slot_id, due_at), address.is_not(None), reachable)
             .order_by(Offer.id)
-        )
-        statement = (
-            upsert(conn, OUTBOX)
-            .from_select(
-                [
-                    "idempotency_key",
-                    "kind",
-                    "channel",
-                    "offer_id",
-                    "status",
-                    "attempts",
-                    "created_at",
-                ],
-                source,
-                include_defaults=False,
-            )
-            .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        )
-        result = conn.execute(statement, execution_options={"preserve_rowcount": True})
-        written += max(int(result.rowcount or 0), 0)
+        )  # fmt: skip
+        written += insert_offer_messages(conn, source)
     sent = conn.execute(
         update(Offer)
         .where(_group(slot_id, due_at))
