@@ -103,22 +103,33 @@ def serving(tmp_path: Path) -> Iterator[Serving]:
         log.close()
 
 
+def _api(method: str, url: str, **kwargs: Any) -> Any:
+    """One Prefect API call, retried as Prefect's own client retries: a 503 is the server
+    saying "retry" (its SQLite database was busy, say, while serve registers deployments
+    and the scheduler inserts runs)."""
+    for _ in range(20):
+        response = httpx.request(method, url, timeout=30, **kwargs)
+        if response.status_code != 503:
+            break
+        time.sleep(0.5)
+    assert response.is_success, f"{method} {url}: {response.status_code} {response.text}"
+    return response.json()
+
+
 def _run_deployment(api: str, name: str) -> dict[str, Any]:
     """Start a run of deployment `name` through the API and wait for its final state."""
     deadline = time.monotonic() + 120  # serve registers its deployments after it records
     while True:
-        found = httpx.post(f"{api}/deployments/filter", json={}, timeout=30).json()
+        found = _api("POST", f"{api}/deployments/filter", json={})
         deployment = next((d for d in found if d["name"] == name), None)
         if deployment is not None:
             break
         assert time.monotonic() < deadline, f"no deployment {name}: {found}"
         time.sleep(0.5)
-    run = httpx.post(
-        f"{api}/deployments/{deployment['id']}/create_flow_run", json={}, timeout=30
-    ).json()
+    run = _api("POST", f"{api}/deployments/{deployment['id']}/create_flow_run", json={})
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        state = httpx.get(f"{api}/flow_runs/{run['id']}", timeout=30).json()["state"]
+        state = _api("GET", f"{api}/flow_runs/{run['id']}")["state"]
         if state["type"] in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}:
             return dict(state)
         time.sleep(0.5)
@@ -167,11 +178,11 @@ def test_serve_runs_the_drops_lends_its_server_and_stops_everything(
         cwd=tmp_path, env=serving.env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    runs = httpx.post(
+    runs = _api(
+        "POST",
         f"{serving.api}/flow_runs/filter",
         json={"flows": {"name": {"any_": ["roster-sync"]}}},
-        timeout=30,
-    ).json()
+    )
     assert len(runs) == 2  # the drop's and the command's
 
     serving.process.send_signal(signal.SIGTERM)
