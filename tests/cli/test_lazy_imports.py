@@ -13,7 +13,9 @@ from pathlib import Path
 from openslots.connectors.database import upgrade_database
 from openslots.settings import Settings
 
-HEAVY = ["prefect", "pandas", "pandera", "yagmail", "requests", "twilio", "hl7apy", "jinja2"]
+HEAVY = [
+    "prefect", "pandas", "pandera", "yagmail", "requests", "twilio", "hl7apy", "jinja2", "alembic",
+]  # fmt: skip
 
 # Read and write commands that touch the database but run no flow.
 COMMANDS = [

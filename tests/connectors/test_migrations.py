@@ -51,6 +51,23 @@ def test_an_unmigrated_database_is_a_clear_error(tmp_path: Path) -> None:
     require_current_schema(settings)  # now current: no error
 
 
+def test_the_schema_check_reads_the_head_alembic_reads_and_names_both_revisions(
+    tmp_path: Path,
+) -> None:
+    from openslots.connectors.database.engine import head_revision
+    from openslots.errors import ConfigurationError
+
+    # The check reads the scripts' text instead of importing alembic: it must agree with it.
+    alembic_head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert head_revision() == alembic_head
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'behind.db'}")
+    previous = _scripts()[-2].revision
+    upgrade_database(settings, revision=previous)
+    with pytest.raises(ConfigurationError, match=f"at revision {previous}, this code needs "
+                       f"{alembic_head}"):  # fmt: skip
+        require_current_schema(settings)
+
+
 # --- Released revisions --------------------------------------------------------------------------
 
 # sha256 of every revision file as released (LF line endings). A released revision may already be
