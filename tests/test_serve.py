@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -24,7 +25,8 @@ import httpx
 import pytest
 
 from tests.factories import person, roster_file
-from tests.hl7_messages import EPIC_A04
+from tests.hl7_messages import CERNER_A08, EPIC_A04
+from tests.mllp_client import ack_code, send
 from tests.smtp_server import free_port
 
 pytestmark = pytest.mark.serve
@@ -38,6 +40,8 @@ class Serving:
     home: Path
     env: dict[str, str]
     record: dict[str, Any]
+    mllp_port: int
+    web_port: int
 
     @property
     def api(self) -> str:
@@ -78,8 +82,10 @@ def serving(tmp_path: Path) -> Iterator[Serving]:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     }
     log = (tmp_path / "serve.log").open("wb")
+    mllp_port, web_port = free_port(), free_port()
+    ports = ["--port", str(free_port()), "--mllp-port", str(mllp_port), "--web-port", str(web_port)]
     process = subprocess.Popen(
-        [*OPENSLOTS, "serve", "--port", str(free_port())],
+        [*OPENSLOTS, "serve", *ports],
         cwd=tmp_path,
         env=env,
         stdout=log,
@@ -92,7 +98,8 @@ def serving(tmp_path: Path) -> Iterator[Serving]:
             process.kill()
             pytest.fail("serve did not start:\n" + (tmp_path / "serve.log").read_text()[-3000:])
         time.sleep(0.25)
-    serving = Serving(process, home, env, json.loads(record_file.read_text()))
+    record = json.loads(record_file.read_text())
+    serving = Serving(process, home, env, record, mllp_port, web_port)
     try:
         yield serving
     finally:
@@ -114,6 +121,18 @@ def _api(method: str, url: str, **kwargs: Any) -> Any:
         time.sleep(0.5)
     assert response.is_success, f"{method} {url}: {response.status_code} {response.text}"
     return response.json()
+
+
+def _listening(port: int) -> int:
+    """`port`, once something accepts connections on it (serve's children start after it)."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            return port
+        except ConnectionRefusedError:
+            assert time.monotonic() < deadline, f"nothing listens on {port}"
+            time.sleep(0.25)
 
 
 def _run_deployment(api: str, name: str) -> dict[str, Any]:
@@ -146,6 +165,11 @@ def test_serve_runs_the_drops_lends_its_server_and_stops_everything(
     (drop / "hl7" / "adt_0001.txt").write_text(EPIC_A04)
     (drop / "hl7" / "notes.md").write_text("not HL7")
 
+    # The MLLP listener and the patient pages run beside the deployments.
+    assert [ack_code(a) for a in send(_listening(serving.mllp_port), [CERNER_A08])] == ["AA"]
+    page = httpx.get(f"http://127.0.0.1:{_listening(serving.web_port)}/claim/x", timeout=30)
+    assert page.status_code == 400 and "This link is not valid" in page.text
+
     assert _run_deployment(serving.api, "nightly-roster-sync")["type"] == "COMPLETED"
     assert _run_deployment(serving.api, "hl7-drop")["type"] == "COMPLETED"
 
@@ -154,9 +178,11 @@ def test_serve_runs_the_drops_lends_its_server_and_stops_everything(
             "SELECT provider_name, location_name, status, accepted FROM import_batches"
             " WHERE mode = 'sync' AND source LIKE '%nightly.csv'"
         ).fetchall()
-        stored = db.execute("SELECT control_id, status FROM hl7_messages").fetchall()
+        stored = db.execute(
+            "SELECT control_id, status FROM hl7_messages ORDER BY control_id"
+        ).fetchall()
     assert batches == [("Dr Lee", "Main St", "completed", 2)]
-    assert stored == [("EPC0001", "applied")]
+    assert stored == [("CRN-88", "applied"), ("EPC0001", "applied")]
     # Every dropped file moved out of the drop, each to where its outcome says.
     left = sorted(
         (p.relative_to(drop).parent.as_posix(), p.name.split("-", 1)[1])
@@ -190,6 +216,9 @@ def test_serve_runs_the_drops_lends_its_server_and_stops_everything(
     assert serving.process.returncode == 0
     assert _gone(list(serving.record["children"].values()), 30) == []
     assert not (serving.home / "serve.json").exists()
+    for port in (serving.mllp_port, serving.web_port):
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
 
 
 def test_the_server_dies_with_a_killed_serve(serving: Serving) -> None:
