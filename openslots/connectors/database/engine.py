@@ -125,7 +125,8 @@ def require_current_schema(settings: Settings | None = None) -> None:
     """
     from alembic.runtime.migration import MigrationContext
 
-    url = (settings or get_settings()).resolved_database_url()
+    settings = settings or get_settings()
+    url = settings.resolved_database_url()
     head = head_revision()
     sqlite_file = _sqlite_file(url)
     if sqlite_file is not None and not sqlite_file.exists():
@@ -135,8 +136,8 @@ def require_current_schema(settings: Settings | None = None) -> None:
             current = MigrationContext.configure(connection).get_current_revision()
     if current != head:
         raise ConfigurationError(
-            f"database schema is at revision {current or 'none'}, this code needs {head}: "
-            "run `openslots db upgrade` first"
+            f"database schema is at revision {current or 'none'}, this code needs {head} "
+            f"(database {display_url(settings)}): run `openslots db upgrade` first"
         )
 
 
