@@ -18,6 +18,7 @@ HEAVY = ["prefect", "pandas", "pandera", "yagmail", "requests", "twilio", "hl7ap
 # Read and write commands that touch the database but run no flow.
 COMMANDS = [
     ["--help"],
+    ["prefect", "register-blocks", "--help"],
     ["providers", "list", "--json"],
     ["connections", "list", "--provider", "P", "--json"],
     ["connections", "set-status", "1", "paused", "--json"],
