@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from openslots.connectors.database import upgrade_database
 from openslots.serve import Child, descendants, start_child, wait_for_api
 from openslots.settings import Settings
 from tests.factories import person, roster_file
+from tests.prefect_api import api as _api
 from tests.smtp_server import free_port
 
 pytestmark = pytest.mark.deploy
@@ -62,18 +62,6 @@ def _gone(pids: list[int], seconds: float = 30) -> list[int]:
     while time.monotonic() < deadline and any(_alive(p) for p in pids):
         time.sleep(0.2)
     return [p for p in pids if _alive(p)]
-
-
-def _api(method: str, url: str, **kwargs: Any) -> Any:
-    """One Prefect API call, retried on 503 as Prefect's client does (the server says so
-    while its SQLite database is busy)."""
-    for _ in range(40):
-        response = httpx.request(method, url, timeout=30, **kwargs)
-        if response.status_code != 503:
-            break
-        time.sleep(0.5)
-    assert response.is_success, f"{method} {url}: {response.status_code} {response.text}"
-    return response.json()
 
 
 def _run(
