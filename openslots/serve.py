@@ -205,7 +205,7 @@ def started(
                     "PREFECT_API_URL at the Prefect server that runs there"
                 )
             served.api_url = f"http://{host}:{port}/api"
-            server_env = {**env, "PREFECT_HOME": str(home / "prefect")}
+            server_env = {**env, "PREFECT_HOME": str(settings.resolved_prefect_home())}
             server = start_child(
                 "prefect-server",
                 [sys.executable, "-m", "prefect", "server", "start", "--host", host,

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import re
+import sys
 from datetime import time
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from openslots.domain.cadence import parse_cadence
 from openslots.domain.clock import is_time_zone
+from openslots.errors import ConfigurationError
+
+# The secrets a flow run may read from a Prefect Secret block (field -> block name) when its
+# environment does not set them; `openslots prefect register-blocks` creates the blocks.
+SECRET_BLOCKS: dict[str, str] = {
+    "database_url": "openslots-database-url",
+    "smtp_password": "openslots-smtp-password",
+    "twilio_auth_token": "openslots-twilio-auth-token",
+    "secret_key": "openslots-secret-key",
+}
 
 _QUIET_HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
 
@@ -31,7 +42,9 @@ class Settings(BaseSettings):
 
     home: Path = Field(
         default=Path("openslots-data"),
-        description="Working directory for the embedded defaults (SQLite file, outboxes).",
+        description="Data directory of the embedded defaults (SQLite file, outboxes, drop "
+        "directories); relative to the working directory. A deployed flow run (a Prefect "
+        "worker's) works in the code checkout, so there it must be absolute.",
     )
     database_url: str | None = Field(
         default=None,
@@ -232,6 +245,13 @@ class Settings(BaseSettings):
         gt=0,
         description="The listener hands stored messages to ingest at least this often.",
     )
+    prefect_deployment_id: str | None = Field(
+        default=None,
+        validation_alias="PREFECT__DEPLOYMENT_ID",
+        description="Set by a Prefect worker in the flow runs it starts, not by hand: such a "
+        "run works in the code checkout the worker pulled, so a relative data path is refused "
+        "there instead of writing data into the checkout.",
+    )
     debug_unsafe_errors: bool = Field(
         default=False,
         description="Chain the original exception (which may quote patient data) to step "
@@ -307,8 +327,25 @@ class Settings(BaseSettings):
             return 465
         return 587 if self.smtp_starttls else 25
 
+    def _data_path(self, path: Path, setting: str) -> Path:
+        """`path` made absolute against the working directory, except in a deployed flow run,
+        whose working directory is the code checkout: there a relative one is refused."""
+        path = path.expanduser()
+        if not path.is_absolute() and self.prefect_deployment_id:
+            raise ConfigurationError(
+                f"{setting} is the relative path {path}, and this deployed flow run works in "
+                f"the code checkout {Path.cwd()}: set {setting} to an absolute directory "
+                "outside it in the worker's environment"
+            )
+        return path.resolve()
+
     def resolved_home(self) -> Path:
-        return self.home.expanduser().resolve()
+        """The data directory, absolute.
+
+        >>> Settings(home=Path("/srv/openslots/../data")).resolved_home()
+        PosixPath('/srv/data')
+        """
+        return self._data_path(self.home, "OPENSLOTS_HOME")
 
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -316,10 +353,18 @@ class Settings(BaseSettings):
         return f"sqlite:///{self.resolved_home() / 'openslots.db'}"
 
     def resolved_outbox_dir(self) -> Path:
-        return (self.outbox_dir or self.resolved_home() / "outbox").expanduser().resolve()
+        if self.outbox_dir is not None:
+            return self._data_path(self.outbox_dir, "OPENSLOTS_OUTBOX_DIR")
+        return self.resolved_home() / "outbox"
 
     def resolved_drop_dir(self) -> Path:
-        return (self.drop_dir or self.resolved_home() / "drop").expanduser().resolve()
+        if self.drop_dir is not None:
+            return self._data_path(self.drop_dir, "OPENSLOTS_DROP_DIR")
+        return self.resolved_home() / "drop"
+
+    def resolved_prefect_home(self) -> Path:
+        """PREFECT_HOME of the Prefect server `openslots serve` starts (its database, logs)."""
+        return self.resolved_home() / "prefect"
 
 
 def _quiet_window(value: str) -> tuple[time, time] | None:
@@ -330,5 +375,21 @@ def _quiet_window(value: str) -> tuple[time, time] | None:
 
 
 def get_settings() -> Settings:
-    """Read the settings afresh: cheap, and tests can change the environment between calls."""
-    return Settings()
+    """Read the settings afresh: cheap, and tests can change the environment between calls.
+
+    In a flow run that reports to a Prefect server (a worker's, `openslots serve`'s), a secret
+    the environment leaves unset is read from its Prefect Secret block (`SECRET_BLOCKS`) when
+    one exists: the environment wins, then the block. Outside a flow run (CLI commands, the
+    listener, the web pages) only the environment counts, and Prefect is never imported here.
+    """
+    settings = Settings()
+    unset = [field for field in SECRET_BLOCKS if getattr(settings, field) is None]
+    if not unset or "prefect.context" not in sys.modules:  # no flow has run in this process
+        return settings
+    from openslots.connectors.prefect_blocks import secrets_from_blocks
+
+    found = secrets_from_blocks([SECRET_BLOCKS[field] for field in unset])
+    overrides: dict[str, Any] = {
+        field: found[SECRET_BLOCKS[field]] for field in unset if SECRET_BLOCKS[field] in found
+    }
+    return Settings(**overrides) if overrides else settings

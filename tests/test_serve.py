@@ -27,6 +27,7 @@ import pytest
 from tests.factories import person, roster_file
 from tests.hl7_messages import CERNER_A08, EPIC_A04
 from tests.mllp_client import ack_code, send
+from tests.prefect_api import api as _api
 from tests.smtp_server import free_port
 
 pytestmark = pytest.mark.serve
@@ -108,19 +109,6 @@ def serving(tmp_path: Path) -> Iterator[Serving]:
             process.wait(30)
         _gone(list(serving.record["children"].values()), 15)
         log.close()
-
-
-def _api(method: str, url: str, **kwargs: Any) -> Any:
-    """One Prefect API call, retried as Prefect's own client retries: a 503 is the server
-    saying "retry" (its SQLite database was busy, say, while serve registers deployments
-    and the scheduler inserts runs)."""
-    for _ in range(20):
-        response = httpx.request(method, url, timeout=30, **kwargs)
-        if response.status_code != 503:
-            break
-        time.sleep(0.5)
-    assert response.is_success, f"{method} {url}: {response.status_code} {response.text}"
-    return response.json()
 
 
 def _listening(port: int) -> int:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from openslots.connectors.email import FileEmailSender, email_sender
 from openslots.connectors.sms import FileSmsSender, sms_sender
+from openslots.errors import ConfigurationError
 from openslots.settings import Settings
 
 
@@ -66,3 +69,63 @@ def test_secrets_are_hidden_even_when_refused() -> None:
 def test_ssl_and_starttls_exclude_each_other() -> None:
     with pytest.raises(ValidationError, match="exclude each other"):
         Settings(smtp_ssl=True, smtp_starttls=True)
+
+
+def test_data_paths_are_absolute_and_default_under_home(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OPENSLOTS_HOME", "data")
+    settings = Settings()
+    assert settings.resolved_home() == tmp_path / "data"
+    assert settings.resolved_outbox_dir() == tmp_path / "data" / "outbox"
+    assert settings.resolved_drop_dir() == tmp_path / "data" / "drop"
+    assert settings.resolved_prefect_home() == tmp_path / "data" / "prefect"
+    assert settings.resolved_database_url() == f"sqlite:///{tmp_path / 'data' / 'openslots.db'}"
+
+
+@pytest.mark.parametrize(
+    ("variable", "read"),
+    [
+        ("OPENSLOTS_HOME", Settings.resolved_home),
+        ("OPENSLOTS_HOME", Settings.resolved_database_url),
+        ("OPENSLOTS_OUTBOX_DIR", Settings.resolved_outbox_dir),
+        ("OPENSLOTS_DROP_DIR", Settings.resolved_drop_dir),
+    ],
+)
+def test_a_deployed_run_refuses_a_relative_data_path(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variable: str, read: Any
+) -> None:
+    """A worker's flow run works in the code checkout it pulled: relative data would land
+    there. The worker sets PREFECT__DEPLOYMENT_ID in the runs it starts."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PREFECT__DEPLOYMENT_ID", "5a1e0c1e-0000-4000-8000-000000000001")
+    monkeypatch.setenv(variable, "relative")
+    with pytest.raises(ConfigurationError) as caught:
+        read(Settings())
+    message = str(caught.value)
+    assert variable in message and str(tmp_path) in message and "\n" not in message
+
+    monkeypatch.setenv(variable, str(tmp_path / "absolute"))
+    read(Settings())  # absolute: fine
+    monkeypatch.delenv("PREFECT__DEPLOYMENT_ID")
+    monkeypatch.setenv(variable, "relative")
+    read(Settings())  # not a deployed run (the CLI, serve): relative to the working directory
+
+
+def test_prefect_workers_still_mark_the_runs_they_start() -> None:
+    """The guard above reads what Prefect's workers put in a flow run's environment; a Prefect
+    upgrade that renames it must fail here, not silently write data into checkouts."""
+    from types import SimpleNamespace
+    from uuid import uuid4
+
+    from prefect.workers.base import BaseJobConfiguration
+
+    deployment_id = uuid4()
+    environment = BaseJobConfiguration._base_attribution_environment(
+        flow_run=SimpleNamespace(deployment_id=deployment_id, flow_id=None)  # type: ignore[arg-type]
+    )
+    assert environment["PREFECT__DEPLOYMENT_ID"] == str(deployment_id)
+    assert Settings.model_fields["prefect_deployment_id"].validation_alias == (
+        "PREFECT__DEPLOYMENT_ID"
+    )

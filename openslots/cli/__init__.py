@@ -29,6 +29,7 @@ from openslots.cli import (
     invite,
     opt_out,
     outbox,
+    prefect_blocks,
     providers,
     registrations,
     roster,
@@ -73,6 +74,7 @@ app.add_typer(registrations.app, name="registrations")
 app.add_typer(hl7.app, name="hl7")
 app.add_typer(slots.app, name="slots")
 app.command("web")(web.web_command)
+app.add_typer(prefect_blocks.app, name="prefect")
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Drop-directory flows (what `openslots serve` schedules): files put into the drop directory
 are imported, then moved out of it, so each file is imported once.
 
-Layout under OPENSLOTS_DROP_DIR (default `OPENSLOTS_HOME/drop`)::
+Layout under OPENSLOTS_DROP_DIR (default `OPENSLOTS_HOME/drop`, made on first use)::
 
     roster/PROVIDER/LOCATION/*.csv   nightly roster sync (mode sync) for that provider/location
     hl7/*                            HL7 files (any name: decided by content, see `hl7 import`)
@@ -31,14 +31,23 @@ log = logging.getLogger("openslots.drops")
 
 
 def _drop(directory: str | None, kind: str) -> Path:
-    root = (
-        Path(directory).expanduser().resolve() if directory else get_settings().resolved_drop_dir()
-    )
-    folder = root / kind
-    if not folder.is_dir():
+    """The `kind` folder of the drop directory: the `directory` parameter, else
+    OPENSLOTS_DROP_DIR, else OPENSLOTS_HOME/drop. The default is made on first use (a new
+    install has nothing to sync yet, not an error); a named one must exist (a missing mount
+    must not pass for an empty drop), its `kind` folder is made."""
+    settings = get_settings()
+    if directory:
+        root, named = Path(directory).expanduser().resolve(), "the `directory` parameter"
+    elif settings.drop_dir is not None:
+        root, named = settings.resolved_drop_dir(), "OPENSLOTS_DROP_DIR"
+    else:
+        root, named = settings.resolved_drop_dir(), None
+    if named is not None and not root.is_dir():
         raise ConfigurationError(
-            f"drop directory {folder} does not exist: create it, or set OPENSLOTS_DROP_DIR"
+            f"drop directory {root} does not exist: create it, or point {named} at one that does"
         )
+    folder = root / kind
+    folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 

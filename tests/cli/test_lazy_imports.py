@@ -20,6 +20,7 @@ HEAVY = [
 # Read and write commands that touch the database but run no flow.
 COMMANDS = [
     ["--help"],
+    ["prefect", "register-blocks", "--help"],
     ["providers", "list", "--json"],
     ["connections", "list", "--provider", "P", "--json"],
     ["connections", "set-status", "1", "paused", "--json"],

@@ -4,6 +4,7 @@ database exits 1 and says to run it, and a read-only command never creates a SQL
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,6 +70,7 @@ def test_commands_refuse_an_unmigrated_database_until_db_upgrade(
         assert set(error) == {"error"}, name
         assert error["error"].startswith("database schema is at revision none, "), name
         assert error["error"].endswith(UPGRADE_FIRST), name
+        assert f"(database {engine_module.display_url()})" in error["error"], name
         assert "error:" in result.stderr and "db upgrade" in result.stderr, name
 
         human = runner.invoke(app, args)
@@ -100,3 +102,24 @@ def test_an_existing_but_empty_sqlite_file_is_refused_too(isolated_env: Path) ->
     result = runner.invoke(app, ["outbox", "status", "--json"])
     assert result.exit_code == 1
     assert json.loads(result.stdout)["error"].endswith(UPGRADE_FIRST)
+
+
+def test_the_refusal_names_the_database_without_its_password(
+    unmigrated: Path | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flow run on a worker says which database to upgrade (workers may read its URL from a
+    Secret block), never the password in that URL."""
+    from openslots.errors import ConfigurationError
+    from openslots.resources import resources
+
+    if unmigrated is None:  # PostgreSQL (trusted locally, so any password connects)
+        url = make_url(os.environ["OPENSLOTS_DATABASE_URL"]).set(password="pw-Zq93x")
+        monkeypatch.setenv("OPENSLOTS_DATABASE_URL", url.render_as_string(hide_password=False))
+    with pytest.raises(ConfigurationError) as caught:
+        resources().require_current_schema()
+    message = str(caught.value)
+    assert "pw-Zq93x" not in message
+    if unmigrated is None:
+        assert "postgres:***@" in message
+    else:
+        assert f"(database sqlite:///{unmigrated}): run `openslots db upgrade` first" in message

@@ -148,7 +148,8 @@ def require_current_schema(settings: Settings | None = None) -> None:
     read must not write. Only `openslots db upgrade` (and the demo) migrate. A SQLite file that
     does not exist is not created here (connecting would create it, and its directory).
     """
-    url = (settings or get_settings()).resolved_database_url()
+    settings = settings or get_settings()
+    url = settings.resolved_database_url()
     head = head_revision()
     sqlite_file = _sqlite_file(url)
     if sqlite_file is not None and not sqlite_file.exists():
@@ -158,8 +159,8 @@ def require_current_schema(settings: Settings | None = None) -> None:
             current = current_revision(connection)
     if current != head:
         raise ConfigurationError(
-            f"database schema is at revision {current or 'none'}, this code needs {head}: "
-            "run `openslots db upgrade` first"
+            f"database schema is at revision {current or 'none'}, this code needs {head} "
+            f"(database {display_url(settings)}): run `openslots db upgrade` first"
         )
 
 
