@@ -9,7 +9,7 @@ from prefect import flow
 from openslots import reports
 from openslots.flows._runs import run_name
 from openslots.tasks.hl7 import ingest_stored, store_files
-from openslots.tasks.publish import publish_report
+from openslots.tasks.publish import Progress, publish_report
 
 
 def _describe_import(params: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -35,8 +35,11 @@ def hl7_import(paths: list[str]) -> dict[str, Any]:
     each file of a directory that is not HL7). Publishes `hl7-import-report` (markdown) and
     `hl7-import-counts` (table).
     """
+    progress = Progress("hl7 import: store, then apply")
     stored = store_files(paths)
+    progress(50.0)
     applied = ingest_stored()
+    progress(100.0)
     counts = applied.as_dict()
     counts["messages"] = stored.messages
     counts["duplicates"] = stored.duplicates

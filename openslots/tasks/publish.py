@@ -4,6 +4,7 @@ for the long steps. A report that cannot be stored is a warning: the run's work 
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -29,8 +30,6 @@ def _durations() -> list[tuple[str, float]]:
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
     from prefect.context import FlowRunContext
 
-    from openslots.domain import clock
-
     context = FlowRunContext.get()
     if context is None or context.flow_run is None:
         return []
@@ -46,8 +45,9 @@ def _durations() -> list[tuple[str, float]]:
     )
     durations = [(name, seconds) for _start, name, seconds in found]
     started = context.flow_run.start_time
-    if started is not None:
-        durations.append(("run so far", (clock.now() - started).total_seconds()))
+    if started is not None:  # wall time, as Prefect's own start time (not the project clock)
+        elapsed = dt.datetime.now(dt.UTC) - started
+        durations.append(("run so far", elapsed.total_seconds()))
     return durations
 
 

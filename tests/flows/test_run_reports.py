@@ -138,6 +138,7 @@ def test_hl7_dispatch_and_resend_runs_publish_reports(db: Engine, tmp_path: Path
     assert f"| applied | {counts['applied']} |" in report
     assert f"| errors | {counts['errors']} |" in report
     assert json.loads(_data("hl7-import-counts"))[0]["messages"] == counts["messages"]
+    assert [a.data for a in _artifacts(run=run.id) if a.type == "progress"] == [100.0]
 
     roster_sync(str(roster_file(tmp_path / "r.csv", [person(1)])), "Dr. Mail", "Main")
     sent = dispatch()
@@ -209,14 +210,11 @@ def test_opening_a_slot_emits_its_id_and_the_alerts_run_queues_nothing_twice(
 
 def test_hl7_opened_slot_emits_its_event(db: Engine, tmp_path: Path) -> None:
     from openslots.connectors.database.models import Slot
-    from tests.flows.test_open_slots_flow import FEED_TIME
+    from tests.flows.test_open_slots_flow import FEED_TIME, booked_then_cancelled
 
     known = {n: len(_events(f"openslots.slot.{n}", known=-1)) for n in (1, 2)}
 
-    first = tmp_path / "first.hl7"
-    first.write_text(m.siu("S12", "APT0", "202612011500", "SIU-0"))
-    cancel = tmp_path / "cancel.hl7"
-    cancel.write_text(m.SIU_S15_CANCELLED)
+    first, cancel = booked_then_cancelled(tmp_path)
     with frozen_clock(FEED_TIME):
         hl7_import([str(first)])
         assert hl7_import([str(cancel)])["slots_opened"] == 1
