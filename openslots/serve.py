@@ -239,17 +239,48 @@ def started(
         served.stop()
 
 
+# The slot id from the event's label, as JSON so that the run gets an int (a rendered Jinja
+# template is a string, which the deployment's parameter schema would refuse).
+SLOT_ID_FROM_EVENT = {
+    "__prefect_kind": "json",
+    "value": {
+        "__prefect_kind": "jinja",
+        "template": "{{ event.resource['openslots.slot.id'] }}",
+    },
+}
+
+
+def slot_opened_trigger() -> Any:
+    """Run open-slot-alerts for each `openslots.slot.opened` event, with that slot's id."""
+    from prefect.events import DeploymentEventTrigger
+
+    from openslots.events import SLOT_OPENED, SLOT_RESOURCE_PREFIX
+
+    return DeploymentEventTrigger(
+        name="open-slot-alerts on openslots.slot.opened",
+        expect={SLOT_OPENED},
+        match={"prefect.resource.id": f"{SLOT_RESOURCE_PREFIX}*"},
+        for_each={"prefect.resource.id"},
+        parameters={"slot_id": SLOT_ID_FROM_EVENT},
+    )
+
+
 def deployments(settings: Settings) -> list[Any]:
-    """Every flow with its schedule, as Prefect runner deployments (parameters: none, or
-    paths; never patient data)."""
+    """Every flow with its schedule or trigger, as Prefect runner deployments (parameters:
+    none, paths, or the slot id of an event; never patient data)."""
     from prefect.schedules import Cron
 
     from openslots.flows.dispatch import dispatch
     from openslots.flows.drops import hl7_drop, roster_drop
     from openslots.flows.hl7_ingest import hl7_ingest
+    from openslots.flows.open_slot_alerts import open_slot_alerts
 
     zone = settings.default_timezone
     return [
+        open_slot_alerts.to_deployment(
+            "open-slot-alerts", tags=["openslots", "slots"], triggers=[slot_opened_trigger()],
+            description="Offer a slot as soon as it opens (on each openslots.slot.opened event).",
+        ),
         dispatch.to_deployment(
             "dispatch", interval=60, concurrency_limit=1, tags=["openslots", "dispatch"],
             description="Send what is owed: invitations, resends, Open Slots offers.",

@@ -42,6 +42,7 @@ def open_slot(
     import secrets as _secrets
 
     from openslots.domain.offers import OfferMode, parse_start, too_late
+    from openslots.events import slots_opened
     from openslots.tasks.offers import offer_due
 
     try:
@@ -89,6 +90,8 @@ def open_slot(
             )
         )
     queued = 0 if late else offer_due(engine, res.settings, now, [slot_id]).offers_sent
+    if not late:
+        slots_opened([slot_id])  # after the offers are queued: the trigger's run adds none
     return {
         "slot_id": slot_id,
         "mode": str(offer_mode),

@@ -19,13 +19,16 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from prefect import flow
+from prefect import flow, tags
 
+from openslots import reports
 from openslots.domain import clock
 from openslots.errors import ConfigurationError, OpenslotsError
+from openslots.flows._runs import ORIGIN_DROP, run_name
 from openslots.flows.hl7_ingest import hl7_import
 from openslots.flows.roster_sync import roster_sync
 from openslots.settings import get_settings
+from openslots.tasks.publish import publish_report
 
 log = logging.getLogger("openslots.drops")
 
@@ -63,7 +66,15 @@ def _move(file: Path, folder: Path, outcome: str, kind: str) -> Path:
     return target
 
 
-@flow(name="roster-drop", persist_result=False)
+def _describe(_params: dict[str, Any]) -> tuple[list[str], list[str]]:
+    return [], [ORIGIN_DROP]
+
+
+@flow(
+    name="roster-drop",
+    flow_run_name=run_name("roster-drop", _describe),
+    persist_result=False,
+)
 def roster_drop(directory: str | None = None) -> dict[str, Any]:
     """Sync every roster in `roster/PROVIDER/LOCATION/*.csv` of the drop directory (oldest
     first), then move each file to processed/ (imported) or failed/ (the file was refused)."""
@@ -74,7 +85,8 @@ def roster_drop(directory: str | None = None) -> dict[str, Any]:
     for file in files:
         provider, location = file.parent.parent.name, file.parent.name
         try:
-            report = roster_sync(str(file), provider, location, mode="sync")
+            with tags(ORIGIN_DROP):  # the roster-sync run says where its file came from
+                report = roster_sync(str(file), provider, location, mode="sync")
         except OpenslotsError as exc:  # the file as a whole was refused; its reason has no values
             moved = _move(file, folder, "failed", "roster")
             failed.append({"path": str(moved), "reason": str(exc)})
@@ -85,16 +97,22 @@ def roster_drop(directory: str | None = None) -> dict[str, Any]:
     return {"files": len(files), "imported": imported, "failed": failed}
 
 
-@flow(name="hl7-drop", persist_result=False)
+@flow(
+    name="hl7-drop",
+    flow_run_name=run_name("hl7-drop", _describe, minutes=True),
+    persist_result=False,
+)
 def hl7_drop(directory: str | None = None) -> dict[str, Any]:
     """Import every file in `hl7/` of the drop directory (stored, then applied), then move HL7
     files to processed/ (their messages, errors included, are in the store) and the files that
-    are not HL7 to failed/."""
+    are not HL7 to failed/. A run that found files publishes `hl7-drop-report` and
+    `hl7-drop-counts` (its hl7-import run publishes its own)."""
     folder = _drop(directory, "hl7")
     files = sorted(f for f in folder.iterdir() if f.is_file())
     if not files:
         return {"files": 0, "skipped_files": []}
-    counts = hl7_import([str(folder)])
+    with tags(ORIGIN_DROP):
+        counts = hl7_import([str(folder)])
     skipped = {str(Path(entry["path"]).resolve()) for entry in counts.get("skipped_files", [])}
     moved_skipped = []
     for file in files:
@@ -104,4 +122,5 @@ def hl7_drop(directory: str | None = None) -> dict[str, Any]:
             _move(file, folder, "processed", "hl7")
     counts["files"] = len(files)
     counts["failed_files"] = moved_skipped
+    publish_report(reports.hl7_report("hl7-drop", counts))
     return counts

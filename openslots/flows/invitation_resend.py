@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import Any
+
 from prefect import flow
 
-from openslots.tasks.resend import publish_resend_report, queue_due_resends, start_resend_run
+from openslots import reports
+from openslots.flows._runs import day, provider_tag, run_name
+from openslots.tasks.publish import publish_report
+from openslots.tasks.resend import queue_due_resends, start_resend_run
 
 
-@flow(name="invitation-resend", persist_result=False)
+def _describe(params: dict[str, Any]) -> tuple[list[str], list[str]]:
+    provider = params.get("provider")
+    parts = [str(provider) if provider else "all providers"]
+    parts += [f"as of {day(dt.date.fromisoformat(params['as_of']))}"] if params.get("as_of") else []
+    parts += ["dry run"] if params.get("dry_run") else []
+    return parts, [provider_tag(str(provider))] if provider else []
+
+
+@flow(
+    name="invitation-resend",
+    flow_run_name=run_name("invitation-resend", _describe),
+    persist_result=False,
+)
 def invitation_resend(
     as_of: str | None = None, provider: str | None = None, dry_run: bool = False
 ) -> dict[str, object]:
@@ -22,7 +40,8 @@ def invitation_resend(
 
     Returns:
         Counts only: ``{"as_of", "due", "queued", "skipped": {reason: n}, "by_provider",
-        "dry_run"}``.
+        "dry_run"}``. Publishes `invitation-resend-report` (markdown) and
+        `invitation-resend-counts` (table).
 
     Example:
         ``invitation_resend(as_of="2026-12-22")``; from a shell: ``openslots invitations
@@ -30,5 +49,5 @@ def invitation_resend(
     """
     run = start_resend_run(as_of, provider, dry_run)
     result = queue_due_resends(run)
-    publish_resend_report(result)
+    publish_report(reports.resend_report(result))
     return result

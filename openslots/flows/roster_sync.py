@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from prefect import flow
 
-from openslots.tasks.roster import apply_roster, publish_import_report, stage_roster, start_import
+from openslots.flows._runs import provider_tag, run_name
+from openslots.tasks.publish import publish_roster_report, roster_progress
+from openslots.tasks.roster import apply_roster, stage_roster, start_import
 
 
-@flow(name="roster-sync", log_prints=False, persist_result=False)
+def _describe(params: dict[str, Any]) -> tuple[list[str], list[str]]:
+    # Provider and location are the practice's names, not patient data; the path is left out.
+    provider, location = str(params["provider"]), str(params["location"])
+    return [f"{provider} / {location}", str(params.get("mode", "invite"))], [
+        provider_tag(provider),
+        "source:csv",
+    ]
+
+
+@flow(
+    name="roster-sync",
+    flow_run_name=run_name("roster-sync", _describe),
+    log_prints=False,
+    persist_result=False,
+)
 def roster_sync(
     path: str,
     provider: str,
@@ -32,13 +48,20 @@ def roster_sync(
     Returns:
         Counts only: batch_id, total_rows, accepted, rejected, queued_invitations, ...
 
+    The run is named "roster-sync · PROVIDER / LOCATION · MODE · DAY" and publishes the
+    artifacts `roster-import-report-PROVIDER-LOCATION` (markdown) and
+    `roster-import-counts-PROVIDER-LOCATION` (table), and a progress bar while it stages.
+
     Example:
         From Python: ``roster_sync("roster.csv", "Dr. Rivera", "Main St", mode="invite")``;
         from a shell: ``openslots roster import roster.csv --provider "Dr. Rivera"
         --location "Main St"``.
     """
     start = start_import(path, provider, location, mode, strict, integrated)
-    staged = stage_roster(start.batch_id, path)
-    summary = apply_roster(start.batch_id, staged)
-    publish_import_report(summary)
-    return summary.as_dict()
+    with roster_progress(provider, location) as progress:
+        staged = stage_roster(start.batch_id, path)
+        summary = apply_roster(start.batch_id, staged)
+        progress(100.0)
+    counts = summary.as_dict()
+    publish_roster_report(counts, staged.rejected, provider, location)
+    return counts

@@ -39,6 +39,7 @@ from openslots.domain import clock
 from openslots.domain.offers import parse_start
 from openslots.domain.reconcile import S12Effect
 from openslots.errors import RosterFileError
+from openslots.events import slots_opened
 from openslots.resources import resources
 from openslots.schemas.roster import ROSTER_COLUMNS, FeedPatientRow, Rejection, validate_chunk
 from openslots.settings import Settings
@@ -277,6 +278,7 @@ def ingest_batch(settings: Settings, claimed: list[tuple[int, bytes]]) -> Hl7Cou
         )
     if opened:  # the slots this run opened are offered by this run
         offer_due(engine, settings, clock.now(), opened)
+        slots_opened(opened)  # openslots.slot.opened, slot ids only (openslots/events.py)
     for status, _error in outcomes.values():
         if status == Hl7MessageStatus.APPLIED:
             counts.applied += 1

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from prefect import task
-from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Engine
 
@@ -176,30 +175,3 @@ def queue_due_resends(run: ResendRun) -> dict[str, object]:
         "by_provider": by_provider,
         "dry_run": run.dry_run,
     }
-
-
-@task(name="publish-resend-report", cache_policy=NO_CACHE)
-@phi_safe("publish-resend-report")
-def publish_resend_report(result: dict[str, object]) -> None:
-    """A markdown artifact with the run's counts per provider (names of providers, numbers)."""
-    by_provider = result["by_provider"]
-    assert isinstance(by_provider, dict)
-    lines = [
-        f"# Invitation resends, as of {result['as_of']}"
-        + (" (dry run: nothing written)" if result["dry_run"] else ""),
-        "",
-        f"due {result['due']}, queued {result['queued']}, skipped {result['skipped']}",
-        "",
-        "| provider | cadence | due | queued | skipped |",
-        "|---|---|---|---|---|",
-        *[
-            f"| {name} | {','.join(map(str, c['cadence']))} | {c['due']} | {c['queued']} | "
-            f"{c['skipped']} |"
-            for name, c in by_provider.items()
-        ],
-    ]
-    create_markdown_artifact(
-        key="invitation-resend-report",
-        markdown="\n".join(lines),
-        description=f"invitation resends as of {result['as_of']}",
-    )

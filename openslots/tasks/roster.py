@@ -1,4 +1,5 @@
-"""Roster import steps: start a batch, stage the file chunk by chunk, apply it set-wise, report.
+"""Roster import steps: start a batch, stage the file chunk by chunk, apply it set-wise
+(the report is published by openslots/tasks/publish.py).
 
 Each task touches patient data only through the database and returns ids and counts.
 """
@@ -11,7 +12,6 @@ from pathlib import Path
 
 import pandas as pd
 from prefect import task
-from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from openslots.connectors.csv_source import iter_chunks, sniff_layout
@@ -216,45 +216,6 @@ def apply_batch(batch_id: int, staged: StageCounts, *, feed: Feed | None = None)
         summary.queued_invitations,
     )
     return summary
-
-
-@task(name="publish-import-report", cache_policy=NO_CACHE)
-@phi_safe("publish-import-report")
-def publish_import_report(summary: ImportSummary) -> None:
-    """A markdown artifact with counts and rejections per rule: no values, no line contents."""
-    with resources().engine.connect() as conn:
-        by_rule = batches.findings_by_rule(conn, summary.batch_id)
-    lines = [
-        f"# Roster import, batch {summary.batch_id} ({summary.mode})",
-        "",
-        "| count | value |",
-        "|---|---|",
-        *[
-            f"| {name.replace('_', ' ')} | {value} |"
-            for name, value in summary.as_dict().items()
-            if name not in ("batch_id", "mode")
-        ],
-        "",
-        "## Findings by rule",
-        "",
-        "| severity | field | rule | rows |",
-        "|---|---|---|---|",
-        *[f"| {s} | {f} | {r} | {n} |" for (s, f, r), n in sorted(by_rule.items())],
-        "",
-        f"Line-by-line list: `openslots roster rejections {summary.batch_id}`.",
-    ]
-    try:
-        create_markdown_artifact(
-            key="roster-import-report",
-            markdown="\n".join(lines),
-            description=f"roster import batch {summary.batch_id}",
-        )
-    except Exception as exc:  # the batch committed: a report that cannot be stored is a warning
-        run_logger().warning(
-            "batch %s committed; its report artifact was not stored (%s)",
-            summary.batch_id,
-            type(exc).__name__,
-        )
 
 
 def _fail(batch_id: int, exc: BaseException) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prefect.logging.handlers import APILogWorker
@@ -216,3 +217,100 @@ def test_patient_shaped_text_in_a_run_log_is_redacted_before_prefect_stores_it()
     assert "zorvandelle.q@example.org" not in stored
     assert "555-0199" not in stored and "1961-07-13" not in stored
     assert f"row for {REDACTED} {REDACTED} born {REDACTED} failed" in stored
+
+
+# Values no flow may hand to Prefect, for the test of every flow below: registrations and an
+# HL7 feed of their own, beside the roster PATIENTS.
+REGISTRANT = ("Zephyrine", "Ulvancourt", "zeph.ulv@example.org", "1949-08-23", "6465550133")
+HL7_PATIENT = ("Zorvandelle", "Quibriana", "quibriana.z@example.org", "MRN-ZQ4471", "19801340")
+
+
+def _secret_hl7() -> str:
+    from tests import hl7_messages as m
+
+    secret = (
+        m.EPIC_A04.replace("Núñez", HL7_PATIENT[0])
+        .replace("Inés", HL7_PATIENT[1])
+        .replace("ines.n@example.org", HL7_PATIENT[2])
+        .replace("E1001", HL7_PATIENT[3])
+    )
+    # The same patient again with an impossible birth date: an error message in the batch.
+    invalid = (
+        secret.replace("EPC0001", "EPC0002")
+        .replace("19800102", HL7_PATIENT[4])
+        .replace(HL7_PATIENT[3], "MRN-ZQ4472")
+    )
+    return "\r".join([secret, invalid])
+
+
+def test_no_patient_data_from_any_flow_or_failure_path_reaches_prefect(
+    db: Engine, tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    """Every flow (the drops and what they start, hl7 ingest, registrations, dispatch through
+    an SMTP server that refuses a patient by address, open-slot alerts with its event) and a
+    real database constraint violation whose driver message quotes a patient's email."""
+    from sqlalchemy import insert, select
+
+    from openslots import api
+    from openslots.connectors.database.models import Channel, OptOut, Provider
+    from openslots.flows.drops import hl7_drop, roster_drop
+    from openslots.flows.hl7_ingest import hl7_ingest
+    from openslots.flows.open_slot_alerts import open_slot_alerts
+    from openslots.flows.registrations import registrations_import
+    from tests.smtp_server import SmtpSink
+    from tests.tasks._dispatch import use_smtp
+
+    drop = tmp_path / "drop"
+    roster_file(drop / "roster" / "Dr. Secret" / "Clinic S" / "roster.csv", PATIENTS)
+    (drop / "hl7").mkdir(parents=True)
+    (drop / "hl7" / "feed.hl7").write_text(_secret_hl7())
+    assert len(roster_drop(str(drop))["imported"]) == 1
+    hl7 = hl7_drop(str(drop))
+    assert (hl7["applied"], hl7["errors"]) == (1, 1)
+    assert hl7_ingest()["messages"] == 0
+
+    registrations = tmp_path / "registrations.csv"
+    registrations.write_text(
+        "email,date_of_birth,first_name,last_name,mobile_phone,provider,location\n"
+        f"{PATIENTS[0][4]},{PATIENTS[0][3]},{PATIENTS[0][1]},{PATIENTS[0][2]},,"
+        "Dr. Secret,Clinic S\n"  # a DOB match
+        f"{REGISTRANT[2]},31/12/1949,{REGISTRANT[0]},{REGISTRANT[1]},{REGISTRANT[4]},,\n"
+    )
+    counts = registrations_import(str(registrations))
+    assert (counts["dob_matches"], counts["rejected"]) == (1, 1)
+
+    with SmtpSink() as sink:
+        # A relay's refusal that echoes the address, as real ones do.
+        sink.fail_rcpt(PATIENTS[1][4], f"550 5.1.1 <{PATIENTS[1][4]}>: user unknown")
+        use_smtp(monkeypatch, sink)
+        sent = dispatch()
+    assert sent["dead"] >= 1 and sent["sent"] >= 1
+
+    start = (clock.now() + dt.timedelta(days=3)).date().isoformat() + "T11:00"
+    opened = api.open_slot("Dr. Secret", "Clinic S", start, 30)
+    assert open_slot_alerts(slot_id=opened["slot_id"])["messages"] == 0
+
+    def violate_a_constraint(conn: Any, *_args: object) -> None:
+        # PostgreSQL's message for this names the key's values: a patient's email.
+        provider_id = conn.execute(select(Provider.id)).scalars().first()
+        row = {"provider_id": provider_id, "channel": Channel.EMAIL, "address": PATIENTS[0][4]}
+        conn.execute(insert(OptOut), [row, row])
+
+    monkeypatch.setattr(roster_repo, "upsert_clients", violate_a_constraint)
+    with pytest.raises(PipelineStepError) as error:
+        roster_sync(str(_roster_copy(tmp_path)), "Dr. Secret", "Clinic S", mode="sync")
+    assert error.value.cause_type == "IntegrityError"
+
+    stored = _prefect_text()
+    console = "".join(capfd.readouterr())
+    for key in ("roster-import-report-dr-secret-clinic-s", "hl7-drop-report", "dispatch-report"):
+        assert key in stored
+    assert "registrations-import-report" in stored and "open-slot-alerts-report" in stored
+    assert "openslots.slot.opened" in stored  # the event was stored, with the slot id only
+    values = set(PHI) | set(REGISTRANT) | set(HL7_PATIENT) | {"+16465550133", "1949-12-31"}
+    leaks = sorted(value for value in values if value in stored or value in console)
+    assert leaks == []
+
+
+def _roster_copy(tmp_path: Path) -> Path:
+    return roster_file(tmp_path / "again.csv", PATIENTS)

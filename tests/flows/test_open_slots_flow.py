@@ -23,11 +23,17 @@ FEED_TIME = dt.datetime(2026, 11, 26, 17, 40, tzinfo=dt.UTC)
 SECRETS = ("Pat71", "pat71@example.org", "+14155550071", "M-QZ8812")
 
 
-def test_no_patient_data_from_open_slots_reaches_prefect(db: Engine, tmp_path: Path) -> None:
-    first = tmp_path / "first.hl7"
+def booked_then_cancelled(folder: Path) -> tuple[Path, Path]:
+    """Two HL7 files: an S12 that books a time, then the S15 that cancels it (opens a slot)."""
+    first = folder / "first.hl7"
     first.write_text(m.siu("S12", "APT0", "202612011500", "SIU-0"))
-    cancel = tmp_path / "cancel.hl7"
+    cancel = folder / "cancel.hl7"
     cancel.write_text(m.SIU_S15_CANCELLED)
+    return first, cancel
+
+
+def test_no_patient_data_from_open_slots_reaches_prefect(db: Engine, tmp_path: Path) -> None:
+    first, cancel = booked_then_cancelled(tmp_path)
     with frozen_clock(FEED_TIME):
         hl7_import([str(first)])
         with db.connect() as conn:
