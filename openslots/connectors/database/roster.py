@@ -197,16 +197,21 @@ def reject_in_file_duplicates(conn: Connection, batch_id: int) -> list[Rejection
     """Keep the first row of each client: a row is rejected when a row kept before it has the
     same Client ID, or the same email + date of birth + first name; the message names that
     kept row. Only rows involved in some duplicate are read (normally a handful)."""
+    # Grouping finds the repeated keys with two hash aggregates over the keys alone; window
+    # functions sorted every staged row, whole, twice (spilling to disk at a million rows).
     involved = conn.execute(
         text(
             """
-            SELECT id, line, client_ref, email, date_of_birth, first_key FROM (
-              SELECT id, line, client_ref, email, date_of_birth, first_key,
-                COUNT(*) OVER (PARTITION BY client_ref) AS same_ref,
-                COUNT(*) OVER (PARTITION BY email, date_of_birth, first_key) AS same_person
-              FROM roster_staging WHERE batch_id = :batch
-            ) counted
-            WHERE same_ref > 1 OR (same_person > 1 AND email IS NOT NULL)
+            SELECT id, line, client_ref, email, date_of_birth, first_key FROM roster_staging
+            WHERE batch_id = :batch AND (
+              client_ref IN (
+                SELECT client_ref FROM roster_staging WHERE batch_id = :batch
+                GROUP BY client_ref HAVING COUNT(*) > 1)
+              OR (email IS NOT NULL AND (email, date_of_birth, first_key) IN (
+                SELECT email, date_of_birth, first_key FROM roster_staging
+                WHERE batch_id = :batch AND email IS NOT NULL
+                GROUP BY email, date_of_birth, first_key HAVING COUNT(*) > 1))
+            )
             ORDER BY line
             """
         ),
@@ -517,9 +522,7 @@ def queue_invitations(conn: Connection, batch_id: int, target: Target) -> int:
     # table being written was planned from stale statistics into a full scan of invitations
     # per row (12+ minutes for a million rows), and marking those rows in staging first
     # rewrote every staged row of a re-sync (5 s of a 15 s re-sync at 100k rows).
-    statement = upsert(conn, invitations).from_select(
-        list(columns), source, include_defaults=False
-    )
+    statement = upsert(conn, invitations).from_select(list(columns), source, include_defaults=False)
     # Core reads an INSERT's row count from the driver only when asked to.
     inserted = conn.execute(
         statement.on_conflict_do_nothing(
