@@ -45,8 +45,22 @@ _CONTROL = re.compile(CONTROL_CHARACTERS)
 def clean_text(values: pd.Series) -> pd.Series:
     """NFC-normalise (macOS exports decompose accents) and trim white space, including the
     non-breaking spaces Excel likes to leave."""
-    text = values.fillna("").astype("str").str.normalize("NFC")
+    text = _nfc(values.fillna("").astype("str"))
     return text.str.replace("\u00a0", " ", regex=False).str.strip()
+
+
+def _nfc(text: pd.Series) -> pd.Series:
+    """`str.normalize("NFC")` of the values that need it: ASCII text is NFC already, and
+    pandas normalises one value at a time in Python (pyarrow's utf8_normalize does not
+    compose), which made NFC most of a roster's validation time."""
+    import pandas as pd
+
+    ascii_text = text.str.isascii().fillna(True).astype(bool)
+    if ascii_text.all():
+        return text
+    other = text[~ascii_text]
+    composed = [unicodedata.normalize("NFC", value) for value in other.tolist()]
+    return text.mask(~ascii_text, pd.Series(composed, index=other.index, dtype=text.dtype))
 
 
 def name_key(first: str, last: str) -> str:

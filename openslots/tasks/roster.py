@@ -173,7 +173,10 @@ def apply_batch(batch_id: int, staged: StageCounts, *, feed: Feed | None = None)
                     conn, batch_id, target.provider_id
                 )
                 repo.upsert_clients(conn, batch_id, target.provider_id)
-                repo.refresh_statistics(conn, "clients")
+                if new_clients * 10 >= staged.total_rows:
+                    # Many new clients (a first import): the joins below need to know. A
+                    # nightly re-sync adds a few and skips the ANALYZE (~1 s at 100k rows).
+                    repo.refresh_statistics(conn, "clients")
                 mapped = repo.apply_mrn_updates(conn, batch_id, target.provider_id)
                 invite = feed is None or repo.auto_invites(conn, target.provider_id)
                 queued = repo.queue_invitations(conn, batch_id, target) if invite else 0
