@@ -52,6 +52,8 @@ COPY_COLUMNS = (
     "control_id_reused",
     "received_at",
 )
+# The most messages store_group takes (below SQLAlchemy's 1,000 rows per INSERT statement).
+MAX_GROUP = 1_000
 # SQLite takes at most 32,766 bound parameters a statement; PostgreSQL gets one array.
 ID_CHUNK = 10_000
 
@@ -148,6 +150,26 @@ def store_messages(conn: Connection, messages: Sequence[Incoming], source: str) 
         )
         for message_id, duplicate, row in decided
     ]
+
+
+def store_group(conn: Connection, messages: Sequence[Incoming], source: str) -> list[Saved]:
+    """Store a group of messages durably before returning (an MLLP listener's group commit).
+
+    On PostgreSQL the group's new rows are written by ONE statement (a multi-row INSERT, or a
+    COPY from COPY_FROM rows on), atomic and durable by itself in autocommit: a group costs
+    two round trips (look up redeliveries, write) instead of four (BEGIN, look up, write,
+    COMMIT). Elsewhere (SQLite: no round trips) it is one transaction.
+    """
+    if conn.dialect.name != "postgresql":
+        with conn.begin():
+            return store_messages(conn, messages, source)
+    if len(messages) > MAX_GROUP:  # more would be several INSERT statements: not atomic
+        raise ValueError(f"a group holds at most {MAX_GROUP} messages")
+    conn.execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        return store_messages(conn, messages, source)
+    finally:
+        conn.rollback()  # ends SQLAlchemy's own bookkeeping; nothing is left to roll back
 
 
 def _insert(conn: Connection, rows: list[dict[str, object]]) -> list[int]:
