@@ -10,6 +10,7 @@ messages in one transaction and only then builds their ACKs.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import re
@@ -20,7 +21,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Connection, Engine
 
-from openslots.connectors.database.hl7_store import Incoming, store_messages
+from openslots.connectors.database.hl7_store import Incoming, Saved, store_group, store_messages
 from openslots.connectors.hl7.ack import ack
 from openslots.connectors.hl7.errors import Hl7ContentError, Hl7Error, Hl7ParseError, Hl7Warning
 from openslots.connectors.hl7.mllp import Reply
@@ -359,10 +360,18 @@ def receive(
 ) -> list[Stored]:
     """Parse, check and store a batch of raw messages in one transaction (the caller commits)."""
     judged = judge(raws, authority, region)
-    incoming = []
+    return outcomes(judged, store_messages(conn, incoming(raws, judged), source))
+
+
+Judged = tuple[Message | None, Hl7Error | None, list[Hl7Error]]
+
+
+def incoming(raws: Sequence[bytes], judged: Sequence[Judged]) -> list[Incoming]:
+    """What the store is given for each judged message: its identity, hash and verdict."""
+    found = []
     for raw, (message, error, _warnings) in zip(raws, judged, strict=True):
         header = message.header if message is not None else None
-        incoming.append(
+        found.append(
             Incoming(
                 raw=raw,
                 identity=(
@@ -375,7 +384,10 @@ def receive(
                 error=str(error) if error is not None else None,
             )
         )
-    saved = store_messages(conn, incoming, source)
+    return found
+
+
+def outcomes(judged: Sequence[Judged], saved: Sequence[Saved]) -> list[Stored]:
     return [
         Stored(
             s.message_id,
@@ -406,10 +418,12 @@ class StoreThenAck:
         region: str = "US",
     ):
         self.engine, self.authority, self.source, self.region = engine, authority, source, region
+        self._conn: Connection | None = None  # the writer's own connection, kept between groups
 
     def handle(self, raws: list[bytes]) -> list[Reply]:
-        with self.engine.begin() as conn:
-            stored = receive(conn, raws, self.source, self.authority, self.region)
+        # Every decision first, off the database: the connection is busy only while storing.
+        judged = judge(raws, self.authority, self.region)
+        stored = outcomes(judged, self._store(incoming(raws, judged)))
         # Only after the commit: an AA promises the message is stored.
         return [
             Reply(
@@ -419,6 +433,26 @@ class StoreThenAck:
             )
             for s in stored
         ]
+
+    def _store(self, messages: list[Incoming]) -> list[Saved]:
+        """Store a group durably. One writer calls this, one group at a time, so it keeps its
+        connection between groups (no checkout and pre-ping per group); a connection that
+        failed is dropped and the next group opens a new one."""
+        if self._conn is None:
+            self._conn = self.engine.connect()
+        try:
+            return store_group(self._conn, messages, self.source)
+        except BaseException:
+            conn, self._conn = self._conn, None
+            with contextlib.suppress(Exception):
+                conn.invalidate()  # whatever state it is in, it is not used again
+            raise
+
+    def close(self) -> None:
+        """Give the writer's connection back to the pool (when the listener stops)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
 
     def refuse(self, raw: bytes) -> Reply:
         error = StorageUnavailable("the message was not stored; send it again")

@@ -278,3 +278,104 @@ def test_control_characters_in_a_frame_are_never_echoed_into_the_ack(
             reply += sock.recv(65536)
     body = reply[1:-2]
     assert reply[:1] == START and not any(c < 0x20 and c != 0x0D for c in body), reply
+
+
+class GatedStoreThenAck(StoreThenAck):
+    """The real handler, with every group recorded and the first one held at a gate (so that
+    the other connections' messages queue behind it and are stored as one group)."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self.groups: list[list[bytes]] = []
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+
+    def handle(self, raws: list[bytes]) -> list[Reply]:
+        self.entered.set()
+        assert self.gate.wait(30)
+        self.groups.append(list(raws))
+        return super().handle(raws)
+
+
+def control_ids(db: Engine) -> set[str]:
+    with db.connect() as conn:
+        return set(conn.execute(select(Hl7Message.control_id)).scalars())
+
+
+def test_group_commit_stores_many_connections_at_once_and_acks_after_the_commit(
+    db: Engine,
+) -> None:
+    handler = GatedStoreThenAck(db)
+    server = MllpListener(handler, "127.0.0.1", 0)
+    senders = 8
+    with serving(server), contextlib.ExitStack() as stack:
+        socks = [
+            stack.enter_context(socket.create_connection(("127.0.0.1", server.port), timeout=30))
+            for _ in range(senders)
+        ]
+
+        def message(n: int, i: int) -> str:
+            return m.EPIC_A04.replace("EPC0001", f"G{n}-{i}").replace("E1001", f"G{n}x{i}")
+
+        socks[0].sendall(frame(message(0, 0)))
+        assert handler.entered.wait(10)
+        for n, sock in enumerate(socks[1:], 1):
+            sock.sendall(frame(message(n, 0)))
+        _until(lambda: server.stats.received == senders, "queueing a message per connection")
+        handler.gate.set()
+
+        def sender(n: int) -> list[str]:
+            """Read each ACK, check its message is committed (another connection sees it),
+            then send the next."""
+            sock, acks = socks[n], []
+            for i in range(10):
+                ack = read_ack(sock)
+                acks.append(ack_code(ack))
+                assert f"G{n}-{i}" in control_ids(db), "an ACK came before its commit"
+                if i < 9:
+                    sock.sendall(frame(message(n, i + 1)))
+            return acks
+
+        with ThreadPoolExecutor(senders) as pool:
+            results = list(pool.map(sender, range(senders)))
+    assert all(codes == ["AA"] * 10 for codes in results)
+    assert control_ids(db) == {f"G{n}-{i}" for n in range(senders) for i in range(10)}
+    assert len(handler.groups[1]) == senders - 1  # stored together: one group commit
+    assert sum(map(len, handler.groups)) == senders * 10
+
+
+def test_idle_connections_never_hold_a_group() -> None:
+    """A group waits for the other open connections' next messages only briefly: one sender
+    beside idle connections is answered, message after message, in groups of one."""
+    handler = InMemoryHandler()
+    server = MllpListener(handler, "127.0.0.1", 0)
+    with serving(server), contextlib.ExitStack() as stack:
+        for _ in range(3):  # open, and silent
+            stack.enter_context(socket.create_connection(("127.0.0.1", server.port), timeout=30))
+        _until(lambda: server.stats.connections == 3, "three idle connections")
+        assert send(server.port, ["A", "B", "C"]) == ["MSA|AA|A", "MSA|AA|B", "MSA|AA|C"]
+    assert handler.groups == [[b"A"], [b"B"], [b"C"]]
+
+
+def test_a_failed_store_is_refused_not_acknowledged_and_the_writer_recovers(db: Engine) -> None:
+    """The writer's database connection dies between two groups (PostgreSQL terminates it):
+    the next group is answered AR (send again) and not stored; the writer opens a new
+    connection, and the message sent again is stored once and acknowledged AA."""
+    if db.dialect.name != "postgresql":
+        pytest.skip("a connection to terminate: PostgreSQL (SQLite has none)")
+    handler = StoreThenAck(db)
+    server = MllpListener(handler, "127.0.0.1", 0)
+    first = m.EPIC_A04
+    second = m.EPIC_A04.replace("EPC0001", "EPC0002").replace("E1001", "E1002")
+    with serving(server):
+        assert [ack_code(a) for a in send(server.port, [first])] == ["AA"]
+        assert handler._conn is not None
+        pid = handler._conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        with db.connect() as conn:
+            conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+        refused = send(server.port, [second])
+        assert ack_code(refused[0]) == "AR"
+        assert control_ids(db) == {"EPC0001"}
+        assert [ack_code(a) for a in send(server.port, [second])] == ["AA"]
+    assert control_ids(db) == {"EPC0001", "EPC0002"} and stored(db) == 2
+    assert server.stats.acked == {"AA": 2, "AE": 0, "AR": 1}

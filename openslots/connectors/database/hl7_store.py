@@ -9,16 +9,53 @@ tasks/; this module only stores what it is given.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Connection,
+    and_,
+    any_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import InstrumentedAttribute
 
 from openslots.connectors.database._dialect import skip_locked
 from openslots.connectors.database.models import Hl7Message, Hl7MessageStatus
 from openslots.domain import clock
 
 Identity = tuple[str, str, str]  # (sending application, sending facility, control id)
+# From this many new messages on, PostgreSQL gets them by COPY (ids reserved first); fewer (an
+# MLLP group) go in one INSERT ... RETURNING, which is one round trip instead of two.
+COPY_FROM = 64
+# Columns COPY writes, in order; the rest keep their defaults (NULL).
+COPY_COLUMNS = (
+    "id",
+    "sending_application",
+    "sending_facility",
+    "control_id",
+    "message_type",
+    "content_hash",
+    "raw",
+    "source",
+    "status",
+    "error",
+    "control_id_reused",
+    "received_at",
+)
+# The most messages store_group takes (below SQLAlchemy's 1,000 rows per INSERT statement).
+MAX_GROUP = 1_000
+# SQLite takes at most 32,766 bound parameters a statement; PostgreSQL gets one array.
+ID_CHUNK = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +89,7 @@ def store_messages(conn: Connection, messages: Sequence[Incoming], source: str) 
     identities = [_fit(m.identity) for m in messages]
     control_ids = sorted({identity[2] for identity in identities if identity[2]})
     known: dict[Identity, dict[str, int]] = {}
-    for start in range(0, len(control_ids), 1000):
+    for among in _among(conn, Hl7Message.control_id, control_ids, 1000):
         rows = conn.execute(
             select(
                 Hl7Message.sending_application,
@@ -60,7 +97,7 @@ def store_messages(conn: Connection, messages: Sequence[Incoming], source: str) 
                 Hl7Message.control_id,
                 Hl7Message.content_hash,
                 Hl7Message.id,
-            ).where(Hl7Message.control_id.in_(control_ids[start : start + 1000]))
+            ).where(among)
         )
         for app, facility, control, digest, message_id in rows:
             known.setdefault((app, facility, control), {})[digest] = message_id
@@ -104,13 +141,7 @@ def store_messages(conn: Connection, messages: Sequence[Incoming], source: str) 
             pending[key] = len(new_rows) - 1
             pending_identities.add(identity)
         decided.append((None, False, len(new_rows) - 1))
-    ids: list[int] = []
-    if new_rows:
-        ids = list(
-            conn.execute(
-                insert(Hl7Message).returning(Hl7Message.id, sort_by_parameter_order=True), new_rows
-            ).scalars()
-        )
+    ids = _insert(conn, new_rows)
     return [
         Saved(
             message_id if message_id is not None else ids[row],
@@ -119,6 +150,71 @@ def store_messages(conn: Connection, messages: Sequence[Incoming], source: str) 
         )
         for message_id, duplicate, row in decided
     ]
+
+
+def store_group(conn: Connection, messages: Sequence[Incoming], source: str) -> list[Saved]:
+    """Store a group of messages durably before returning (an MLLP listener's group commit).
+
+    On PostgreSQL the group's new rows are written by ONE statement (a multi-row INSERT, or a
+    COPY from COPY_FROM rows on), atomic and durable by itself in autocommit: a group costs
+    two round trips (look up redeliveries, write) instead of four (BEGIN, look up, write,
+    COMMIT). Elsewhere (SQLite: no round trips) it is one transaction.
+    """
+    if conn.dialect.name != "postgresql":
+        with conn.begin():
+            return store_messages(conn, messages, source)
+    if len(messages) > MAX_GROUP:  # more would be several INSERT statements: not atomic
+        raise ValueError(f"a group holds at most {MAX_GROUP} messages")
+    conn.execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        return store_messages(conn, messages, source)
+    finally:
+        conn.rollback()  # ends SQLAlchemy's own bookkeeping; nothing is left to roll back
+
+
+def _insert(conn: Connection, rows: list[dict[str, object]]) -> list[int]:
+    """Insert rows; their ids, in the rows' order (ascending: ingest applies by id)."""
+    if not rows:
+        return []
+    if conn.dialect.name != "postgresql" or len(rows) < COPY_FROM:
+        return list(
+            conn.execute(
+                insert(Hl7Message).returning(Hl7Message.id, sort_by_parameter_order=True), rows
+            ).scalars()
+        )
+    # COPY returns no ids: take them from the column's sequence first (what the INSERT's
+    # default would have done), then write every row, ids included, in one COPY.
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence('hl7_messages', 'id')) "
+            "FROM generate_series(1, %s)",
+            (len(rows),),
+        )
+        ids = sorted(int(i) for (i,) in cursor.fetchall())
+        with cursor.copy(f"COPY hl7_messages ({', '.join(COPY_COLUMNS)}) FROM STDIN") as copy:
+            for message_id, row in zip(ids, rows, strict=True):
+                copy.write_row((message_id, *(row[c] for c in COPY_COLUMNS[1:])))
+    return ids
+
+
+def _among(
+    conn: Connection,
+    column: InstrumentedAttribute[Any],
+    values: Sequence[Any],
+    chunk: int = ID_CHUNK,
+) -> Iterator[ColumnElement[bool]]:
+    """`column IN values` as few conditions: one array parameter on PostgreSQL (`= ANY`), so
+    the statement is the same whatever the count; chunks of bound parameters on SQLite."""
+    if not values:
+        return
+    if conn.dialect.name == "postgresql":
+        item = BigInteger() if isinstance(values[0], int) else column.type
+        yield column == any_(bindparam(None, list(values), type_=ARRAY(item)))
+        return
+    for start in range(0, len(values), chunk):
+        yield column.in_(values[start : start + chunk])
 
 
 def claim_stored(
@@ -131,21 +227,21 @@ def claim_stored(
         Hl7Message.status == Hl7MessageStatus.APPLYING,
         or_(Hl7Message.lease_expires_at.is_(None), Hl7Message.lease_expires_at < now),
     )
-    query = (
-        select(Hl7Message.id, Hl7Message.raw)
+    claimable = (
+        select(Hl7Message.id)
         .where(or_(Hl7Message.status == Hl7MessageStatus.STORED, expired))
         .order_by(Hl7Message.id)
         .limit(limit)
     )
-    claimed = [(int(i), bytes(r)) for i, r in conn.execute(skip_locked(conn, query))]
-    ids = [i for i, _ in claimed]
-    for start in range(0, len(ids), 10_000):
-        conn.execute(
-            update(Hl7Message)
-            .where(Hl7Message.id.in_(ids[start : start + 10_000]))
-            .values(status=Hl7MessageStatus.APPLYING, error=None, lease_expires_at=now + lease)
-        )
-    return claimed
+    # One statement claims and marks: the rows it picks (locked, others' locked rows skipped
+    # on PostgreSQL) are the rows it updates and returns.
+    claim = (
+        update(Hl7Message)
+        .where(Hl7Message.id.in_(skip_locked(conn, claimable)))
+        .values(status=Hl7MessageStatus.APPLYING, error=None, lease_expires_at=now + lease)
+        .returning(Hl7Message.id, Hl7Message.raw)
+    )
+    return sorted((int(i), bytes(r)) for i, r in conn.execute(claim))
 
 
 def mark(conn: Connection, outcomes: Sequence[tuple[int, Hl7MessageStatus, str | None]]) -> None:
@@ -157,10 +253,10 @@ def mark(conn: Connection, outcomes: Sequence[tuple[int, Hl7MessageStatus, str |
         if error is None:
             plain.setdefault(status, []).append(message_id)
     for status, ids in plain.items():
-        for start in range(0, len(ids), 10_000):
+        for among in _among(conn, Hl7Message.id, ids):
             conn.execute(
                 update(Hl7Message)
-                .where(Hl7Message.id.in_(ids[start : start + 10_000]))
+                .where(among)
                 .values(status=status, error=None, processed_at=now, lease_expires_at=None)
             )
     failed = [{"mid": i, "st": s, "err": e, "at": now} for i, s, e in outcomes if e is not None]
