@@ -10,6 +10,7 @@ import statistics
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -217,11 +218,20 @@ def run_scenario(scenario: Scenario) -> dict[str, Any]:
     if scenario.needs_postgres and ctx.postgres is None:
         log(f"{scenario.name}: SKIPPED, PostgreSQL is not reachable ({ctx.postgres_down})")
         return row | _empty(scenario, f"PostgreSQL not reachable: {ctx.postgres_down}")
+    try:
+        return row | _run(scenario)
+    except Exception as exc:  # one broken scenario must not lose the others' figures
+        log(f"{scenario.name}: FAILED\n{traceback.format_exc()}")
+        return row | _empty(scenario, f"{type(exc).__name__}: {exc}", key="error")
+
+
+def _run(scenario: Scenario) -> dict[str, Any]:
+    ctx = scenario.ctx
     if scenario.uses_prefect:
         ctx.warm_prefect()
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
-    log(f"{scenario.name} ({row['size']}): setup")
+    log(f"{scenario.name} ({scenario.size_label()}): setup")
     scenario.setup()
     times: list[float] = []
     baselines: list[float] = []
@@ -235,28 +245,24 @@ def run_scenario(scenario: Scenario) -> dict[str, Any]:
     scenario.finish()
     median_s, baseline_s = statistics.median(times), statistics.median(baselines)
     ratio = median_s / baseline_s if baseline_s > 0 else float("inf")
-    return (
-        row
-        | {
-            "median_s": round(median_s, 4),
-            "min_s": round(min(times), 4),
-            "max_s": round(max(times), 4),
-            "baseline": scenario.baseline_name,
-            "baseline_median_s": round(baseline_s, 4),
-            "ratio": round(ratio, 3),
-            "target": scenario.target,
-            "met": scenario.met(median_s, baseline_s),
-            "rounds": len(times),
-            "times_s": [round(t, 4) for t in times],
-            "baseline_times_s": [round(t, 4) for t in baselines],
-            "load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-            "wall_s": round(time.perf_counter() - started, 1),
-        }
-        | scenario.extra
-    )
+    return {
+        "median_s": round(median_s, 4),
+        "min_s": round(min(times), 4),
+        "max_s": round(max(times), 4),
+        "baseline": scenario.baseline_name,
+        "baseline_median_s": round(baseline_s, 4),
+        "ratio": round(ratio, 3),
+        "target": scenario.target,
+        "met": scenario.met(median_s, baseline_s),
+        "rounds": len(times),
+        "times_s": [round(t, 4) for t in times],
+        "baseline_times_s": [round(t, 4) for t in baselines],
+        "load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "wall_s": round(time.perf_counter() - started, 1),
+    } | scenario.extra
 
 
-def _empty(scenario: Scenario, reason: str) -> dict[str, Any]:
+def _empty(scenario: Scenario, reason: str, key: str = "skipped") -> dict[str, Any]:
     return {
         "median_s": None,
         "min_s": None,
@@ -266,7 +272,7 @@ def _empty(scenario: Scenario, reason: str) -> dict[str, Any]:
         "ratio": None,
         "target": scenario.target,
         "met": None,
-        "skipped": reason,
+        key: reason,
     }
 
 
@@ -325,6 +331,8 @@ def _seconds(value: float | None) -> str:
 
 
 def _mark(met: bool | None, row: dict[str, Any]) -> str:
+    if row.get("error"):
+        return "ERROR"
     if row.get("skipped"):
         return "SKIPPED"
     return {True: "MET", False: "MISSED", None: "-"}[met]
@@ -352,9 +360,24 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def details(rows: list[dict[str, Any]]) -> str:
     """The extra figures of each scenario (rates, RSS, rows written, latencies), one line each."""
-    shown = ("rows", "messages", "msg_per_s", "baseline_msg_per_s", "rss_mb", "rss_mb_small",
-             "rows_written", "changed_rows", "p50_ack_ms", "p99_ack_ms", "group_commits",
-             "no_latency_msg_per_s", "overhead_pct", "baseline_messages", "skipped")  # fmt: skip
+    shown = (
+        "rows",
+        "messages",
+        "msg_per_s",
+        "baseline_msg_per_s",
+        "rss_mb",
+        "rss_mb_small",
+        "rows_written",
+        "changed_rows",
+        "p50_ack_ms",
+        "p99_ack_ms",
+        "group_commits",
+        "no_latency_msg_per_s",
+        "overhead_pct",
+        "baseline_messages",
+        "skipped",
+        "error",
+    )
     lines = []
     for row in rows:
         parts = [f"{k}={row[k]}" for k in shown if row.get(k) is not None]
