@@ -1,37 +1,129 @@
-"""The benchmarks' own PostgreSQL databases: created if missing, a fresh migrated schema per
-round, and never the test suite's `test` (benchmarks only)."""
+"""The suite's own PostgreSQL database: created if missing (and then dropped at the end), a
+fresh migrated schema per round, rows written counted by xmin, never a test database."""
 
 from __future__ import annotations
 
-PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
+import os
+from typing import Any
+
+DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/bench_openslots"
+URL_VARIABLE = "OPENSLOTS_BENCH_POSTGRES_URL"
+APP_NAME = "openslots-bench"
+# Every round drops the schema `public`: never one of these.
+REFUSED = {"postgres", "template0", "template1", "test", "test_lead"}
+# The tables that hold patients, their connections and what is sent to them: a re-sync that
+# changes nothing must write none of their rows (import batches, staging, findings and the
+# audit log are bookkeeping of the run itself).
+DATA_TABLES = ("providers", "locations", "clients", "connections", "invitations", "outbox")
 
 
-def conninfo(dbname: str, app_name: str) -> str:
-    if dbname == "test":  # the test suite's database: never
-        raise SystemExit("refusing to use the database 'test'")
-    return (
-        f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname={dbname} application_name={app_name}"
-    )
+class BenchPostgres:
+    """One PostgreSQL database for the whole run, named by a SQLAlchemy URL."""
 
+    def __init__(self, url: str | None = None):
+        from sqlalchemy.engine import make_url
 
-def ensure_database(dbname: str, app_name: str) -> None:
-    import psycopg
+        self.url = make_url(url or os.environ.get(URL_VARIABLE) or DEFAULT_URL)
+        name = self.url.database or ""
+        if name in REFUSED:
+            raise SystemExit(f"refusing to run benchmarks in the database {name!r}")
+        self.name = name
+        self.created = False
 
-    with psycopg.connect(conninfo("postgres", app_name), autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{dbname}"')
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The URL openslots is given (its sessions carry the suite's application name)."""
+        url = self.url.update_query_dict({"application_name": APP_NAME})
+        return url.render_as_string(hide_password=False)
 
+    def conninfo(self, database: str | None = None) -> str:
+        """A libpq URL for psycopg, to this database or another of the same server."""
+        url = self.url.set(drivername="postgresql", database=database or self.name)
+        url = url.update_query_dict({"application_name": APP_NAME})
+        return url.render_as_string(hide_password=False)
 
-def fresh_schema(dbname: str, app_name: str) -> None:
-    """Drop and recreate `public`, then migrate it to this code's revision (the settings'
-    OPENSLOTS_DATABASE_URL must name the same database)."""
-    import psycopg
+    def reachable(self) -> str | None:
+        """None when the server answers, else why not (one line)."""
+        import psycopg
 
-    from openslots.connectors.database import upgrade_database
-    from openslots.connectors.database.engine import dispose_engines
+        try:
+            with psycopg.connect(self.conninfo("postgres"), connect_timeout=5) as conn:
+                conn.execute("SELECT 1")
+        except Exception as exc:
+            return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
+        return None
 
-    dispose_engines()
-    with psycopg.connect(conninfo(dbname, app_name), autocommit=True) as conn:
-        conn.execute("DROP SCHEMA IF EXISTS public CASCADE")
-        conn.execute("CREATE SCHEMA public")
-    upgrade_database()
+    def ensure(self) -> None:
+        """Create the database when missing (it is then dropped by `drop_if_created`)."""
+        import psycopg
+
+        with psycopg.connect(self.conninfo("postgres"), autocommit=True) as conn:
+            found = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (self.name,)
+            ).fetchone()
+            if not found:
+                conn.execute(f'CREATE DATABASE "{self.name}"')
+                self.created = True
+
+    def drop_if_created(self) -> None:
+        import psycopg
+
+        from openslots.connectors.database.engine import dispose_engines
+
+        if not self.created:
+            return
+        dispose_engines()
+        with psycopg.connect(self.conninfo("postgres"), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+    def execute(self, statement: str, params: Any = None) -> list[tuple[Any, ...]]:
+        import psycopg
+
+        with psycopg.connect(self.conninfo(), autocommit=True) as conn:
+            cursor = conn.execute(statement, params)
+            return cursor.fetchall() if cursor.description else []
+
+    def empty_schema(self) -> None:
+        """Drop and recreate `public` (pooled connections to it are closed first)."""
+        from openslots.connectors.database.engine import dispose_engines
+
+        dispose_engines()
+        self.execute("DROP SCHEMA IF EXISTS public CASCADE")
+        self.execute("CREATE SCHEMA public")
+
+    def fresh_schema(self) -> None:
+        """An empty schema migrated to this code's revision (OPENSLOTS_DATABASE_URL must name
+        this database: the suite sets it before each scenario)."""
+        from openslots.connectors.database import upgrade_database
+
+        self.empty_schema()
+        upgrade_database()
+
+    def server_version(self) -> str:
+        return str(self.execute("SHOW server_version")[0][0])
+
+    def xid(self) -> int:
+        """The next transaction's id (32-bit, as xmin holds it): rows written after this call
+        have an xmin at or above it."""
+        return int(self.execute("SELECT txid_current() % 4294967296")[0][0]) + 1
+
+    def rows_written_since(self, xid: int) -> dict[str, int]:
+        """Rows of the data tables inserted or updated (still present) since `xid`."""
+        counts = {}
+        for table in DATA_TABLES:
+            rows = self.execute(
+                f"SELECT count(*) FROM {table} WHERE xmin::text::bigint >= %s",
+                (xid,),
+            )
+            counts[table] = int(rows[0][0])
+        return counts
+
+    def sessions_of_others(self) -> list[str]:
+        """Application names of sessions on this database that are not the suite's."""
+        rows = self.execute(
+            "SELECT DISTINCT coalesce(nullif(application_name, ''), '?') FROM pg_stat_activity "
+            "WHERE datname = %s AND application_name IS DISTINCT FROM %s "
+            "AND pid <> pg_backend_pid()",
+            (self.name, APP_NAME),
+        )
+        return sorted(name for (name,) in rows)

@@ -1,65 +1,31 @@
-"""Benchmark: opening a slot for 10,000 eligible connections among 50,000, against one plain
-INSERT ... SELECT of 10,000 rows, on PostgreSQL.
+"""Open-slot scenario (issue 10): opening a slot for 10,000 eligible connections among 50,000,
+against one plain INSERT ... SELECT of the same 10,000 ids, on PostgreSQL.
 
-Run (PostgreSQL on 127.0.0.1:5432, user postgres, trust auth):
+* setup: synthetic connections of one provider written with Core executemany: `eligible` of
+  them Approved at the slot's location, half of those with a mobile phone; the others Pending,
+  Paused or Declined there, or Approved at another location (not eligible);
+* measured, called directly (no CLI, no flow run): what opening a slot runs, in one
+  transaction: `slots.offer_slot` (windows, the contact cap, then one INSERT ... SELECT of the
+  offers) and `offers.materialise_group` (one INSERT ... SELECT per channel), for a fresh
+  Blast slot per round. The contact cap is on but out of reach (1,000 a week), so every round
+  offers the same connections; quiet hours are off;
+* baseline, same run, same connection pool: one `INSERT INTO bench_copy SELECT ...` of the
+  same eligible ids (a plain filter on status and location) into an unindexed table.
 
-    .venv/bin/python benchmarks/open_slot.py              # 50,000 connections, 10,000 eligible
-    .venv/bin/python benchmarks/open_slot.py --rounds 5 --json out.json
-
-What it measures (issue 10, "Speed"):
-
-* setup: `--connections` synthetic connections of one provider, written with Core executemany:
-  `--eligible` Approved at the slot's location, half of them with a mobile phone; the others
-  Pending, Paused or Declined there, or Approved at another location (not eligible);
-* measured, called directly (no CLI, no flow run): the set-based step that turns eligibility
-  into offers and their outbox messages, i.e. `offers.create_offers` (one INSERT ... SELECT
-  from the eligibility query) and `offers.materialise_group` (one INSERT ... SELECT per
-  channel) in one transaction, for a fresh Blast slot per round;
-* baseline, same run, same connection: one `INSERT INTO bench_copy SELECT ...` of the same
-  10,000 eligible ids (a plain filter on status and location) into an unindexed table;
-* the ratio (median of `--rounds`); target <= 3x;
-* `openslots slots open ... --json` end to end from a fresh process (its offers and messages
-  queued before it returns), beside a fresh process that runs one trivial Prefect flow (the
-  temporary server included): target <= 1 s more than that. Quiet hours are off for both so
-  the offers go out whatever the time of day.
-
-A miss is reported (MISSED), not an error: the script exits 0 when it ran. Everything runs in
-the database `openslots_bench_open_slot` (created if missing, `public` dropped and recreated);
-the database `test` is never touched.
+Target: <= 3x.
 """
 
 from __future__ import annotations
 
-import argparse
-import atexit
 import datetime as dt
-import json
 import os
-import platform
-import shutil
-import statistics
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-import _postgres
-from _postgres import PG_HOST, PG_PORT, PG_USER
+from benchmarks._suite import LOCATION, PROVIDER, Context, Scenario, Timer, log
 
-ROOT = Path(__file__).resolve().parent.parent
-
-BENCH_DB = "openslots_bench_open_slot"
-APP_NAME = "openslots-bench-open-slot"
-PROVIDER, LOCATION, OTHER_LOCATION = "Bench Provider", "Bench Location", "Elsewhere"
+OTHER_LOCATION = "Elsewhere"
 TARGET_RATIO = 3.0
-TARGET_CLI_EXTRA_S = 1.0
-TRIVIAL_FLOW = "from prefect import flow\nflow(lambda: None)()\n"
-
-
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def populate(total: int, eligible: int) -> tuple[int, int]:
@@ -175,98 +141,59 @@ def offer_round(provider_id: int, location_id: int, index: int) -> dict[str, Any
     }
 
 
-def timed_process(command: list[str]) -> tuple[float, str]:
-    start = time.perf_counter()
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        _log(f"{command[:4]} exited {done.returncode}: {done.stderr[-500:]}")
-    return seconds, done.stdout
+class OpenSlotFanout(Scenario):
+    name = "open_slot_fanout"
+    baseline_name = "INSERT ... SELECT of the eligible ids"
+    target = f"<= {TARGET_RATIO:g}x"
 
+    def __init__(self, ctx: Context):
+        super().__init__(ctx)
+        self._pending: dict[str, Any] = {}
 
-def cli_round(index: int) -> dict[str, Any]:
-    """`openslots slots open` in a fresh process, beside a fresh process's trivial flow run."""
-    start = (dt.datetime.now(dt.UTC) + dt.timedelta(days=2, minutes=index)).isoformat()
-    cli_s, out = timed_process(
-        [sys.executable, "-m", "openslots.cli", "slots", "open", "--provider", PROVIDER,
-         "--location", LOCATION, "--start", start, "--minutes", "30", "--json"]
-    )  # fmt: skip
-    flow_s, _ = timed_process([sys.executable, "-c", TRIVIAL_FLOW])
-    opened = json.loads(out) if out.strip() else {}
-    return {
-        "slots_open_s": round(cli_s, 2),
-        "trivial_flow_s": round(flow_s, 2),
-        "alerts_queued": opened.get("alerts_queued"),
-    }
+    def size_label(self) -> str:
+        size = self.ctx.size
+        return f"{size.open_slot_eligible:,} of {size.open_slot_connections:,} connections"
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--connections", type=int, default=50_000)
-    parser.add_argument("--eligible", type=int, default=10_000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--cli-rounds", type=int, default=2, help="at least 1")
-    parser.add_argument("--json", type=Path, default=None, help="also write the report here")
-    args = parser.parse_args(argv)
-
-    home = Path(tempfile.mkdtemp(prefix="openslots-bench-open-slot-"))
-    atexit.register(shutil.rmtree, home, ignore_errors=True)
-    os.environ.update(
-        {
-            "OPENSLOTS_DATABASE_URL": f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/"
-            f"{BENCH_DB}?application_name={APP_NAME}",
-            "OPENSLOTS_HOME": str(home),
-            "OPENSLOTS_SECRET_KEY": "bench-secret-key-not-for-production",
-            "OPENSLOTS_ALERT_QUIET_HOURS": "off",
-            # The rounds offer the same connections again and again: keep the contact cap on
-            # but out of reach, or the later rounds and the CLI run would offer to no one.
-            "OPENSLOTS_ALERT_MAX_PER_WEEK": "1000",
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_HOME": str(home / "prefect"),
+    def setup(self) -> None:
+        self._saved = {
+            name: os.environ.get(name)
+            for name in ("OPENSLOTS_ALERT_QUIET_HOURS", "OPENSLOTS_ALERT_MAX_PER_WEEK")
         }
-    )
-    _postgres.ensure_database(BENCH_DB, APP_NAME)
-    _postgres.fresh_schema(BENCH_DB, APP_NAME)
-    start = time.perf_counter()
-    provider_id, location_id = populate(args.connections, args.eligible)
-    _log(f"{args.connections} connections written in {time.perf_counter() - start:.1f} s")
-    rounds = [offer_round(provider_id, location_id, i) for i in range(args.rounds)]
-    step = statistics.median(r["step_ms"] for r in rounds)
-    baseline = statistics.median(r["baseline_ms"] for r in rounds)
-    ratio = step / baseline if baseline else float("inf")
-    cli = [cli_round(i) for i in range(max(1, args.cli_rounds))]
-    cli_s = statistics.median(r["slots_open_s"] for r in cli)
-    flow_s = statistics.median(r["trivial_flow_s"] for r in cli)
-    report = {
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
-        "connections": args.connections,
-        "eligible": args.eligible,
-        "rounds": rounds,
-        "step_ms": step,
-        "baseline_ms": baseline,
-        "ratio": round(ratio, 2),
-        "cli": cli,
-        "slots_open_s": cli_s,
-        "trivial_flow_s": flow_s,
-        "cli_extra_s": round(cli_s - flow_s, 2),
-    }
-    print(json.dumps(report, indent=2))
-    if args.json is not None:
-        args.json.write_text(json.dumps(report, indent=2))
-    verdict = "met" if ratio <= TARGET_RATIO else "MISSED"
-    _log(
-        f"offers + messages for {rounds[0]['eligible']} eligible: {step:.1f} ms vs "
-        f"INSERT ... SELECT of {rounds[0]['baseline_rows']} rows {baseline:.1f} ms "
-        f"= {ratio:.2f}x (target <= {TARGET_RATIO}x: {verdict})"
-    )
-    extra = cli_s - flow_s
-    verdict = "met" if extra <= TARGET_CLI_EXTRA_S else "MISSED"
-    _log(
-        f"slots open from the CLI {cli_s:.2f} s vs a trivial flow run {flow_s:.2f} s: "
-        f"{extra:+.2f} s (target <= +{TARGET_CLI_EXTRA_S} s: {verdict})"
-    )
-    return 0
+        os.environ["OPENSLOTS_ALERT_QUIET_HOURS"] = "off"
+        os.environ["OPENSLOTS_ALERT_MAX_PER_WEEK"] = "1000"
+        postgres = self.ctx.use_postgres()
+        postgres.fresh_schema()
+        size = self.ctx.size
+        with Timer() as timer:
+            self.provider_id, self.location_id = populate(
+                size.open_slot_connections, size.open_slot_eligible
+            )
+        log(f"{size.open_slot_connections:,} connections written in {timer.seconds:.1f} s")
+
+    def baseline(self, index: int) -> float:
+        # offer_round times both, the step first; the baseline's figure is kept for its turn.
+        self._pending = offer_round(self.provider_id, self.location_id, index)
+        return float(self._pending["baseline_ms"]) / 1000
+
+    def measured(self, index: int) -> float:
+        result = self._pending
+        self.extra |= {
+            "offers": result["offers"],
+            "messages": result["messages"],
+            "eligible": result["eligible"],
+            "baseline_rows": result["baseline_rows"],
+        }
+        return float(result["step_ms"]) / 1000
+
+    def finish(self) -> None:
+        for name, value in self._saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+    def met(self, median_s: float, baseline_s: float) -> bool | None:
+        return median_s / baseline_s <= TARGET_RATIO
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+SCENARIOS: list[type[Scenario]] = [OpenSlotFanout]

@@ -1,0 +1,1 @@
+"""openslots' benchmark suite: `python -m benchmarks --help` (see benchmarks/README.md)."""
