@@ -18,10 +18,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine, create_engine, text
 
 from openslots.connectors.database import engine as engine_module
 from openslots.connectors.database.models import Base
+
+# No per-example deadline: the suite asserts behaviour, never speed, and a loaded 2-core
+# machine stretched one 5 ms example past Hypothesis's 200 ms default (a test that sets its
+# own deadline keeps it).
+hypothesis_settings.register_profile("openslots", deadline=None)
+hypothesis_settings.load_profile("openslots")
 
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 _PG_REQUIRED = "OPENSLOTS_TEST_POSTGRES_URL" in os.environ
