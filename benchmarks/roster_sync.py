@@ -131,12 +131,8 @@ def flow_import(path: Path) -> dict[str, object]:
 def task_functions_import(path: Path, publish: bool = False) -> dict[str, object]:
     """The flow's task functions called directly in the flow's order; `publish`: also its
     report artifact (a call to the Prefect API), as the flow does."""
-    from openslots.tasks.roster import (
-        apply_roster,
-        publish_import_report,
-        stage_roster,
-        start_import,
-    )
+    from openslots.tasks.publish import publish_roster_report
+    from openslots.tasks.roster import apply_roster, stage_roster, start_import
 
     begun = start_import.fn(str(path), PROVIDER, LOCATION, "sync", False, False)
     staged = stage_roster.fn(begun.batch_id, str(path))
@@ -144,7 +140,7 @@ def task_functions_import(path: Path, publish: bool = False) -> dict[str, object
     if publish:
         with warnings.catch_warnings():  # "artifact creation outside of a flow run"
             warnings.simplefilter("ignore", FutureWarning)
-            publish_import_report.fn(summary)
+            publish_roster_report.fn(summary.as_dict(), staged.rejected, PROVIDER, LOCATION)
     return summary.as_dict()
 
 
