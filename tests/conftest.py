@@ -107,8 +107,9 @@ def db(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path
 
 @pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
-    """One temporary Prefect API for the whole run (starting one costs seconds)."""
+    """One temporary Prefect API for the whole run (starting one costs seconds; on a 2-core
+    machine shared with other jobs it took over 60 s, which errored every test using it)."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=60):
+    with prefect_test_harness(server_startup_timeout=240):
         yield

@@ -128,6 +128,16 @@ def test_twilio_429_is_retried_after_retry_after_500_is_unknown_21610_opts_out(
 ) -> None:
     rows = [person(n) for n in (1, 2, 3, 4)]
     run_import(roster_file(tmp_path / "r.csv", rows))
+    # Invitation ids follow the database's join order, not the file's: find each by phone.
+    with db.connect() as conn:
+        by_phone = dict(
+            conn.execute(
+                select(Client.mobile_phone, Invitation.id).join(
+                    Invitation, Invitation.client_id == Client.id
+                )
+            ).all()
+        )
+    sms = {n: f"invite:{by_phone[f'+1415555000{n}']}:1:sms" for n in (1, 2, 3)}
     twilio.behave("+14155550001", "429")
     twilio.behave("+14155550002", "500")
     twilio.behave("+14155550003", "21610")
@@ -136,12 +146,12 @@ def test_twilio_429_is_retried_after_retry_after_500_is_unknown_21610_opts_out(
         assert first.by_channel == {"email": 4, "sms": 1}
         assert (first.failed, first.unknown, first.dead) == (1, 1, 1)
         rows_now = outbox_rows(db)
-        assert rows_now["invite:1:1:sms"][0] == "failed"
-        assert rows_now["invite:2:1:sms"][0] == "unknown"
-        assert rows_now["invite:3:1:sms"][0] == "dead"
+        assert rows_now[sms[1]][0] == "failed"
+        assert rows_now[sms[2]][0] == "unknown"
+        assert rows_now[sms[3]][0] == "dead"
         with db.connect() as conn:
             retry_at = conn.execute(
-                select(Outbox.next_attempt_at).where(Outbox.idempotency_key == "invite:1:1:sms")
+                select(Outbox.next_attempt_at).where(Outbox.idempotency_key == sms[1])
             ).scalar_one()
         assert retry_at.replace(tzinfo=dt.UTC) == NOON + dt.timedelta(seconds=7)  # Retry-After
         twilio.behave("+14155550001", "ok")
@@ -155,7 +165,9 @@ def test_twilio_429_is_retried_after_retry_after_500_is_unknown_21610_opts_out(
     }
     with db.connect() as conn:
         opted = conn.execute(select(OptOut.channel, OptOut.address)).all()
-        status = conn.execute(select(Invitation.status).where(Invitation.id == 3)).scalar_one()
+        status = conn.execute(
+            select(Invitation.status).where(Invitation.id == by_phone["+14155550003"])
+        ).scalar_one()
         actors = set(conn.execute(select(AuditEvent.actor)).scalars())
     assert [tuple(row) for row in opted] == [("sms", "+14155550003")]
     assert status == "Opted-Out" and "sms-provider" in actors
