@@ -175,6 +175,21 @@ class Scenario:
     def __init__(self, ctx: Context):
         self.ctx = ctx
         self.extra: dict[str, Any] = {}
+        self._saved_env: dict[str, str | None] = {}
+
+    def set_env(self, values: dict[str, str]) -> None:
+        """Set environment variables for this scenario; `restore_env` puts the old ones back."""
+        for name in values:
+            self._saved_env.setdefault(name, os.environ.get(name))
+        os.environ.update(values)
+
+    def restore_env(self) -> None:
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env.clear()
 
     def size_label(self) -> str:
         raise NotImplementedError

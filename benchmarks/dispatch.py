@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
 import sys
 from typing import Any
@@ -157,7 +156,7 @@ class DispatchSmtp(Scenario):
         return f"{self.ctx.size.dispatch_messages:,} emails"
 
     def setup(self) -> None:
-        self._env = {
+        env = {
             "OPENSLOTS_EMAIL_BACKEND": "smtp",
             "OPENSLOTS_SMTP_HOST": "127.0.0.1",
             "OPENSLOTS_SMTP_STARTTLS": "false",
@@ -166,10 +165,8 @@ class DispatchSmtp(Scenario):
             "OPENSLOTS_DISPATCH_CONNECTIONS": str(CONNECTIONS),
             "OPENSLOTS_SMS_QUIET_HOURS": "off",
         }
-        self._saved = {name: os.environ.get(name) for name in self._env}
         self.sink = RemoteSink()
-        os.environ.update(self._env | {"OPENSLOTS_SMTP_PORT": str(self.sink.port)})
-        self._saved.setdefault("OPENSLOTS_SMTP_PORT", None)
+        self.set_env(env | {"OPENSLOTS_SMTP_PORT": str(self.sink.port)})
         self.duplicates = 0
         self.sent: list[int] = []
         self.rendered: list[Any] = []
@@ -226,11 +223,7 @@ class DispatchSmtp(Scenario):
             self.extra["no_latency_msg_per_s"] = round(self.sent[-1] / seconds)
         finally:
             self.sink.close()
-            for name, value in self._saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
+            self.restore_env()
 
     def met(self, median_s: float, baseline_s: float) -> bool | None:
         count = self.ctx.size.dispatch_messages

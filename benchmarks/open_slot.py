@@ -18,7 +18,6 @@ Target: <= 3x.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import time
 from typing import Any
 
@@ -155,12 +154,7 @@ class OpenSlotFanout(Scenario):
         return f"{size.open_slot_eligible:,} of {size.open_slot_connections:,} connections"
 
     def setup(self) -> None:
-        self._saved = {
-            name: os.environ.get(name)
-            for name in ("OPENSLOTS_ALERT_QUIET_HOURS", "OPENSLOTS_ALERT_MAX_PER_WEEK")
-        }
-        os.environ["OPENSLOTS_ALERT_QUIET_HOURS"] = "off"
-        os.environ["OPENSLOTS_ALERT_MAX_PER_WEEK"] = "1000"
+        self.set_env({"OPENSLOTS_ALERT_QUIET_HOURS": "off", "OPENSLOTS_ALERT_MAX_PER_WEEK": "1000"})
         postgres = self.ctx.use_postgres()
         postgres.fresh_schema()
         size = self.ctx.size
@@ -186,11 +180,7 @@ class OpenSlotFanout(Scenario):
         return float(result["step_ms"]) / 1000
 
     def finish(self) -> None:
-        for name, value in self._saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        self.restore_env()
 
     def met(self, median_s: float, baseline_s: float) -> bool | None:
         return median_s / baseline_s <= TARGET_RATIO

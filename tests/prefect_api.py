@@ -1,11 +1,23 @@
-"""Calls to a real Prefect server's REST API from the end-to-end tests (serve, deploy)."""
+"""Helpers of the end-to-end tests that run a real Prefect server (serve, deploy, benchmarks):
+a child process's environment, and calls to the server's REST API."""
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
 import httpx
+
+
+def clean_environ() -> dict[str, str]:
+    """This process's environment without any PREFECT_* or OPENSLOTS_* setting: a child
+    started with it sees only what the test adds."""
+    return {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("PREFECT_", "OPENSLOTS_"))
+    }
 
 
 def api(method: str, url: str, **kwargs: Any) -> Any:

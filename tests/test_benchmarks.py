@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from tests.conftest import PG_URL
+from tests.prefect_api import clean_environ
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = {
@@ -66,11 +67,7 @@ def test_smoke_run_writes_every_scenario(tmp_path: Path) -> None:
             pytest.fail(f"PostgreSQL at OPENSLOTS_TEST_POSTGRES_URL unreachable: {reason}")
         pytest.skip(f"PostgreSQL not reachable ({reason})")
     out = tmp_path / "bench.json"
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("OPENSLOTS_", "PREFECT_"))
-    }
+    env = clean_environ()
     env |= {
         "OPENSLOTS_BENCH_POSTGRES_URL": bench_url(),
         "PREFECT_HOME": str(tmp_path / "prefect"),

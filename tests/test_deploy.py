@@ -11,7 +11,6 @@ runs made here run. Run alone with `pytest -m deploy`; CI runs it with the rest.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from openslots.serve import Child, descendants, start_child, wait_for_api
 from openslots.settings import Settings
 from tests.factories import person, roster_file
 from tests.prefect_api import api as _api
+from tests.prefect_api import clean_environ
 from tests.smtp_server import free_port
 
 pytestmark = pytest.mark.deploy
@@ -80,11 +80,7 @@ def _deployments(fleet: Fleet) -> dict[str, dict[str, Any]]:
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     root = tmp_path_factory.mktemp("fleet")
-    base = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("PREFECT_", "OPENSLOTS_"))
-    }
+    base = clean_environ()
     base["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
     port = free_port()
     server = start_child(

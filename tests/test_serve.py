@@ -28,6 +28,7 @@ from tests.factories import person, roster_file
 from tests.hl7_messages import CERNER_A08, EPIC_A04
 from tests.mllp_client import ack_code, send
 from tests.prefect_api import api as _api
+from tests.prefect_api import clean_environ
 from tests.smtp_server import free_port
 
 pytestmark = pytest.mark.serve
@@ -72,11 +73,7 @@ def _gone(pids: list[int], seconds: float) -> list[int]:
 @pytest.fixture
 def serving(tmp_path: Path) -> Iterator[Serving]:
     home = tmp_path / "home"
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("PREFECT_", "OPENSLOTS_"))
-    }
+    env = clean_environ()
     env |= {
         "OPENSLOTS_HOME": str(home),
         "PREFECT_HOME": str(tmp_path / "client-prefect-home"),
