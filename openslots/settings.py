@@ -207,6 +207,12 @@ class Settings(BaseSettings):
     )
     phone_region: str = Field(default="US", description="Region for numbers without a + prefix.")
     chunk_size: int = Field(default=100_000, ge=1, description="Roster rows validated per chunk.")
+    roster_skip_unchanged: bool = Field(
+        default=True,
+        description="Skip roster rows that are exactly as an earlier completed import of the "
+        "same provider and location applied them (the nightly re-sync reads only what "
+        "changed). false: read, validate and match every row of every file.",
+    )
     dispatch_batch_size: int = Field(default=500, ge=1)
     lease_seconds: int = Field(default=300, ge=1)
     priority_labels: list[str] = Field(

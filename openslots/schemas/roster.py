@@ -407,15 +407,21 @@ def normalise_chunk(raw: pd.DataFrame, region: str) -> tuple[pd.DataFrame, pd.Se
 
 
 def validate_chunk(
-    raw: pd.DataFrame, first_line: int, region: str, model: type[PatientRow] = RosterRow
+    raw: pd.DataFrame,
+    first_line: int,
+    region: str,
+    model: type[PatientRow] = RosterRow,
+    lines: pd.Series | None = None,
 ) -> ChunkResult:
-    """Validate one chunk whose first data row is spreadsheet line `first_line`.
+    """Validate one chunk whose first data row is spreadsheet line `first_line` (or whose rows
+    are the `lines` given, aligned on the chunk's index, when some rows were left out).
 
     Blank rows (every field empty, as Excel leaves at the end of a sheet) are skipped and do
     not count as rows.
     """
     raw = raw.fillna("")
-    lines = pd.Series(range(first_line, first_line + len(raw)), index=raw.index)
+    if lines is None:
+        lines = pd.Series(range(first_line, first_line + len(raw)), index=raw.index)
     if BLANK in raw:
         not_blank = ~raw[BLANK].astype(bool)
     else:

@@ -6,22 +6,26 @@ Each task touches patient data only through the database and returns ids and cou
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from openslots.connectors.csv_source import iter_chunks, sniff_layout
 from openslots.connectors.database import batches
+from openslots.connectors.database import fingerprints as fingerprint_repo
 from openslots.connectors.database import roster as repo
 from openslots.connectors.database.models import BatchStatus, ImportMode
 from openslots.connectors.database.providers import Feed
+from openslots.domain import clock, contact
+from openslots.domain.fingerprints import SettledRows, hashed_columns, row_hashes, salt
 from openslots.errors import OpenslotsError, RosterRejectedError
 from openslots.resources import resources
-from openslots.schemas.roster import validate_chunk
+from openslots.schemas.roster import ROSTER_COLUMNS, validate_chunk
 from openslots.tasks._safety import phi_safe, run_logger
 
 # In-process listeners for a progress bar (the CLI registers one); called with
@@ -39,6 +43,8 @@ class StageCounts:
     total_rows: int
     rejected: int
     warnings: int
+    unchanged: int = 0  # rows skipped: settled by an earlier import (domain/fingerprints.py)
+    fingerprinted: bool = False  # staged rows carry fingerprints: settle them when applied
 
 
 @dataclass(frozen=True)
@@ -82,39 +88,135 @@ def start_import(
 @task(name="stage-roster", cache_policy=NO_CACHE)
 @phi_safe("stage-roster")
 def stage_roster(batch_id: int, path: str) -> StageCounts:
-    """Stream the file in chunks: validate each (pandera, lazy), stage accepted rows, record
-    rejections and warnings. Memory is bounded by the chunk size, not the file size."""
+    """Stream the file in chunks: skip the rows an earlier import settled (unchanged since),
+    validate the others (pandera, lazy), stage accepted rows, record rejections and warnings.
+    Memory is bounded by the chunk size, not the file size."""
     settings = resources().settings
     try:
         layout = sniff_layout(Path(path))
         if layout.ignored:
             run_logger().info("ignoring %d unknown column(s)", len(layout.ignored))
+        columns = hashed_columns([*layout.columns.values(), EXTRA_FLAG], ROSTER_COLUMNS)
+        settled = _settled_rows(batch_id, columns, settings.phone_region)
         chunks = iter_chunks(Path(path), layout, settings.chunk_size)
-        return stage_chunks(batch_id, chunks)
+        counts = stage_chunks(batch_id, chunks, settled)
+        reopened = _reopened(batch_id, settled)
+        while reopened:
+            # Skipped rows another row of the file needs beside it (a duplicate, a shared
+            # Client ID or email + date of birth): read again and staged like the rest.
+            again = iter_chunks(Path(path), layout, settings.chunk_size)
+            more = stage_chunks(batch_id, _only(again, reopened), settled.hashing_only())
+            counts = StageCounts(
+                counts.total_rows,
+                counts.rejected + more.rejected,
+                counts.warnings + more.warnings,
+                counts.unchanged - len(reopened),
+                fingerprinted=True,
+            )
+            reopened = _reopened(batch_id, settled)
+        if settled.location is not None:
+            with resources().engine.begin() as conn:
+                fingerprint_repo.forget_read_rows(conn, batch_id, *settled.location)
+        if counts.unchanged:
+            run_logger().info("%d rows unchanged since the last import: skipped", counts.unchanged)
+        return counts
     except BaseException as exc:
         _fail(batch_id, exc)
         raise
 
 
-def stage_chunks(batch_id: int, chunks: Iterable[tuple[int, pd.DataFrame, float]]) -> StageCounts:
-    """Validate and stage (first line, chunk with canonical columns, fraction done) chunks."""
+EXTRA_FLAG = "_extra_fields"
+
+
+def _settled_rows(batch_id: int, columns: list[str], region: str) -> SettledRows:
+    """The settled fingerprints of the batch's provider + location + mode (none for a new
+    provider or location), keyed for this file's columns."""
+    with resources().engine.connect() as conn:
+        batch = batches.batch_request(conn, batch_id)
+        key = salt(columns, region, batch.mode.value)
+        ids = fingerprint_repo.location_ids(conn, batch.provider_name, batch.location_name)
+        if ids is None:
+            return SettledRows(key, columns, np.empty(0, np.int64))
+        if not resources().settings.roster_skip_unchanged:
+            return SettledRows(key, columns, np.empty(0, np.int64), ids)
+        hashes = fingerprint_repo.settled_hashes(conn, *ids, batch.mode.value, clock.today())
+    return SettledRows(key, columns, hashes, ids)
+
+
+def _reopened(batch_id: int, settled: SettledRows) -> set[int]:
+    """Lines of skipped rows that must be read after all (see `SettledRows.reopen`)."""
+    if not settled.skipped or settled.location is None:
+        return set()
+    with resources().engine.connect() as conn:
+        shared = fingerprint_repo.reopened_by_batch(conn, batch_id, *settled.location)
+    return settled.reopen(shared)
+
+
+def _only(
+    chunks: Iterable[tuple[int, pd.DataFrame, float]], lines: set[int]
+) -> Iterator[tuple[int, pd.DataFrame, float]]:
+    """The rows of these lines, each chunk keeping its first line (rows carry their line in
+    the `_line` column set here)."""
+    wanted = np.fromiter(lines, dtype=np.int64)
+    for first_line, chunk, done in chunks:
+        at = first_line + np.arange(len(chunk))
+        keep = np.isin(at, wanted)
+        if keep.any():
+            yield first_line, chunk[keep].assign(**{LINE: at[keep]}), done
+
+
+LINE = "_line"
+
+
+def stage_chunks(
+    batch_id: int,
+    chunks: Iterable[tuple[int, pd.DataFrame, float]],
+    settled: SettledRows | None = None,
+) -> StageCounts:
+    """Validate and stage (first line, chunk with canonical columns, fraction done) chunks.
+    With `settled`, rows it holds are skipped and the staged rows carry their fingerprint."""
     res = resources()
     settings, engine = res.settings, res.engine
     logger = run_logger()
-    total = rejected = warnings = 0
+    total = rejected = warnings = unchanged = 0
     for first_line, chunk, done in chunks:
-        result = validate_chunk(chunk, first_line, settings.phone_region)
+        at = chunk.pop(LINE).to_numpy() if LINE in chunk else first_line + np.arange(len(chunk))
+        hashes = None
+        if settled is not None:
+            hashes = row_hashes(chunk, settled.columns, settled.key)
+            skip = settled.settled(hashes)
+            if skip.any():
+                settled.skip(at[skip], hashes[skip])
+                unchanged += int(skip.sum())
+                chunk, at, hashes = chunk[~skip], at[~skip], hashes[~skip]
+        lines = pd.Series(at, index=chunk.index, dtype="int64")
+        result = validate_chunk(chunk, first_line, settings.phone_region, lines=lines)
+        accepted = result.accepted
+        if hashes is not None:
+            # By index: validation dropped blank and rejected rows. (An empty frame given a
+            # Series adopts its index, so the values go in as an array.)
+            by_row = pd.Series(hashes, index=chunk.index).reindex(accepted.index)
+            accepted = accepted.assign(row_hash=by_row.to_numpy())
         with engine.begin() as conn:
             batches.heartbeat(conn, batch_id)
-            repo.stage_rows(conn, batch_id, result.accepted)
+            repo.stage_rows(conn, batch_id, accepted)
             repo.record_findings(conn, batch_id, result.rejections + result.warnings)
         total += result.total_rows
         rejected += len({r.line for r in result.rejections})
         warnings += len(result.warnings)
-        logger.info("validated %d rows (%.0f%% of file), %d rejected", total, done * 100, rejected)
+        seen = total + unchanged
+        logger.info(
+            "validated %d rows (%.0f%% of file), %d rejected, %d unchanged",
+            seen,
+            done * 100,
+            rejected,
+            unchanged,
+        )
         for listener in progress_listeners:
-            listener(total, done)
-    return StageCounts(total, rejected, warnings)
+            listener(seen, done)
+    return StageCounts(
+        total + unchanged, rejected, warnings, unchanged, fingerprinted=settled is not None
+    )
 
 
 @task(name="apply-roster", cache_policy=NO_CACHE)
@@ -180,6 +282,18 @@ def apply_batch(batch_id: int, staged: StageCounts, *, feed: Feed | None = None)
                 mapped = repo.apply_mrn_updates(conn, batch_id, target.provider_id)
                 invite = feed is None or repo.auto_invites(conn, target.provider_id)
                 queued = repo.queue_invitations(conn, batch_id, target) if invite else 0
+                fingerprint_repo.forget_changed_clients(conn, batch_id, target.provider_id)
+                if staged.fingerprinted:
+                    today = clock.today()
+                    fingerprint_repo.settle(
+                        conn,
+                        batch_id,
+                        target.provider_id,
+                        target.location_id,
+                        mode.value,
+                        today,
+                        oldest_dob=contact.date_bounds(today)[0].date(),
+                    )
                 repo.clear_staging(conn, batch_id)
                 summary = ImportSummary(
                     batch_id=batch_id,

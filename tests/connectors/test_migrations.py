@@ -79,6 +79,9 @@ RELEASED_REVISIONS = {
     "0004_alert_lifecycle_resend_cadence_feeds.py": (
         "032e18f622d23f163038e39b9fb1733345e4bfc2756aae58681cec8f6ec2dc25"
     ),
+    "0005_roster_fingerprints.py": (
+        "3b847137a367bb9f0d5255739b30b4103194deeefbd94500a2fe9faa5e78aefc"
+    ),
 }
 VERSIONS_DIR = MIGRATIONS_DIR / "versions"
 
@@ -471,11 +474,102 @@ def _rows_for_0003(rows: RowWriter) -> None:
     )
 
 
+COUNT_COLUMNS = (
+    "total_rows",
+    "accepted",
+    "rejected",
+    "warnings",
+    "new_clients",
+    "updated_clients",
+    "mrns_mapped",
+    "needs_review",
+    "queued_invitations",
+)
+
+
+def _rows_for_0004(rows: RowWriter) -> None:
+    """Every table of 0004: 0003's rows and what 0004 added (a decided resend step, a
+    provider's cadence and feed, a connection's windows, an offer viewed and declined, a slot
+    reconciled, an interrupted batch with its heartbeat, a registrations import, a lease)."""
+    _rows_for_0003(rows)
+    provider = rows.insert(
+        "providers",
+        name="Cadence Practice",
+        integrated=True,
+        auto_invite=False,
+        resend_cadence="3,7",
+        feed_application="EPIC",
+        feed_facility="LAKE",
+    )
+    location = rows.insert("locations", provider_id=provider, name="Harbour")
+    client = rows.insert(
+        "clients",
+        provider_id=provider,
+        client_ref="0099",
+        first_name="Ana",
+        last_name="Brook",
+        date_of_birth=dt.date(1985, 7, 8),
+        email="ana@example.org",
+    )
+    invitation = rows.insert(
+        "invitations",
+        client_id=client,
+        provider_id=provider,
+        location_id=location,
+        status="Sent",
+        send_count=1,
+        attempt=1,
+        messages_attempt=1,
+    )
+    rows.insert(
+        "invitation_resends",
+        invitation_id=invitation,
+        step_days=3,
+        state="queued",
+        reason=None,
+        as_of=dt.date(2026, 3, 4),
+        created_at=AT,
+    )
+    rows.insert(
+        "connections",
+        provider_id=provider,
+        location_id=location,
+        client_id=client,
+        first_name="Ana",
+        last_name="Brook",
+        date_of_birth=dt.date(1985, 7, 8),
+        email="ana@example.org",
+        name_key="brook|ana",
+        status="Approved",
+        mrn="0099",
+        availability="Mon-Fri 08:00-12:00",
+        created_at=AT,
+    )
+    for status, mode in (("interrupted", "sync"), ("completed", "registrations")):
+        rows.insert(
+            "import_batches",
+            provider_name="Cadence Practice",
+            location_name="Harbour",
+            provider_id=provider,
+            location_id=location,
+            integrated=True,
+            source="nightly.csv",
+            mode=mode,
+            strict=False,
+            status=status,
+            **dict.fromkeys(COUNT_COLUMNS, 0),
+            worker_id="host:123",
+            heartbeat_at=AT,
+            started_at=AT,
+        )
+
+
 # Keyed by revision id. Every revision but head needs one (test below); a writer stays forever.
 ROW_WRITERS: dict[str, Callable[[RowWriter], None]] = {
     "0001": _rows_for_0001,
     "0002": _rows_for_0002,
     "0003": _rows_for_0003,
+    "0004": _rows_for_0004,
 }
 
 

@@ -1,12 +1,17 @@
 """A nightly re-sync writes only what changed: no client or invitation row of an unchanged
 roster row is written or locked (PostgreSQL: xmin/xmax; both databases: updated_at and
-last_batch_id, the import's own audit)."""
+last_batch_id, the import's own audit).
+
+Each test runs twice: with unchanged rows skipped as they are read (fingerprints, the default)
+and with every row read, staged and compared in SQL (OPENSLOTS_ROSTER_SKIP_UNCHANGED=false):
+both paths must write exactly the same rows."""
 
 from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, select, text
 
 from openslots.connectors.database.models import Client, Invitation
@@ -17,6 +22,13 @@ from tests.factories import person, roster_file
 PROVIDER, LOCATION = "Dr. Resync", "Main Street"
 DAY0 = dt.datetime(2026, 3, 2, 2, 0, tzinfo=dt.UTC)
 ROWS = 40
+
+
+@pytest.fixture(autouse=True, params=["skip-unchanged", "read-every-row"])
+def read_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "read-every-row":
+        monkeypatch.setenv("OPENSLOTS_ROSTER_SKIP_UNCHANGED", "false")
+    return str(request.param)
 
 
 def sync(path: Path) -> ImportSummary:

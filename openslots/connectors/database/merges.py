@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import ColumnElement, Connection, and_, delete, or_, select, update
 
+from openslots.connectors.database.fingerprints import forget_client
 from openslots.connectors.database.models import Client, Provider
 from openslots.connectors.database.models import Connection as ConnectionRow
 from openslots.connectors.database.providers import Feed
@@ -44,6 +45,10 @@ def merge_mrns(conn: Connection, old: str, new: str, feed: Feed) -> bool:
         survivor = conn.execute(
             select(Client.id).where(Client.provider_id == provider_id, Client.client_ref == new)
         ).scalar_one_or_none()
+        # Their roster rows now describe another record: read them in full next time.
+        for changed in (client_id, survivor):
+            if changed is not None:
+                forget_client(conn, changed)
         if survivor is None:
             conn.execute(update(Client).where(Client.id == client_id).values(client_ref=new))
         else:

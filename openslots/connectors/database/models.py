@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Any, ClassVar
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Date,
     DateTime,
@@ -381,6 +382,46 @@ class RosterStaging(Base):
     state: Mapped[str] = mapped_column(
         String(16), default=StagingState.OK.value, server_default=StagingState.OK.value
     )
+    # The file row's fingerprint (domain/fingerprints.py); None for rows not from a roster file.
+    row_hash: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class RosterFingerprint(Base):
+    """A roster file row that a completed import applied and that needs nothing more while it
+    stays the same: the next import of that provider + location skips an identical row before
+    reading it further (see domain/fingerprints.py for what makes a row settled, and
+    connectors/database/fingerprints.py for what removes one).
+
+    Derived data, like the staging tables: no foreign keys (a million fingerprints would cost
+    a million key checks, each locking its client row), UNLOGGED on PostgreSQL. Every path
+    that deletes or merges clients, locations or providers deletes their fingerprints.
+    """
+
+    __tablename__ = "roster_fingerprints"
+    __table_args__ = (Index("ix_roster_fingerprints_client_id", "client_id"),)
+
+    provider_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    location_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    row_hash: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    client_id: Mapped[int] = mapped_column(Integer)
+    settled_on: Mapped[dt.date] = mapped_column(Date)
+
+
+class RosterVerification(Base):
+    """When the settled rows of a provider + location + import mode were last checked against
+    the provider's connections: connections changed since (less a margin) re-open the settled
+    rows they could match."""
+
+    __tablename__ = "roster_verifications"
+
+    provider_id: Mapped[int] = mapped_column(
+        ForeignKey("providers.id", ondelete="CASCADE"), primary_key=True
+    )
+    location_id: Mapped[int] = mapped_column(
+        ForeignKey("locations.id", ondelete="CASCADE"), primary_key=True
+    )
+    mode: Mapped[str] = mapped_column(String(16), primary_key=True)
+    verified_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
 
 class RosterMatch(Base):

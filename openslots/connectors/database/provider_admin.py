@@ -19,6 +19,8 @@ from openslots.connectors.database.models import (
     OptOut,
     Provider,
     Registration,
+    RosterFingerprint,
+    RosterVerification,
     Slot,
 )
 from openslots.connectors.database.models import Connection as ConnectionRow
@@ -158,6 +160,10 @@ def merge(conn: Connection, source: str, target: str, actor: str) -> dict[str, A
             select(Location.name, Location.id).where(Location.provider_id == into_id)
         ).all()
     )
+    # Settled roster rows were verified per provider + location: both providers' rows are
+    # read in full by their next import (connectors/database/fingerprints.py).
+    for settled in (RosterFingerprint, RosterVerification):
+        conn.execute(delete(settled).where(settled.provider_id.in_([from_id, into_id])))
     merged_locations: dict[int, int] = {}
     for location_id, name in conn.execute(
         select(Location.id, Location.name).where(Location.provider_id == from_id)

@@ -72,6 +72,7 @@ STAGING_COLUMNS = (
     "guardian_last_name",
     "first_key",
     "name_key",
+    "row_hash",
 )
 NULLABLE_STAGING_COLUMNS = ("email", "mobile_phone", "guardian_first_name", "guardian_last_name")
 CLIENT_FIELDS = (
@@ -157,13 +158,15 @@ def stage_rows(conn: Connection, batch_id: int, accepted: pd.DataFrame) -> None:
             "guardian_last_name": accepted["guardian_last_name"],
             "first_key": accepted["first_name"].str.casefold(),
             "name_key": name_keys(accepted["first_name"], accepted["last_name"]),
+            # A row's fingerprint (domain/fingerprints.py): only rows read from a roster file.
+            "row_hash": accepted.get("row_hash"),
         }
     )
     if conn.dialect.name == "postgresql":
         _copy_rows(conn, frame)
     else:
         # Like COPY, the state is left to its server default (StagingState.OK).
-        params = frame.astype(object).where(frame != "", None)
+        params = frame.astype(object).where((frame != "") & frame.notna(), None)
         placeholders = ", ".join("?" for _ in STAGING_COLUMNS)
         conn.exec_driver_sql(
             f"INSERT INTO roster_staging ({', '.join(STAGING_COLUMNS)}) VALUES ({placeholders})",

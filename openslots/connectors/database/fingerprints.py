@@ -1,0 +1,250 @@
+"""Roster fingerprints in the database: load a location's settled rows before a file is read,
+find the settled rows a batch's other rows re-open, settle what a completed import applied, and
+drop the fingerprints of clients that change (domain/fingerprints.py says why each exists).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import struct
+from typing import Any, cast
+
+import numpy as np
+from sqlalchemy import (
+    Connection,
+    Date,
+    DateTime,
+    Table,
+    TextClause,
+    bindparam,
+    delete,
+    select,
+    text,
+)
+
+from openslots.connectors.database._dialect import aware, upsert
+from openslots.connectors.database.models import (
+    ImportBatch,
+    RosterFingerprint,
+    RosterVerification,
+    StagingState,
+)
+from openslots.connectors.database.providers import location_id_named, provider_id_named
+from openslots.domain import fingerprints as rules
+
+
+def _sql(query: str, params: dict[str, Any]) -> TextClause:
+    """`text(query)` with its dates and timestamps typed, so SQLite stores and compares them
+    as it stores the columns (naive UTC text), not as the driver's default adapter writes them."""
+    typed = [
+        bindparam(name, type_=DateTime(timezone=True) if isinstance(value, dt.datetime) else Date())
+        for name, value in params.items()
+        if isinstance(value, dt.date) and f":{name}" in query
+    ]
+    return text(query).bindparams(*typed)
+
+
+def _run(conn: Connection, query: str, params: dict[str, Any], **options: Any) -> Any:
+    return conn.execute(_sql(query, params), params, execution_options=options or None)
+
+
+def location_ids(conn: Connection, provider: str, location: str) -> tuple[int, int] | None:
+    provider_id = provider_id_named(conn, provider)
+    if provider_id is None:
+        return None
+    location_id = location_id_named(conn, provider_id, location)
+    return None if location_id is None else (provider_id, location_id)
+
+
+def settled_hashes(
+    conn: Connection, provider_id: int, location_id: int, mode: str, today: dt.date
+) -> np.ndarray:
+    """The fingerprints of the location's settled rows that may be trusted today: recent
+    enough, and not re-opened by a connection changed since the last import verified them."""
+    verified_at = conn.execute(
+        select(RosterVerification.verified_at).where(
+            RosterVerification.provider_id == provider_id,
+            RosterVerification.location_id == location_id,
+            RosterVerification.mode == mode,
+        )
+    ).scalar_one_or_none()
+    if verified_at is None:
+        return np.empty(0, np.int64)
+    params = {
+        "p": provider_id,
+        "l": location_id,
+        "since": rules.settled_since(today),
+        "changed": aware(verified_at) - rules.VERIFY_MARGIN,
+    }
+    hashes = _int64_column(
+        conn,
+        "SELECT row_hash FROM roster_fingerprints "
+        "WHERE provider_id = :p AND location_id = :l AND settled_on >= :since",
+        params,
+    )
+    changed = _run(
+        conn,
+        "SELECT 1 FROM connections WHERE provider_id = :p AND updated_at > :changed LIMIT 1",
+        params,
+    ).first()
+    if changed is None or not len(hashes):
+        return hashes
+    # A changed connection matches by MRN, by email + date of birth or by name + date of
+    # birth: every settled client born that day or holding that MRN is re-opened.
+    reopened = _int64_column(
+        conn,
+        "SELECT f.row_hash FROM roster_fingerprints f JOIN clients c ON c.id = f.client_id "
+        "WHERE f.provider_id = :p AND f.location_id = :l AND ("
+        " c.date_of_birth IN (SELECT date_of_birth FROM connections "
+        "  WHERE provider_id = :p AND updated_at > :changed)"
+        " OR c.client_ref IN (SELECT mrn FROM connections "
+        "  WHERE provider_id = :p AND updated_at > :changed AND mrn IS NOT NULL))",
+        params,
+    )
+    return np.setdiff1d(hashes, reopened, assume_unique=True)
+
+
+def _int64_column(conn: Connection, query: str, params: dict[str, object]) -> np.ndarray:
+    """One BIGINT column as a numpy array. PostgreSQL: binary COPY (a million values in
+    ~0.1 s, against ~0.5 s as a million Python tuples)."""
+    if conn.dialect.name != "postgresql":
+        rows = _run(conn, query, params).scalars().all()
+        return np.fromiter(rows, dtype=np.int64, count=len(rows))
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    # psycopg binds COPY's parameters on the client (COPY takes none on the server).
+    statement = re.sub(r":(\w+)", r"%(\1)s", f"COPY ({query}) TO STDOUT (FORMAT binary)")
+    buffer = bytearray()
+    with raw.cursor() as cursor, cursor.copy(statement, params) as copy:
+        for block in copy:
+            buffer += block
+    # 11-byte signature, flags, extension length; then per row: field count (int16), length
+    # (int32), value (int64), all big-endian; a trailer of -1 ends the data.
+    header = 11 + 4 + 4 + struct.unpack_from(">I", buffer, 15)[0]
+    rows = (len(buffer) - header - 2) // 14
+    record = np.dtype([("n", ">i2"), ("len", ">i4"), ("value", ">i8")])
+    values = np.frombuffer(buffer, dtype=record, count=rows, offset=header)["value"]
+    return values.astype(np.int64)
+
+
+def reopened_by_batch(
+    conn: Connection, batch_id: int, provider_id: int, location_id: int
+) -> np.ndarray:
+    """Fingerprints of the location's settled clients that a staged row of the batch shares a
+    Client ID or an email + date of birth with (an in-file duplicate must see both rows)."""
+    return _int64_column(
+        conn,
+        "SELECT f.row_hash FROM roster_staging s JOIN clients c "
+        " ON c.provider_id = :p AND c.client_ref = s.client_ref "
+        "JOIN roster_fingerprints f ON f.client_id = c.id "
+        " AND f.provider_id = :p AND f.location_id = :l "
+        "WHERE s.batch_id = :b "
+        "UNION "
+        "SELECT f.row_hash FROM roster_staging s JOIN clients c "
+        " ON c.provider_id = :p AND c.email = s.email AND c.date_of_birth = s.date_of_birth "
+        "JOIN roster_fingerprints f ON f.client_id = c.id "
+        " AND f.provider_id = :p AND f.location_id = :l "
+        "WHERE s.batch_id = :b AND s.email IS NOT NULL",
+        {"b": batch_id, "p": provider_id, "l": location_id},
+    )
+
+
+def forget_read_rows(conn: Connection, batch_id: int, provider_id: int, location_id: int) -> None:
+    """The location's fingerprints of rows this batch read in full (re-opened, or all of them
+    when skipping is off) go: the apply settles each again only if it still qualifies, so a row
+    now rejected, held for review or uninvited is read again next time."""
+    _run(
+        conn,
+        "DELETE FROM roster_fingerprints WHERE provider_id = :p AND location_id = :l "
+        "AND row_hash IN (SELECT row_hash FROM roster_staging "
+        " WHERE batch_id = :b AND row_hash IS NOT NULL)",
+        {"b": batch_id, "p": provider_id, "l": location_id},
+    )
+
+
+def forget_changed_clients(conn: Connection, batch_id: int, provider_id: int) -> None:
+    """Clients this batch inserted or changed lose every fingerprint (any location): the rows
+    settled for them describe other values."""
+    _run(
+        conn,
+        "DELETE FROM roster_fingerprints WHERE client_id IN ("
+        " SELECT c.id FROM roster_staging s JOIN clients c"
+        "  ON c.provider_id = :p AND c.client_ref = s.client_ref"
+        " WHERE s.batch_id = :b AND c.last_batch_id = :b)",
+        {"b": batch_id, "p": provider_id},
+    )
+
+
+def forget_client(conn: Connection, client_id: int) -> None:
+    """A client changed outside an import (a merge): its settled rows are read again."""
+    conn.execute(delete(RosterFingerprint).where(RosterFingerprint.client_id == client_id))
+
+
+def settle(
+    conn: Connection,
+    batch_id: int,
+    provider_id: int,
+    location_id: int,
+    mode: str,
+    today: dt.date,
+    oldest_dob: dt.date,
+) -> int:
+    """Settle the batch's staged rows that need nothing more (domain/fingerprints.py), replacing
+    the location's other fingerprints of their clients (one left as it was is not written
+    again), and record that the location's settled rows
+    were verified against the connections as of the batch's start. Returns the rows settled."""
+    params = {
+        "b": batch_id,
+        "p": provider_id,
+        "l": location_id,
+        "today": today,
+        "floor": rules.dob_floor(oldest_dob),
+        "ok": StagingState.OK.value,
+        "connected": StagingState.CONNECTED.value,
+    }
+    _run(
+        conn,
+        "DELETE FROM roster_fingerprints WHERE provider_id = :p AND location_id = :l "
+        "AND EXISTS (SELECT 1 FROM roster_staging s JOIN clients c"
+        " ON c.provider_id = :p AND c.client_ref = s.client_ref WHERE s.batch_id = :b"
+        " AND c.id = roster_fingerprints.client_id"
+        " AND (s.row_hash IS NULL OR s.row_hash <> roster_fingerprints.row_hash))",
+        params,
+    )
+    settled = _run(
+        conn,
+        (
+            "INSERT INTO roster_fingerprints "
+            "(provider_id, location_id, row_hash, client_id, settled_on) "
+            "SELECT :p, :l, s.row_hash, c.id, :today FROM roster_staging s "
+            "JOIN clients c ON c.provider_id = :p AND c.client_ref = s.client_ref "
+            "WHERE s.batch_id = :b AND s.row_hash IS NOT NULL "
+            "AND s.state IN (:ok, :connected) AND c.date_of_birth > :floor "
+            "AND NOT EXISTS (SELECT 1 FROM import_rejections r "
+            " WHERE r.batch_id = :b AND r.line = s.line) "
+            "AND (s.state = :connected OR (c.email IS NULL AND c.mobile_phone IS NULL) "
+            " OR EXISTS (SELECT 1 FROM invitations i "
+            "  WHERE i.client_id = c.id AND i.location_id = :l)) "
+            "AND (c.email IS NULL OR (c.email, c.date_of_birth) NOT IN ("
+            " SELECT email, date_of_birth FROM clients WHERE provider_id = :p "
+            " AND email IS NOT NULL GROUP BY email, date_of_birth HAVING COUNT(*) > 1)) "
+            "ON CONFLICT DO NOTHING"
+        ),
+        params,
+        preserve_rowcount=True,
+    ).rowcount
+    verified_at = conn.execute(
+        select(ImportBatch.started_at).where(ImportBatch.id == batch_id)
+    ).scalar_one()
+    table = cast(Table, RosterVerification.__table__)
+    statement = upsert(conn, table).values(
+        provider_id=provider_id, location_id=location_id, mode=mode, verified_at=verified_at
+    )
+    conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=["provider_id", "location_id", "mode"],
+            set_={"verified_at": statement.excluded.verified_at},
+        )
+    )
+    return int(settled or 0)
