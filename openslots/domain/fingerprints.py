@@ -37,6 +37,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 # Bump whenever what a roster row normalises or validates to changes (schemas/roster.py,
 # domain/normalise.py, domain/phone.py, domain/contact.py): every fingerprint then misses once.
@@ -53,12 +55,34 @@ def salt(columns: Sequence[str], region: str, mode: str) -> str:
 
 
 def row_hashes(chunk: pd.DataFrame, columns: Sequence[str], key: str) -> np.ndarray:
-    """One signed 64-bit fingerprint per row (as the database stores a BIGINT)."""
-    frame = chunk[list(columns)]
-    if EXTRA in frame:
-        frame = frame.assign(**{EXTRA: frame[EXTRA].astype(bool)})
-    hashed = pd.util.hash_pandas_object(frame, index=False, hash_key=key)
-    return hashed.to_numpy(dtype=np.uint64).view(np.int64)
+    """One signed 64-bit fingerprint per row (as the database stores a BIGINT).
+
+    The fields are joined with a unit separator (U+001F) and the joined text hashed once
+    (SipHash, pandas' row hash): half the time of hashing each column and combining. Joining
+    is one-to-one only while no field holds the separator; a chunk where one does is hashed
+    column by column instead (such a row is never settled anyway: control characters)."""
+    fields = [_text(chunk[column]) for column in columns]
+    if any(pc.any(pc.match_substring(field, SEPARATOR)).as_py() for field in fields):
+        frame = chunk[list(columns)]
+        if EXTRA in frame:
+            frame = frame.assign(**{EXTRA: frame[EXTRA].astype(bool)})
+        hashed = pd.util.hash_pandas_object(frame, index=False, hash_key=key).to_numpy()
+    else:
+        joined = pc.binary_join_element_wise(*fields, pa.scalar(SEPARATOR, pa.large_string()))
+        hashed = pd.util.hash_pandas_object(
+            pd.Series(pd.arrays.ArrowStringArray(joined), copy=False), index=False, hash_key=key
+        ).to_numpy()
+    return hashed.astype(np.uint64, copy=False).view(np.int64)
+
+
+SEPARATOR = "\x1f"
+
+
+def _text(column: pd.Series) -> pa.Array:
+    """A column as Arrow large strings (the extra-fields flag as "1"/"0")."""
+    if column.dtype == bool or column.name == EXTRA:
+        return pa.array(np.where(column.to_numpy(dtype=bool), "1", "0"), pa.large_string())
+    return pa.array(column, from_pandas=True).cast(pa.large_string())
 
 
 def hashed_columns(chunk_columns: Iterable[str], roster_columns: Sequence[str]) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,7 +25,7 @@ from openslots.connectors.database.providers import Feed
 from openslots.domain import clock, contact
 from openslots.domain.fingerprints import SettledRows, hashed_columns, row_hashes, salt
 from openslots.errors import OpenslotsError, RosterRejectedError
-from openslots.resources import resources
+from openslots.resources import Resources, resources
 from openslots.schemas.roster import ROSTER_COLUMNS, validate_chunk
 from openslots.tasks._safety import phi_safe, run_logger
 
@@ -91,21 +92,22 @@ def stage_roster(batch_id: int, path: str) -> StageCounts:
     """Stream the file in chunks: skip the rows an earlier import settled (unchanged since),
     validate the others (pandera, lazy), stage accepted rows, record rejections and warnings.
     Memory is bounded by the chunk size, not the file size."""
-    settings = resources().settings
+    res = resources()  # settings are read once per step (each read parses the environment)
+    settings = res.settings
     try:
         layout = sniff_layout(Path(path))
         if layout.ignored:
             run_logger().info("ignoring %d unknown column(s)", len(layout.ignored))
         columns = hashed_columns([*layout.columns.values(), EXTRA_FLAG], ROSTER_COLUMNS)
-        settled = _settled_rows(batch_id, columns, settings.phone_region)
+        settled = _settled_rows(res, batch_id, columns)
         chunks = iter_chunks(Path(path), layout, settings.chunk_size)
-        counts = stage_chunks(batch_id, chunks, settled)
-        reopened = _reopened(batch_id, settled)
+        counts = stage_chunks(batch_id, chunks, settled, res)
+        reopened = _reopened(res, batch_id, settled)
         while reopened:
             # Skipped rows another row of the file needs beside it (a duplicate, a shared
             # Client ID or email + date of birth): read again and staged like the rest.
             again = iter_chunks(Path(path), layout, settings.chunk_size)
-            more = stage_chunks(batch_id, _only(again, reopened), settled.hashing_only())
+            more = stage_chunks(batch_id, _only(again, reopened), settled.hashing_only(), res)
             counts = StageCounts(
                 counts.total_rows,
                 counts.rejected + more.rejected,
@@ -113,9 +115,9 @@ def stage_roster(batch_id: int, path: str) -> StageCounts:
                 counts.unchanged - len(reopened),
                 fingerprinted=True,
             )
-            reopened = _reopened(batch_id, settled)
+            reopened = _reopened(res, batch_id, settled)
         if settled.location is not None:
-            with resources().engine.begin() as conn:
+            with res.engine.begin() as conn:
                 fingerprint_repo.forget_read_rows(conn, batch_id, *settled.location)
         if counts.unchanged:
             run_logger().info("%d rows unchanged since the last import: skipped", counts.unchanged)
@@ -128,26 +130,26 @@ def stage_roster(batch_id: int, path: str) -> StageCounts:
 EXTRA_FLAG = "_extra_fields"
 
 
-def _settled_rows(batch_id: int, columns: list[str], region: str) -> SettledRows:
+def _settled_rows(res: Resources, batch_id: int, columns: list[str]) -> SettledRows:
     """The settled fingerprints of the batch's provider + location + mode (none for a new
     provider or location), keyed for this file's columns."""
-    with resources().engine.connect() as conn:
+    with res.engine.connect() as conn:
         batch = batches.batch_request(conn, batch_id)
-        key = salt(columns, region, batch.mode.value)
+        key = salt(columns, res.settings.phone_region, batch.mode.value)
         ids = fingerprint_repo.location_ids(conn, batch.provider_name, batch.location_name)
         if ids is None:
             return SettledRows(key, columns, np.empty(0, np.int64))
-        if not resources().settings.roster_skip_unchanged:
+        if not res.settings.roster_skip_unchanged:
             return SettledRows(key, columns, np.empty(0, np.int64), ids)
         hashes = fingerprint_repo.settled_hashes(conn, *ids, batch.mode.value, clock.today())
     return SettledRows(key, columns, hashes, ids)
 
 
-def _reopened(batch_id: int, settled: SettledRows) -> set[int]:
+def _reopened(res: Resources, batch_id: int, settled: SettledRows) -> set[int]:
     """Lines of skipped rows that must be read after all (see `SettledRows.reopen`)."""
     if not settled.skipped or settled.location is None:
         return set()
-    with resources().engine.connect() as conn:
+    with res.engine.connect() as conn:
         shared = fingerprint_repo.reopened_by_batch(conn, batch_id, *settled.location)
     return settled.reopen(shared)
 
@@ -172,10 +174,11 @@ def stage_chunks(
     batch_id: int,
     chunks: Iterable[tuple[int, pd.DataFrame, float]],
     settled: SettledRows | None = None,
+    res: Resources | None = None,
 ) -> StageCounts:
     """Validate and stage (first line, chunk with canonical columns, fraction done) chunks.
     With `settled`, rows it holds are skipped and the staged rows carry their fingerprint."""
-    res = resources()
+    res = res or resources()
     settings, engine = res.settings, res.engine
     logger = run_logger()
     total = rejected = warnings = unchanged = 0
@@ -189,6 +192,11 @@ def stage_chunks(
                 settled.skip(at[skip], hashes[skip])
                 unchanged += int(skip.sum())
                 chunk, at, hashes = chunk[~skip], at[~skip], hashes[~skip]
+        if chunk.empty:  # every row settled: nothing to validate (pandera costs ~0.1 s)
+            with engine.begin() as conn:
+                batches.heartbeat(conn, batch_id)
+            _progress(logger, total + unchanged, done, rejected, unchanged)
+            continue
         lines = pd.Series(at, index=chunk.index, dtype="int64")
         result = validate_chunk(chunk, first_line, settings.phone_region, lines=lines)
         accepted = result.accepted
@@ -204,19 +212,22 @@ def stage_chunks(
         total += result.total_rows
         rejected += len({r.line for r in result.rejections})
         warnings += len(result.warnings)
-        seen = total + unchanged
-        logger.info(
-            "validated %d rows (%.0f%% of file), %d rejected, %d unchanged",
-            seen,
-            done * 100,
-            rejected,
-            unchanged,
-        )
-        for listener in progress_listeners:
-            listener(seen, done)
+        _progress(logger, total + unchanged, done, rejected, unchanged)
     return StageCounts(
         total + unchanged, rejected, warnings, unchanged, fingerprinted=settled is not None
     )
+
+
+def _progress(logger: Any, seen: int, done: float, rejected: int, unchanged: int) -> None:
+    logger.info(
+        "read %d rows (%.0f%% of file), %d rejected, %d unchanged",
+        seen,
+        done * 100,
+        rejected,
+        unchanged,
+    )
+    for listener in progress_listeners:
+        listener(seen, done)
 
 
 @task(name="apply-roster", cache_policy=NO_CACHE)

@@ -6,8 +6,6 @@ drop the fingerprints of clients that change (domain/fingerprints.py says why ea
 from __future__ import annotations
 
 import datetime as dt
-import re
-import struct
 from typing import Any, cast
 
 import numpy as np
@@ -108,27 +106,21 @@ def settled_hashes(
     return np.setdiff1d(hashes, reopened, assume_unique=True)
 
 
-def _int64_column(conn: Connection, query: str, params: dict[str, object]) -> np.ndarray:
-    """One BIGINT column as a numpy array. PostgreSQL: binary COPY (a million values in
-    ~0.1 s, against ~0.5 s as a million Python tuples)."""
+def _int64_column(conn: Connection, query: str, params: dict[str, Any]) -> np.ndarray:
+    """One BIGINT column (named `row_hash`) as a numpy array. PostgreSQL sends it as one
+    bytea of 8-byte big-endian values: a million rows as a million result rows, or a COPY
+    (libpq hands COPY data over one row at a time), cost ~0.8 s in Python; this ~0.1 s."""
     if conn.dialect.name != "postgresql":
         rows = _run(conn, query, params).scalars().all()
         return np.fromiter(rows, dtype=np.int64, count=len(rows))
-    raw = conn.connection.driver_connection
-    assert raw is not None
-    # psycopg binds COPY's parameters on the client (COPY takes none on the server).
-    statement = re.sub(r":(\w+)", r"%(\1)s", f"COPY ({query}) TO STDOUT (FORMAT binary)")
-    buffer = bytearray()
-    with raw.cursor() as cursor, cursor.copy(statement, params) as copy:
-        for block in copy:
-            buffer += block
-    # 11-byte signature, flags, extension length; then per row: field count (int16), length
-    # (int32), value (int64), all big-endian; a trailer of -1 ends the data.
-    header = 11 + 4 + 4 + struct.unpack_from(">I", buffer, 15)[0]
-    rows = (len(buffer) - header - 2) // 14
-    record = np.dtype([("n", ">i2"), ("len", ">i4"), ("value", ">i8")])
-    values = np.frombuffer(buffer, dtype=record, count=rows, offset=header)["value"]
-    return values.astype(np.int64)
+    packed = _run(
+        conn,
+        f"SELECT string_agg(int8send(row_hash), ''::bytea) FROM ({query}) AS hashes",
+        params,
+    ).scalar_one()
+    if packed is None:
+        return np.empty(0, np.int64)
+    return np.frombuffer(packed, dtype=">i8").astype(np.int64)
 
 
 def reopened_by_batch(
