@@ -265,3 +265,24 @@ def test_a_client_without_an_invitation_at_the_location_is_not_settled(
     assert added.queued_invitations == 0 and skipped == 2
     with db.connect() as conn:
         assert conn.execute(select(func.count()).select_from(Invitation)).scalar() == 2
+
+
+def test_a_new_row_claiming_the_connection_of_a_settled_row_holds_both_for_review(
+    db: Engine, tmp_path: Path
+) -> None:
+    """Row 6 (settled) holds connection K's MRN; a new row with K's name and birth date but
+    another Client ID and email claims K too: both rows go to review, as when all are read."""
+    original = rows()
+    with clock.frozen_clock(DAY0) as frozen:
+        k = person(6)
+        connection(db, PROVIDER, LOCATION, k, mrn="00006")
+        run(roster_file(tmp_path / "a.csv", original))
+        frozen.advance(dt.timedelta(days=1))
+        run(roster_file(tmp_path / "a.csv", original))  # K unchanged since: row 6 settled
+        frozen.advance(dt.timedelta(days=1))
+        claimant = person(77, first_name=k[1], last_name=k[2], date_of_birth=k[3])
+        summary, _ = run(roster_file(tmp_path / "b.csv", [*original, claimant]))
+    assert [(line, rule) for line, rule, _ in findings(db, summary.batch_id)] == [
+        (7, "shared_connection"),
+        (ROWS + 2, "shared_connection"),
+    ]

@@ -127,9 +127,22 @@ def reopened_by_batch(
     conn: Connection, batch_id: int, provider_id: int, location_id: int
 ) -> np.ndarray:
     """Fingerprints of the location's settled clients that a staged row of the batch shares a
-    Client ID or an email + date of birth with (an in-file duplicate must see both rows)."""
+    Client ID or an email + date of birth with (an in-file duplicate must see both rows), or a
+    connection with (two rows matching one connection are both held for review): every
+    settled client born on the day of, or holding the MRN of, a connection that a staged row
+    could match (same birth date, or Client ID = MRN)."""
+    near = (
+        "FROM connections k WHERE k.provider_id = :p AND ("
+        " k.date_of_birth IN (SELECT date_of_birth FROM roster_staging WHERE batch_id = :b)"
+        " OR k.mrn IN (SELECT client_ref FROM roster_staging WHERE batch_id = :b))"
+    )
     return _int64_column(
         conn,
+        "SELECT f.row_hash FROM roster_fingerprints f JOIN clients c ON c.id = f.client_id "
+        "WHERE f.provider_id = :p AND f.location_id = :l AND ("
+        f" c.date_of_birth IN (SELECT k.date_of_birth {near})"
+        f" OR c.client_ref IN (SELECT k.mrn {near} AND k.mrn IS NOT NULL)) "
+        "UNION "
         "SELECT f.row_hash FROM roster_staging s JOIN clients c "
         " ON c.provider_id = :p AND c.client_ref = s.client_ref "
         "JOIN roster_fingerprints f ON f.client_id = c.id "
