@@ -233,9 +233,15 @@ def settle(
             "AND (s.state = :connected OR (c.email IS NULL AND c.mobile_phone IS NULL) "
             " OR EXISTS (SELECT 1 FROM invitations i "
             "  WHERE i.client_id = c.id AND i.location_id = :l)) "
-            "AND NOT EXISTS (SELECT 1 FROM clients twin WHERE twin.provider_id = :p "
-            " AND twin.email = c.email AND twin.date_of_birth = c.date_of_birth "
-            " AND twin.id <> c.id) "
+            # Twins: clients sharing email + birth date, among the staged rows' keys only. (A
+            # NOT EXISTS on clients itself was estimated to keep ~1 row, every client matching
+            # itself, and planned into nested loops: 1.2 s of a 100k-row first import.)
+            "AND (c.email IS NULL OR (c.email, c.date_of_birth) NOT IN ("
+            " SELECT twin.email, twin.date_of_birth FROM roster_staging s2 JOIN clients twin"
+            "  ON twin.provider_id = :p AND twin.email = s2.email"
+            "  AND twin.date_of_birth = s2.date_of_birth"
+            " WHERE s2.batch_id = :b GROUP BY twin.email, twin.date_of_birth"
+            " HAVING COUNT(DISTINCT twin.id) > 1)) "
             "ON CONFLICT DO NOTHING"
         ),
         params,
