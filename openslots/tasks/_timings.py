@@ -5,6 +5,7 @@ server as events, later)."""
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -17,6 +18,8 @@ _runs: OrderedDict[Any, dict[Any, Any]] = OrderedDict()
 
 def note_task_run() -> None:
     """Remember the running task run (inside a task of a flow run; nothing otherwise)."""
+    if "prefect.context" not in sys.modules:  # no run in this process; do not import Prefect
+        return
     from prefect.context import TaskRunContext
 
     context = TaskRunContext.get()
