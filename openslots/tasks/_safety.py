@@ -10,6 +10,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from openslots.errors import OpenslotsError, PipelineStepError
 from openslots.resources import resources
+from openslots.tasks._timings import note_task_run
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -25,6 +26,7 @@ def phi_safe(step: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     def decorate(fn: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            note_task_run()  # for the run's report: its durations (tasks/_timings.py)
             try:
                 return fn(*args, **kwargs)
             except OpenslotsError:

@@ -4,8 +4,12 @@ for the long steps. A report that cannot be stored is a warning: the run's work 
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
-from collections.abc import Iterator
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -22,28 +26,18 @@ from openslots import reports
 from openslots.connectors.database import batches
 from openslots.resources import resources
 from openslots.tasks._safety import phi_safe, run_logger
+from openslots.tasks._timings import finished_task_runs
 
 
 def _durations() -> list[tuple[str, float]]:
-    """Each finished task of this flow run and the run so far, in seconds (one API call)."""
-    from prefect.client.orchestration import SyncPrefectClient
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    """Each finished task of this flow run and the run so far, in seconds (read from the task
+    runs this process ran: tasks/_timings.py)."""
     from prefect.context import FlowRunContext
 
     context = FlowRunContext.get()
     if context is None or context.flow_run is None:
         return []
-    if not isinstance(context.client, SyncPrefectClient):  # an async caller: not ours
-        return []
-    runs = context.client.read_task_runs(
-        flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[context.flow_run.id]))
-    )
-    found = sorted(
-        (r.start_time, r.name, r.total_run_time.total_seconds())
-        for r in runs
-        if r.start_time is not None and r.state is not None and r.state.is_final()
-    )
-    durations = [(name, seconds) for _start, name, seconds in found]
+    durations = finished_task_runs(context.flow_run.id)
     started = context.flow_run.start_time
     if started is not None:  # wall time, as Prefect's own start time (not the project clock)
         elapsed = dt.datetime.now(dt.UTC) - started
@@ -52,7 +46,9 @@ def _durations() -> list[tuple[str, float]]:
 
 
 def publish(report: reports.RunReport) -> None:
-    """Store `report` as its two artifacts (markdown, then table) with its durations."""
+    """Store `report` as its two artifacts (markdown, then table) with its durations, after
+    the progress bars' last moves."""
+    flush_ui()
     try:
         try:
             report.durations = _durations()
@@ -99,13 +95,54 @@ def publish_registrations_report(counts: dict[str, Any]) -> None:
     publish(reports.registrations_report(counts, by_rule))
 
 
+class _Sender:
+    """UI-only API calls (a progress bar's) made in order by one daemon thread, each in the
+    context it was queued from (its flow and task run), so that a run's work does not wait on
+    them; `flush()` waits until those queued so far are made."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[tuple[contextvars.Context, Callable[[], None]]] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, call: Callable[[], None]) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._work, name="openslots-ui-sender", daemon=True
+                )
+                self._thread.start()
+        self._queue.put((contextvars.copy_context(), call))
+
+    def _work(self) -> None:
+        while True:
+            context, call = self._queue.get()
+            try:
+                context.run(call)
+            except Exception as exc:  # a progress bar is a nicety: the run goes on
+                logging.getLogger("openslots").debug("UI call failed (%s)", type(exc).__name__)
+            finally:
+                self._queue.task_done()
+
+    def flush(self) -> None:
+        self._queue.join()
+
+
+_sender = _Sender()
+flush_ui = _sender.flush
+
+
 class Progress:
     """A Prefect progress artifact moved at most every `step` percent (a handful of updates
-    per run, not one per row or chunk)."""
+    per run, not one per row or chunk). Created and moved in the background (`_Sender`):
+    `flush_ui()` (done by `publish` and `roster_progress`) waits for it."""
 
     def __init__(self, description: str, step: float = 20.0):
         self.step, self.shown = step, 0.0
         self.id: Any = None
+        _sender.submit(lambda: self._create(description))
+
+    def _create(self, description: str) -> None:
         try:
             self.id = create_progress_artifact(progress=0.0, description=description)
         except Exception as exc:
@@ -113,13 +150,18 @@ class Progress:
 
     def __call__(self, percent: float) -> None:
         percent = max(0.0, min(100.0, percent))
-        if self.id is None or (percent - self.shown < self.step and percent < 100.0):
+        if percent - self.shown < self.step and percent < 100.0:
             return
         if percent <= self.shown:
             return
+        self.shown = percent
+        _sender.submit(lambda: self._update(percent))
+
+    def _update(self, percent: float) -> None:
+        if self.id is None:
+            return
         try:
             update_progress_artifact(artifact_id=self.id, progress=percent)
-            self.shown = percent
         except Exception as exc:
             run_logger().debug("progress not updated (%s)", type(exc).__name__)
 
@@ -140,3 +182,4 @@ def roster_progress(provider: str, location: str) -> Iterator[Progress]:
         yield bar
     finally:
         roster.progress_listeners.remove(listener)
+        flush_ui()

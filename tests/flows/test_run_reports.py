@@ -104,7 +104,10 @@ def test_roster_run_is_named_tagged_and_its_report_reconciles(db: Engine, tmp_pa
     assert "| apply (duplicates within the file, clients already Approved) | 1 |" in report
     assert "| **total rejected** | **2** |" in report
     assert "accepted 3 + rejected 2 = 5 of 5 input rows" in report
-    assert "## Durations" in report and "stage-roster" in report
+    durations = report.split("## Durations", 1)[1]  # this run's steps, as they ran
+    steps = re.findall(r"^\| ([a-z-]+)-\w+ \| \d+\.\d\d \|$", durations, re.M)
+    assert steps == ["start-roster-import", "stage-roster", "apply-roster"]
+    assert re.search(r"^\| run so far \| \d+\.\d\d \|$", durations, re.M)
     table = json.loads(_data("roster-import-counts-dr-lee-main-st"))
     assert table[0]["rejected_at_validation"] == 1 and table[0]["rejected_at_apply"] == 1
 
