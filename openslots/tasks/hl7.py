@@ -58,9 +58,13 @@ from openslots.tasks.roster import StageCounts, apply_batch
 Outcome = tuple[Hl7MessageStatus, str | None]  # (status, PHI-free error) of one message
 APPLIED: Outcome = (Hl7MessageStatus.APPLIED, None)
 FRAME = re.compile(rb"\x0b(.*?)\x1c\r?", re.S)
-MESSAGE_START = re.compile(rb"(?:^|[\r\n])(?=MSH)")
+# A message starts with MSH at a segment start. No `^` alternative: a split there would only
+# add an empty first part (dropped anyway), and without it `re` scans for the separator
+# character first (3x faster on a file of messages).
+MESSAGE_START = re.compile(rb"[\r\n](?=MSH)")
 # File and batch header/trailer segments (FHS/BHS ... BTS/FTS) wrap messages; they are none.
 BATCH_SEGMENT = re.compile(rb"(?:^|(?<=[\r\n]))(?:FHS|BHS|BTS|FTS)[^\r\n]*(?:\r\n|\r|\n)?")
+BATCH_TAGS = (b"FHS", b"BHS", b"BTS", b"FTS")
 HL7_STARTS = (b"MSH", b"\x0b", b"FHS", b"BHS")
 NOT_HL7 = "not HL7: does not start with MSH, an MLLP block (0x0B) or a batch header (FHS/BHS)"
 
@@ -113,12 +117,18 @@ def split_messages(data: bytes) -> list[bytes]:
         # A block is one message as the sender framed it (kept byte for byte), unless it
         # holds a batch or several messages.
         several = _messages_in(block)
-        messages += several if len(several) > 1 or BATCH_SEGMENT.search(block) else [block]
+        messages += several if len(several) > 1 or _has_batch_segment(block) else [block]
     return [m for m in messages if m.strip()]
 
 
+def _has_batch_segment(data: bytes) -> bool:
+    # The regex tries every position (~4 ms for a file of 200 messages); a substring test
+    # finds the usual answer, none, at memory speed, and the regex decides only when needed.
+    return any(tag in data for tag in BATCH_TAGS) and BATCH_SEGMENT.search(data) is not None
+
+
 def _messages_in(data: bytes) -> list[bytes]:
-    if BATCH_SEGMENT.search(data):
+    if _has_batch_segment(data):
         data = BATCH_SEGMENT.sub(b"", data)
     parts = MESSAGE_START.split(data)
     return [p.strip(b"\r\n") for p in parts if p.strip()]
