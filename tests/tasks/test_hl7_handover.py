@@ -142,3 +142,30 @@ def test_a_reading_is_given_only_for_the_same_message_settings_and_day() -> None
     with frozen_clock(dt.datetime(2026, 11, 21, 12, 0, tzinfo=dt.UTC)):
         assert receipts.take(3, raw, us) is None  # the birth date rules moved on a day
     assert len(receipts) == 0
+
+
+def test_the_collector_is_paused_inside_and_left_as_it_was_found() -> None:
+    import gc
+
+    from openslots.tasks.hl7 import collector_paused
+
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+        with collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the inner block found it off
+    assert gc.isenabled()
+    try:
+        with collector_paused():
+            raise ValueError
+    except ValueError:
+        pass
+    assert gc.isenabled()  # also after an error
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()  # found off, left off
+    finally:
+        gc.enable()
