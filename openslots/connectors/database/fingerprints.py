@@ -242,7 +242,9 @@ def settle(
             "  AND twin.date_of_birth = s2.date_of_birth"
             " WHERE s2.batch_id = :b GROUP BY twin.email, twin.date_of_birth"
             " HAVING COUNT(DISTINCT twin.id) > 1)) "
-            "ON CONFLICT DO NOTHING"
+            # In key order: a million random keys inserted as they come touch a random page
+            # of the primary key each (29 s of a 1M-row first import); sorted, they append.
+            "ORDER BY s.row_hash ON CONFLICT DO NOTHING"
         ),
         params,
         preserve_rowcount=True,

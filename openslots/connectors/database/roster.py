@@ -202,20 +202,26 @@ def reject_in_file_duplicates(conn: Connection, batch_id: int) -> list[Rejection
     kept row. Only rows involved in some duplicate are read (normally a handful)."""
     # Grouping finds the repeated keys with two hash aggregates over the keys alone; window
     # functions sorted every staged row, whole, twice (spilling to disk at a million rows).
+    # The rows are joined to those keys: as `IN (...) OR IN (...)` PostgreSQL planned a
+    # subplan per row, which took over six minutes at a million rows.
+    columns = "s.id, s.line, s.client_ref, s.email, s.date_of_birth, s.first_key"
     involved = conn.execute(
         text(
-            """
-            SELECT id, line, client_ref, email, date_of_birth, first_key FROM roster_staging
-            WHERE batch_id = :batch AND (
-              client_ref IN (
-                SELECT client_ref FROM roster_staging WHERE batch_id = :batch
-                GROUP BY client_ref HAVING COUNT(*) > 1)
-              OR (email IS NOT NULL AND (email, date_of_birth, first_key) IN (
-                SELECT email, date_of_birth, first_key FROM roster_staging
-                WHERE batch_id = :batch AND email IS NOT NULL
-                GROUP BY email, date_of_birth, first_key HAVING COUNT(*) > 1))
-            )
-            ORDER BY line
+            f"""
+            SELECT {columns} FROM roster_staging s JOIN (
+              SELECT client_ref FROM roster_staging WHERE batch_id = :batch
+              GROUP BY client_ref HAVING COUNT(*) > 1
+            ) refs ON refs.client_ref = s.client_ref
+            WHERE s.batch_id = :batch
+            UNION
+            SELECT {columns} FROM roster_staging s JOIN (
+              SELECT email, date_of_birth, first_key FROM roster_staging
+              WHERE batch_id = :batch AND email IS NOT NULL
+              GROUP BY email, date_of_birth, first_key HAVING COUNT(*) > 1
+            ) people ON people.email = s.email AND people.date_of_birth = s.date_of_birth
+              AND people.first_key = s.first_key
+            WHERE s.batch_id = :batch
+            ORDER BY 2
             """
         ),
         {"batch": batch_id},
