@@ -131,31 +131,38 @@ def reopened_by_batch(
     connection with (two rows matching one connection are both held for review): every
     settled client born on the day of, or holding the MRN of, a connection that a staged row
     could match (same birth date, or Client ID = MRN)."""
-    near = (
-        "FROM connections k WHERE k.provider_id = :p AND ("
-        " k.date_of_birth IN (SELECT date_of_birth FROM roster_staging WHERE batch_id = :b)"
-        " OR k.mrn IN (SELECT client_ref FROM roster_staging WHERE batch_id = :b))"
-    )
-    return _int64_column(
+    params = {"b": batch_id, "p": provider_id, "l": location_id}
+    shared = _int64_column(
         conn,
-        "SELECT f.row_hash FROM roster_fingerprints f JOIN clients c ON c.id = f.client_id "
-        "WHERE f.provider_id = :p AND f.location_id = :l AND ("
-        f" c.date_of_birth IN (SELECT k.date_of_birth {near})"
-        f" OR c.client_ref IN (SELECT k.mrn {near} AND k.mrn IS NOT NULL)) "
+        # CROSS JOIN: SQLite reads the staged rows first (few) and looks each key up.
+        "SELECT f.row_hash FROM roster_staging s CROSS JOIN clients c "
+        "CROSS JOIN roster_fingerprints f "
+        "WHERE s.batch_id = :b AND c.provider_id = :p AND c.client_ref = s.client_ref "
+        " AND f.client_id = c.id AND f.provider_id = :p AND f.location_id = :l "
         "UNION "
-        "SELECT f.row_hash FROM roster_staging s JOIN clients c "
-        " ON c.provider_id = :p AND c.client_ref = s.client_ref "
-        "JOIN roster_fingerprints f ON f.client_id = c.id "
-        " AND f.provider_id = :p AND f.location_id = :l "
-        "WHERE s.batch_id = :b "
-        "UNION "
-        "SELECT f.row_hash FROM roster_staging s JOIN clients c "
-        " ON c.provider_id = :p AND c.email = s.email AND c.date_of_birth = s.date_of_birth "
-        "JOIN roster_fingerprints f ON f.client_id = c.id "
-        " AND f.provider_id = :p AND f.location_id = :l "
-        "WHERE s.batch_id = :b AND s.email IS NOT NULL",
-        {"b": batch_id, "p": provider_id, "l": location_id},
+        "SELECT f.row_hash FROM roster_staging s CROSS JOIN clients c "
+        "CROSS JOIN roster_fingerprints f "
+        "WHERE s.batch_id = :b AND s.email IS NOT NULL AND c.provider_id = :p "
+        " AND c.email = s.email AND c.date_of_birth = s.date_of_birth "
+        " AND f.client_id = c.id AND f.provider_id = :p AND f.location_id = :l",
+        params,
     )
+    if _run(conn, "SELECT 1 FROM connections WHERE provider_id = :p LIMIT 1", params).first():
+        near = (
+            "FROM connections k WHERE k.provider_id = :p AND ("
+            " k.date_of_birth IN (SELECT date_of_birth FROM roster_staging WHERE batch_id = :b)"
+            " OR k.mrn IN (SELECT client_ref FROM roster_staging WHERE batch_id = :b))"
+        )
+        claimed = _int64_column(
+            conn,
+            "SELECT f.row_hash FROM roster_fingerprints f JOIN clients c ON c.id = f.client_id "
+            "WHERE f.provider_id = :p AND f.location_id = :l AND ("
+            f" c.date_of_birth IN (SELECT k.date_of_birth {near})"
+            f" OR c.client_ref IN (SELECT k.mrn {near} AND k.mrn IS NOT NULL))",
+            params,
+        )
+        shared = np.union1d(shared, claimed)
+    return shared
 
 
 def forget_read_rows(conn: Connection, batch_id: int, provider_id: int, location_id: int) -> None:
@@ -237,10 +244,11 @@ def settle(
             # NOT EXISTS on clients itself was estimated to keep ~1 row, every client matching
             # itself, and planned into nested loops: 1.2 s of a 100k-row first import.)
             "AND (c.email IS NULL OR (c.email, c.date_of_birth) NOT IN ("
-            " SELECT twin.email, twin.date_of_birth FROM roster_staging s2 JOIN clients twin"
-            "  ON twin.provider_id = :p AND twin.email = s2.email"
-            "  AND twin.date_of_birth = s2.date_of_birth"
-            " WHERE s2.batch_id = :b GROUP BY twin.email, twin.date_of_birth"
+            # CROSS JOIN: SQLite then reads the staged rows first and looks each key up
+            # (planned the other way round, it read every staged row per client).
+            " SELECT twin.email, twin.date_of_birth FROM roster_staging s2 CROSS JOIN clients twin"
+            " WHERE s2.batch_id = :b AND twin.provider_id = :p AND twin.email = s2.email"
+            "  AND twin.date_of_birth = s2.date_of_birth GROUP BY twin.email, twin.date_of_birth"
             " HAVING COUNT(DISTINCT twin.id) > 1)) "
             # In key order: a million random keys inserted as they come touch a random page
             # of the primary key each (29 s of a 1M-row first import); sorted, they append.
