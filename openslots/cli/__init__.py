@@ -17,6 +17,10 @@ import os
 # Before Prefect is imported: the ephemeral server's telemetry cannot reach the internet from
 # a clinic network and logs tracebacks when it tries. A user's explicit setting wins.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# A flow command without PREFECT_API_URL starts Prefect's temporary server, which must answer
+# within 20 s by default: on a busy 2-core machine it took longer and `openslots demo` ended
+# in a traceback. 90 s, unless the user set it.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
 import typer
 
