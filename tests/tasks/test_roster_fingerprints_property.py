@@ -70,9 +70,11 @@ def row(n: int, edit: str) -> list[str]:
     return person(n)
 
 
-def replay(url: str, nights: list[dict[str, Any]], tmp: Path) -> list[Any]:
+def replay(
+    url: str, nights: list[dict[str, Any]], tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> list[Any]:
     engine_module.dispose_engines()
-    os.environ["OPENSLOTS_DATABASE_URL"] = url
+    monkeypatch.setenv("OPENSLOTS_DATABASE_URL", url)  # undone after the test
     engine = engine_module.get_engine()
     outcome: list[Any] = []
     with clock.frozen_clock(DAY0) as frozen:
@@ -161,5 +163,5 @@ def test_skipping_settled_rows_gives_the_outcome_of_reading_every_row(
         work.mkdir()
         shutil.copy(sqlite_template, work / "db.sqlite")
         monkeypatch.setenv("OPENSLOTS_ROSTER_SKIP_UNCHANGED", skip)
-        outcomes[skip] = replay(f"sqlite:///{work / 'db.sqlite'}", nights, work)
+        outcomes[skip] = replay(f"sqlite:///{work / 'db.sqlite'}", nights, work, monkeypatch)
     assert outcomes["true"] == outcomes["false"]
