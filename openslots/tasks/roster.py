@@ -26,7 +26,7 @@ from openslots.domain import clock, contact
 from openslots.domain.fingerprints import SettledRows, hashed_columns, row_hashes, salt
 from openslots.errors import OpenslotsError, RosterRejectedError
 from openslots.resources import Resources, resources
-from openslots.schemas.roster import ROSTER_COLUMNS, validate_chunk
+from openslots.schemas.roster import EXTRA, ROSTER_COLUMNS, validate_chunk
 from openslots.tasks._safety import phi_safe, run_logger
 
 # In-process listeners for a progress bar (the CLI registers one); called with
@@ -98,7 +98,7 @@ def stage_roster(batch_id: int, path: str) -> StageCounts:
         layout = sniff_layout(Path(path))
         if layout.ignored:
             run_logger().info("ignoring %d unknown column(s)", len(layout.ignored))
-        columns = hashed_columns([*layout.columns.values(), EXTRA_FLAG], ROSTER_COLUMNS)
+        columns = hashed_columns([*layout.columns.values(), EXTRA], ROSTER_COLUMNS)
         settled = _settled_rows(res, batch_id, columns)
         chunks = iter_chunks(Path(path), layout, settings.chunk_size)
         counts = stage_chunks(batch_id, chunks, settled, res)
@@ -125,9 +125,6 @@ def stage_roster(batch_id: int, path: str) -> StageCounts:
     except BaseException as exc:
         _fail(batch_id, exc)
         raise
-
-
-EXTRA_FLAG = "_extra_fields"
 
 
 def _settled_rows(res: Resources, batch_id: int, columns: list[str]) -> SettledRows:
