@@ -33,23 +33,25 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import xxhash
 
 # Bump whenever what a roster row normalises or validates to changes (schemas/roster.py,
 # domain/normalise.py, domain/phone.py, domain/contact.py): every fingerprint then misses once.
-RULES_VERSION = 1
+RULES_VERSION = 2  # 2: the joined fields hashed with XXH3 (was SipHash)
 SETTLED_DAYS = 365  # a fingerprint older than this is read in full again (and settled anew)
 VERIFY_MARGIN = dt.timedelta(hours=1)  # connections committed late with an earlier timestamp
 EXTRA = "_extra_fields"  # the CSV reader's flag (schemas/roster.py); part of a row's identity
 
 
 def salt(columns: Sequence[str], region: str, mode: str) -> str:
-    """The 16-character key of pandas' row hash for one file layout, region and import mode."""
+    """The 16-hex-digit (64-bit) hash key for one file layout, region and import mode."""
     identity = f"{RULES_VERSION}|{region}|{mode}|{','.join(columns)}"
     return hashlib.sha256(identity.encode()).hexdigest()[:16]
 
@@ -57,31 +59,48 @@ def salt(columns: Sequence[str], region: str, mode: str) -> str:
 def row_hashes(chunk: pd.DataFrame, columns: Sequence[str], key: str) -> np.ndarray:
     """One signed 64-bit fingerprint per row (as the database stores a BIGINT).
 
-    The fields are joined with a unit separator (U+001F) and the joined text hashed once
-    (SipHash, pandas' row hash): half the time of hashing each column and combining. Joining
-    is one-to-one only while no field holds the separator; a chunk where one does is hashed
-    column by column instead (such a row is never settled anyway: control characters)."""
+    The fields are joined with a unit separator (U+001F) and the joined bytes hashed once with
+    XXH3 seeded by the key (~0.3 us a row; pandas' SipHash of the same text took ~1.1 us).
+    Joining is one-to-one only while no field holds the separator; a chunk where one does is
+    hashed column by column instead (pandas' row hash; such a row is never settled anyway:
+    control characters)."""
     fields = [_text(chunk[column]) for column in columns]
-    if any(pc.any(pc.match_substring(field, SEPARATOR)).as_py() for field in fields):
+    joined = pc.binary_join_element_wise(*fields, pa.scalar(SEPARATOR, pa.large_string()))
+    if _count_separators(joined) > len(joined) * (len(fields) - 1):  # a field holds one
         frame = chunk[list(columns)]
         if EXTRA in frame:
             frame = frame.assign(**{EXTRA: frame[EXTRA].astype(bool)})
         hashed = pd.util.hash_pandas_object(frame, index=False, hash_key=key).to_numpy()
     else:
-        joined = pc.binary_join_element_wise(*fields, pa.scalar(SEPARATOR, pa.large_string()))
-        hashed = pd.util.hash_pandas_object(
-            pd.Series(pd.arrays.ArrowStringArray(joined), copy=False), index=False, hash_key=key
-        ).to_numpy()
+        seed, digest = int(key, 16), xxhash.xxh3_64_intdigest
+        rows = joined.cast(pa.large_binary()).to_pylist()
+        hashed = np.fromiter(map(digest, rows, itertools.repeat(seed)), np.uint64, len(rows))
     return hashed.astype(np.uint64, copy=False).view(np.int64)
 
 
 SEPARATOR = "\x1f"
 
 
+def _count_separators(joined: pa.Array | pa.ChunkedArray) -> int:
+    """How many separators the joined text holds (a byte count over its data: one pass)."""
+    total = 0
+    for chunk in joined.chunks if isinstance(joined, pa.ChunkedArray) else [joined]:
+        if not len(chunk):
+            continue
+        offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int64)
+        data = np.frombuffer(chunk.buffers()[2], dtype=np.uint8)
+        used = data[offsets[chunk.offset] : offsets[chunk.offset + len(chunk)]]
+        total += int(np.count_nonzero(used == ord(SEPARATOR)))
+    return total
+
+
 def _text(column: pd.Series) -> pa.Array:
     """A column as Arrow large strings (the extra-fields flag as "1"/"0")."""
     if column.dtype == bool or column.name == EXTRA:
-        return pa.array(np.where(column.to_numpy(dtype=bool), "1", "0"), pa.large_string())
+        flags = pa.array(column.to_numpy(dtype=bool))
+        return pc.if_else(
+            flags, pa.scalar("1", pa.large_string()), pa.scalar("0", pa.large_string())
+        )
     return pa.array(column, from_pandas=True).cast(pa.large_string())
 
 
