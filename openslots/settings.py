@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from datetime import time
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,8 +38,9 @@ class Settings(BaseSettings):
     """
 
     # hide_input_in_errors: a rejected secret (a short key) must not be echoed in the error.
+    # frozen: get_settings hands one instance to every caller while the environment is the same.
     model_config = SettingsConfigDict(
-        env_prefix="OPENSLOTS_", extra="ignore", hide_input_in_errors=True
+        env_prefix="OPENSLOTS_", extra="ignore", hide_input_in_errors=True, frozen=True
     )
 
     home: Path = Field(
@@ -381,14 +384,18 @@ def _quiet_window(value: str) -> tuple[time, time] | None:
 
 
 def get_settings() -> Settings:
-    """Read the settings afresh: cheap, and tests can change the environment between calls.
+    """The settings of the environment as it is now (tests can change it between calls).
+
+    Reading them costs 20-100 ms (pydantic-settings looks every field up in the environment),
+    and every task of a flow run reads them: they are read again only when a variable they come
+    from has changed (`_environment`).
 
     In a flow run that reports to a Prefect server (a worker's, `openslots serve`'s), a secret
     the environment leaves unset is read from its Prefect Secret block (`SECRET_BLOCKS`) when
     one exists: the environment wins, then the block. Outside a flow run (CLI commands, the
     listener, the web pages) only the environment counts, and Prefect is never imported here.
     """
-    settings = Settings()
+    settings = _environment_settings(_environment())
     unset = [field for field in SECRET_BLOCKS if getattr(settings, field) is None]
     if not unset or "prefect.context" not in sys.modules:  # no flow has run in this process
         return settings
@@ -399,3 +406,22 @@ def get_settings() -> Settings:
         field: found[SECRET_BLOCKS[field]] for field in unset if SECRET_BLOCKS[field] in found
     }
     return Settings(**overrides) if overrides else settings
+
+
+@lru_cache(maxsize=16)
+def _environment_settings(environment: tuple[tuple[str, str], ...]) -> Settings:
+    return Settings()
+
+
+def _environment() -> tuple[tuple[str, str], ...]:
+    """The variables Settings reads: OPENSLOTS_* (matched ignoring case) and the aliases."""
+    return tuple(
+        sorted(
+            (name, value)
+            for name, value in os.environ.items()
+            if name.upper().startswith("OPENSLOTS_") or name.upper() in ALIASES
+        )
+    )
+
+
+ALIASES = {"PREFECT__DEPLOYMENT_ID"}  # validation_alias of a field: not OPENSLOTS_-prefixed

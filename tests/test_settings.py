@@ -129,3 +129,25 @@ def test_prefect_workers_still_mark_the_runs_they_start() -> None:
     assert Settings.model_fields["prefect_deployment_id"].validation_alias == (
         "PREFECT__DEPLOYMENT_ID"
     )
+
+
+def test_settings_are_read_again_only_when_their_environment_changes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from openslots.settings import get_settings
+
+    monkeypatch.setenv("OPENSLOTS_CHUNK_SIZE", "77")
+    first = get_settings()
+    assert get_settings() is first  # same environment: the same (frozen) object
+    monkeypatch.setenv("openslots_chunk_size", "78")  # matched ignoring case, as Settings does
+    monkeypatch.delenv("OPENSLOTS_CHUNK_SIZE")
+    assert get_settings().chunk_size == 78
+    monkeypatch.setenv("PREFECT__DEPLOYMENT_ID", "d-1")
+    assert get_settings().prefect_deployment_id == "d-1"
+
+
+def test_every_alias_a_setting_is_read_from_is_in_the_cache_key() -> None:
+    from openslots.settings import ALIASES
+
+    aliases = {f.validation_alias for f in Settings.model_fields.values() if f.validation_alias}
+    assert {str(alias).upper() for alias in aliases} <= ALIASES
