@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         postgres = None
     else:
         postgres.ensure()
+        postgres.claim()
     ctx = _suite.Context(
         size=size,
         rounds=args.rounds or size.rounds,

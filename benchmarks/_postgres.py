@@ -14,6 +14,8 @@ REFUSED = {"postgres", "template0", "template1", "test", "test_lead"}
 # The tables that hold patients, their connections and what is sent to them: a re-sync that
 # changes nothing must write none of their rows (import batches, staging, findings and the
 # audit log are bookkeeping of the run itself).
+# pg_try_advisory_lock key held by a run for its whole length (any constant of our own).
+RUN_LOCK = 0x6F70656E736C6F74  # "openslot"
 DATA_TABLES = ("providers", "locations", "clients", "connections", "invitations", "outbox")
 
 
@@ -29,6 +31,7 @@ class BenchPostgres:
             raise SystemExit(f"refusing to run benchmarks in the database {name!r}")
         self.name = name
         self.created = False
+        self._claim: Any = None  # the session holding RUN_LOCK for this run
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -65,11 +68,42 @@ class BenchPostgres:
                 conn.execute(f'CREATE DATABASE "{self.name}"')
                 self.created = True
 
+    def claim(self) -> None:
+        """Hold the database for this run: a second run on it (its rounds drop the schema the
+        first one is measuring) stops here. Sessions of this suite still on the database then
+        belong to a run that was killed (a query it left running, a `DROP SCHEMA` cut off):
+        they are ended, or the first round's schema reset would collide with them."""
+        import psycopg
+
+        session = psycopg.connect(self.conninfo(), autocommit=True)
+        if not session.execute("SELECT pg_try_advisory_lock(%s)", (RUN_LOCK,)).fetchone()[0]:
+            session.close()
+            raise SystemExit(
+                f"another benchmark run is using the database {self.name!r}: wait for it to "
+                f"end, or give this run another database ({URL_VARIABLE} or --postgres-url)"
+            )
+        left = session.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND application_name = %s AND pid <> pg_backend_pid()",
+            (APP_NAME,),
+        ).fetchall()
+        for (pid,) in left:
+            session.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        if left:
+            print(f"ended {len(left)} session(s) a killed benchmark run left on {self.name!r}")
+        self._claim = session
+
+    def release(self) -> None:
+        if self._claim is not None:
+            self._claim.close()  # the advisory lock goes with its session
+            self._claim = None
+
     def drop_if_created(self) -> None:
         import psycopg
 
         from openslots.connectors.database.engine import dispose_engines
 
+        self.release()
         if not self.created:
             return
         dispose_engines()

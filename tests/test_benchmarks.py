@@ -108,3 +108,30 @@ def test_smoke_run_writes_every_scenario(tmp_path: Path) -> None:
     # The table went to stdout with every scenario on it.
     for name in NAMES:
         assert name in done.stdout
+
+
+@pytest.mark.skipif(postgres_down() is not None, reason="PostgreSQL is not reachable")
+def test_a_second_run_on_the_same_database_stops_and_a_killed_runs_sessions_are_ended() -> None:
+    """Two runs on one database drop each other's schema mid-measurement; a killed run's
+    backend kept running and made the next run's schema reset fail (session 9)."""
+    import psycopg
+
+    from benchmarks._postgres import BenchPostgres
+
+    url = make_url(bench_url()).set(database=f"{make_url(PG_URL).database}_benchlock")
+    first = BenchPostgres(url.render_as_string(hide_password=False))
+    first.ensure()
+    try:
+        with psycopg.connect(first.conninfo(), autocommit=True) as left_behind:
+            first.claim()
+            with pytest.raises(psycopg.OperationalError):
+                left_behind.execute("SELECT 1")  # ended by the claim
+        second = BenchPostgres(url.render_as_string(hide_password=False))
+        with pytest.raises(SystemExit, match="another benchmark run is using the database"):
+            second.claim()
+        first.release()
+        second.claim()  # free again once the first run let go
+        second.release()
+    finally:
+        first.created = True  # this test made it: drop it
+        first.drop_if_created()
