@@ -184,7 +184,8 @@ def store_group(conn: Connection, messages: Sequence[Incoming], source: str) -> 
         [m.error for m in messages],
     )
     raw = conn.connection.driver_connection
-    assert raw is not None
+    if raw is None or not raw.autocommit:  # the statement would not commit: no ACK may follow
+        raise RuntimeError("a group must be stored on a connection in autocommit")
     with raw.cursor() as cursor:
         cursor.execute(GROUP_STATEMENT, (*columns, source, clock.now()))
         rows = cursor.fetchall()
