@@ -1,6 +1,7 @@
 """The MLLP listener on a loopback port: the transport alone with an in-memory handler (replies
 in order, group hand-over, refusal), then with the real store-then-ACK handler: ACK codes, split
-frames, many connections, bad input, and no acknowledged message lost when it is killed."""
+frames, many connections, bad input, redeliveries inside one group, no AA for a group whose store
+dies midway, and no acknowledged message lost when it is killed."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, insert, select, text
 
 from openslots.connectors.database.models import Client, Hl7Message
 from openslots.connectors.hl7.mllp import MllpListener, Reply
@@ -287,6 +288,7 @@ class GatedStoreThenAck(StoreThenAck):
     def __init__(self, engine: Engine) -> None:
         super().__init__(engine)
         self.groups: list[list[bytes]] = []
+        self.replies: list[list[Reply]] = []
         self.entered = threading.Event()
         self.gate = threading.Event()
 
@@ -294,7 +296,9 @@ class GatedStoreThenAck(StoreThenAck):
         self.entered.set()
         assert self.gate.wait(30)
         self.groups.append(list(raws))
-        return super().handle(raws)
+        replies = super().handle(raws)
+        self.replies.append(replies)
+        return replies
 
 
 def control_ids(db: Engine) -> set[str]:
@@ -382,3 +386,87 @@ def test_a_failed_store_is_refused_not_acknowledged_and_the_writer_recovers(db: 
         assert [ack_code(a) for a in send(server.port, [second])] == ["AA"]
     assert control_ids(db) == {"EPC0001", "EPC0002"} and stored(db) == 2
     assert server.stats.acked == {"AA": 2, "AE": 0, "AR": 1}
+
+
+def _patient(tag: str) -> str:
+    return m.EPIC_A04.replace("EPC0001", tag).replace("E1001", f"P{tag}")
+
+
+def _queue_behind_the_gate(
+    handler: GatedStoreThenAck, server: MllpListener, socks: list[socket.socket], texts: list[str]
+) -> None:
+    """Send texts[0] on socks[0] and hold its group at the gate; then send the others, one per
+    connection, so that they queue and are handed over as one group once the gate opens."""
+    socks[0].sendall(frame(texts[0]))
+    assert handler.entered.wait(10)
+    for sock, message in zip(socks[1:], texts[1:], strict=True):
+        sock.sendall(frame(message))
+    _until(lambda: server.stats.received == len(texts), "queueing a message per connection")
+
+
+def test_a_redelivery_inside_one_group_is_acknowledged_and_stored_once(db: Engine) -> None:
+    """The same message from two connections in one group, and again in a later group: every
+    copy is answered AA, one row is stored, and only the first copy is new work for ingest."""
+    handler = GatedStoreThenAck(db)
+    server = MllpListener(handler, "127.0.0.1", 0)
+    same = _patient("DUP1")
+    with serving(server), contextlib.ExitStack() as stack:
+        socks = [
+            stack.enter_context(socket.create_connection(("127.0.0.1", server.port), timeout=30))
+            for _ in range(4)
+        ]
+        _queue_behind_the_gate(handler, server, socks, [_patient("OTHER"), same, same, same])
+        handler.gate.set()
+        assert [ack_code(read_ack(sock)) for sock in socks] == ["AA"] * 4
+        assert [ack_code(a) for a in send(server.port, [same])] == ["AA"]
+    assert sorted(handler.groups[1]) == [same.encode()] * 3
+    assert [[reply.new for reply in group] for group in handler.replies] == [
+        [True],
+        [True, False, False],
+        [False],
+    ]
+    assert control_ids(db) == {"OTHER", "DUP1"} and stored(db) == 2
+
+
+def test_a_group_whose_store_dies_midway_gets_no_aa(db: Engine) -> None:
+    """A group of three stops inside its INSERT (another transaction holds the id its second
+    row takes) and its database connection is terminated there: all three are answered AR and
+    none is stored; sent again, each is stored once and acknowledged AA."""
+    if db.dialect.name != "postgresql":
+        pytest.skip("a statement to terminate mid-group: PostgreSQL (SQLite has none)")
+    handler = GatedStoreThenAck(db)
+    server = MllpListener(handler, "127.0.0.1", 0)
+    texts = [_patient(tag) for tag in ("FIRST", "MID1", "MID2", "MID3")]
+    with serving(server), contextlib.ExitStack() as stack, db.connect() as blocker:
+        socks = [
+            stack.enter_context(socket.create_connection(("127.0.0.1", server.port), timeout=30))
+            for _ in range(4)
+        ]
+        _queue_behind_the_gate(handler, server, socks, texts)
+        # FIRST takes taken + 1, MID1 taken + 2, MID2 would take taken + 3: held here.
+        taken = blocker.execute(
+            text("SELECT nextval(pg_get_serial_sequence('hl7_messages', 'id'))")
+        ).scalar_one()
+        blocker.execute(
+            insert(Hl7Message).values(id=taken + 3, content_hash="-", raw=b"-", source="mllp")
+        )
+        handler.gate.set()
+        assert ack_code(read_ack(socks[0])) == "AA"
+        with db.connect() as watcher:
+            waiting = text(
+                "SELECT pid FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            _until(lambda: watcher.execute(waiting).first() is not None, "the group to wait")
+            watcher.execute(
+                text("SELECT pg_terminate_backend(:pid)"),
+                {"pid": watcher.execute(waiting).scalar()},
+            )
+        assert [ack_code(read_ack(sock)) for sock in socks[1:]] == ["AR"] * 3
+        blocker.rollback()
+        assert control_ids(db) == {"FIRST"}
+        for sock, message in zip(socks[1:], texts[1:], strict=True):
+            sock.sendall(frame(message))
+        assert [ack_code(read_ack(sock)) for sock in socks[1:]] == ["AA"] * 3
+    assert control_ids(db) == {"FIRST", "MID1", "MID2", "MID3"} and stored(db) == 4
+    assert server.stats.acked == {"AA": 4, "AE": 0, "AR": 3}

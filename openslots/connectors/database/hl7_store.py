@@ -52,7 +52,7 @@ COPY_COLUMNS = (
     "control_id_reused",
     "received_at",
 )
-# The most messages store_group takes (below SQLAlchemy's 1,000 rows per INSERT statement).
+# The most messages store_group takes in one statement (a listener hands over at most 500).
 MAX_GROUP = 1_000
 # SQLite takes at most 32,766 bound parameters a statement; PostgreSQL gets one array.
 ID_CHUNK = 10_000
@@ -155,21 +155,85 @@ def store_messages(conn: Connection, messages: Sequence[Incoming], source: str) 
 def store_group(conn: Connection, messages: Sequence[Incoming], source: str) -> list[Saved]:
     """Store a group of messages durably before returning (an MLLP listener's group commit).
 
-    On PostgreSQL the group's new rows are written by ONE statement (a multi-row INSERT, or a
-    COPY from COPY_FROM rows on), atomic and durable by itself in autocommit: a group costs
-    two round trips (look up redeliveries, write) instead of four (BEGIN, look up, write,
-    COMMIT). Elsewhere (SQLite: no round trips) it is one transaction.
+    On PostgreSQL the whole group is ONE statement in autocommit (GROUP_STATEMENT: look up
+    redeliveries, decide, insert, answer), atomic and durable when it returns: one round trip
+    per group, and the same text every time, so psycopg prepares it once. It decides as
+    `store_messages` does (tests/connectors/test_hl7_store_group.py checks both alike).
+    Elsewhere (SQLite: no round trips) it is `store_messages` in one transaction.
     """
     if conn.dialect.name != "postgresql":
         with conn.begin():
             return store_messages(conn, messages, source)
-    if len(messages) > MAX_GROUP:  # more would be several INSERT statements: not atomic
+    if len(messages) > MAX_GROUP:
         raise ValueError(f"a group holds at most {MAX_GROUP} messages")
+    if not messages:
+        return []
     conn.execution_options(isolation_level="AUTOCOMMIT")
-    try:
-        return store_messages(conn, messages, source)
-    finally:
-        conn.rollback()  # ends SQLAlchemy's own bookkeeping; nothing is left to roll back
+    identities = [_fit(m.identity) for m in messages]
+    columns = (
+        [identity[0] for identity in identities],
+        [identity[1] for identity in identities],
+        [identity[2] for identity in identities],
+        [m.content_hash for m in messages],
+        [m.message_type[:20] for m in messages],
+        [m.raw for m in messages],
+        [
+            (Hl7MessageStatus.STORED if m.error is None else Hl7MessageStatus.ERROR).value
+            for m in messages
+        ],
+        [m.error for m in messages],
+    )
+    raw = conn.connection.driver_connection
+    if raw is None or not raw.autocommit:  # the statement would not commit: no ACK may follow
+        raise RuntimeError("a group must be stored on a connection in autocommit")
+    with raw.cursor() as cursor:
+        cursor.execute(GROUP_STATEMENT, (*columns, source, clock.now()))
+        rows = cursor.fetchall()
+    return [Saved(int(message_id), duplicate, reused) for message_id, duplicate, reused in rows]
+
+
+# store_messages as one PostgreSQL statement, for a group (arrays, one element per message,
+# numbered by `pos`). A message is a redelivery when a stored row, or an earlier message of
+# the group, has its identity and content hash (never for an empty control id); a new one's
+# control id counts as reused when a stored row or an earlier message has its identity. The
+# new rows take their ids from the sequence in the group's order (volatile functions in a
+# SELECT list run after its ORDER BY), and every message is answered with its row's id.
+GROUP_STATEMENT = """
+WITH m AS (
+    SELECT * FROM unnest(
+        %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bytea[], %s::text[],
+        %s::text[]
+    ) WITH ORDINALITY AS m(app, facility, control, digest, kind, raw, status, error, pos)
+), decided AS (
+    SELECT m.pos, known.id AS known_id,
+        m.control <> '' AND (known.found OR m.pos > min(m.pos) OVER same_identity) AS reused,
+        CASE WHEN m.control = '' THEN m.pos
+            ELSE min(m.pos) OVER (PARTITION BY m.app, m.facility, m.control, m.digest)
+        END AS first_pos
+    FROM m CROSS JOIN LATERAL (
+        SELECT min(h.id) FILTER (WHERE h.content_hash = m.digest) AS id, count(*) > 0 AS found
+        FROM hl7_messages h
+        WHERE m.control <> '' AND h.control_id = m.control
+            AND h.sending_application = m.app AND h.sending_facility = m.facility
+    ) known
+    WINDOW same_identity AS (PARTITION BY m.app, m.facility, m.control)
+), fresh AS (
+    SELECT pos, reused, nextval(pg_get_serial_sequence('hl7_messages', 'id')) AS id
+    FROM decided WHERE known_id IS NULL AND first_pos = pos
+    ORDER BY pos
+), written AS (
+    INSERT INTO hl7_messages (
+        id, sending_application, sending_facility, control_id, message_type, content_hash,
+        raw, source, status, error, control_id_reused, received_at
+    )
+    SELECT fresh.id, app, facility, control, kind, digest, raw, %s, status, error, reused, %s
+    FROM fresh JOIN m USING (pos)
+)
+SELECT coalesce(d.known_id, fresh.id), d.known_id IS NOT NULL OR d.first_pos <> d.pos,
+    d.reused AND d.known_id IS NULL AND d.first_pos = d.pos
+FROM decided d LEFT JOIN fresh ON fresh.pos = d.first_pos
+ORDER BY d.pos
+"""
 
 
 def _insert(conn: Connection, rows: list[dict[str, object]]) -> list[int]:
