@@ -246,6 +246,7 @@ def apply_batch(batch_id: int, staged: StageCounts, *, feed: Feed | None = None)
             batches.heartbeat(conn, batch_id)
             batch = batches.batch_request(conn, batch_id)
             mode = batch.mode
+            repo.plan_for_warm_tables(conn)
             repo.refresh_statistics(conn, "roster_staging")
             duplicates = repo.reject_in_file_duplicates(conn, batch_id)
             provider_id = repo.provider_id_named(conn, batch.provider_name)

@@ -33,6 +33,7 @@ from openslots.connectors.database.roster import refresh_statistics
 from openslots.domain import fingerprints as rules
 
 ANALYZE_AFTER = 1_000  # rows settled by one import
+ANALYZE_SHARE = 0.1  # ... and at least this share of the table (a 1% re-sync need not)
 
 
 def _sql(query: str, params: dict[str, Any]) -> TextClause:
@@ -56,6 +57,16 @@ def location_ids(conn: Connection, provider: str, location: str) -> tuple[int, i
         return None
     location_id = location_id_named(conn, provider_id, location)
     return None if location_id is None else (provider_id, location_id)
+
+
+def _estimated_rows(conn: Connection) -> float:
+    """The planner's row count of roster_fingerprints (0 where unknown: SQLite)."""
+    if conn.dialect.name != "postgresql":
+        return 0.0
+    rows = conn.exec_driver_sql(
+        "SELECT reltuples FROM pg_class WHERE oid = 'roster_fingerprints'::regclass"
+    ).scalar_one()
+    return max(float(rows), 0.0)
 
 
 def settled_hashes(
@@ -233,13 +244,15 @@ def settle(
             "(provider_id, location_id, row_hash, client_id, settled_on) "
             "SELECT :p, :l, s.row_hash, c.id, :today FROM roster_staging s "
             "JOIN clients c ON c.provider_id = :p AND c.client_ref = s.client_ref "
+            # A join, not an EXISTS inside the OR below: PostgreSQL hashed that subquery over
+            # every invitation of the location, 100k of them for a re-sync settling 1,000 rows.
+            "LEFT JOIN invitations i ON i.client_id = c.id AND i.location_id = :l "
             "WHERE s.batch_id = :b AND s.row_hash IS NOT NULL "
             "AND s.state IN (:ok, :connected) AND c.date_of_birth > :floor "
             "AND NOT EXISTS (SELECT 1 FROM import_rejections r "
             " WHERE r.batch_id = :b AND r.line = s.line) "
             "AND (s.state = :connected OR (c.email IS NULL AND c.mobile_phone IS NULL) "
-            " OR EXISTS (SELECT 1 FROM invitations i "
-            "  WHERE i.client_id = c.id AND i.location_id = :l)) "
+            " OR i.client_id IS NOT NULL) "
             # Twins: clients sharing email + birth date, among the staged rows' keys only. (A
             # NOT EXISTS on clients itself was estimated to keep ~1 row, every client matching
             # itself, and planned into nested loops: 1.2 s of a 100k-row first import.)
@@ -257,7 +270,7 @@ def settle(
         params,
         preserve_rowcount=True,
     ).rowcount
-    if settled and settled >= ANALYZE_AFTER:
+    if settled >= ANALYZE_AFTER and settled >= ANALYZE_SHARE * _estimated_rows(conn):
         # The deletes and re-opening joins of the next import plan from these statistics
         # (stale, they scanned every fingerprint of the location per staged row).
         refresh_statistics(conn, "roster_fingerprints")
