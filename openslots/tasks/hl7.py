@@ -375,7 +375,7 @@ def ingest_batch(settings: Settings, claimed: list[tuple[int, bytes]]) -> Hl7Cou
         except Exception as exc:
             outcomes[message_id] = (Hl7MessageStatus.ERROR, _reason(exc))
     engine = resources(settings).engine
-    _apply_patients(settings, patients, outcomes, counts)
+    _apply_patients(settings, patients, outcomes, counts, dict(claimed))
     with engine.begin() as conn:
         for message_id, header, patient in merges:
             # A40: the surviving MRN replaces the old one at the providers of that feed.
@@ -448,10 +448,12 @@ def _validate_rows(rows: list[dict[str, str]], region: str) -> Validated:
     return result.accepted, result.rejections, result.warnings, forgiven
 
 
-def _row_of(reading: Reading) -> dict[str, str]:
-    """A reading's row as `_validate_rows` takes it (its values are already normalised, and
-    normalising is idempotent)."""
-    return dict(zip(ROSTER_COLUMNS, reading.values, strict=True))
+def _row_again(raw: bytes, authority: str | None) -> dict[str, str]:
+    """The roster row of a message its receipt read, read again from the message. Not from
+    the reading's values: they are the row after the checks, a junk email or an unusable
+    phone already dropped, so checking them again would not find those warnings again."""
+    message = parse(raw)
+    return patient_row(message.header, extract_patient(message, authority))
 
 
 def _validated_on_receipt(checked: list[Reading]) -> Validated:
@@ -508,8 +510,13 @@ def _apply_patients(
     patients: list[Applicable],
     outcomes: dict[int, Outcome],
     counts: Hl7Counts,
+    raws: dict[int, bytes],
 ) -> None:
-    """Group patients by provider and location; each group is one roster batch (mode sync)."""
+    """Group patients by provider and location; each group is one roster batch (mode sync).
+
+    A group whose every message has its receipt's reading is applied from the readings; a
+    group with any other message (stored by a listener, requeued) is read and checked again
+    as a whole, from the messages (`raws`, by message id), as if no reading were kept."""
     groups: dict[tuple[str, str], list[tuple[int, dict[str, str] | Reading]]] = defaultdict(list)
     feeds: dict[tuple[str, str], Feed] = {}  # the feed that creates a provider is its feed
     untyped: set[int] = set()
@@ -526,8 +533,10 @@ def _apply_patients(
         if len(on_receipt) == len(rows):
             validated = _validated_on_receipt(on_receipt)
         else:  # stored by a listener, or requeued: read and checked here
+            authority = settings.hl7_assigning_authority
             validated = _validate_rows(
-                [r if isinstance(r, dict) else _row_of(r) for _, r in rows], region
+                [r if isinstance(r, dict) else _row_again(raws[i], authority) for i, r in rows],
+                region,
             )
         accepted, rejections, phone_warnings, forgiven = validated
         # The latest valid message about a patient wins; earlier valid ones are superseded

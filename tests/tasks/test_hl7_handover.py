@@ -75,9 +75,23 @@ def messages() -> list[str]:
     ]
 
 
-def run(db: Engine, tmp_path: Path, *, handover: bool) -> tuple[dict[str, Any], dict[str, Any]]:
-    # A listener stored one patient of the same feed first: its group is read again at ingest.
-    StoreThenAck(db).handle([m.ZERO_PADDED_A01.encode()])
+# PMSYS-style ADT^A08 (as JUNK_CONTACT_A08) that a listener stored before the file drop, for
+# the same doctor and clinic as JUNK_CONTACT_A08: their group mixes a message read again with
+# messages the receipt read, one of which it warned about (junk email, unusable phone).
+LISTENED_WEST_A08 = "\r".join(
+    [
+        "MSH|^~\\&|PMSYS|WESTCLINIC|OPENSLOTS|OS|20261126131000||ADT^A08^ADT_A08|PM-76|P|2.5.1",
+        "PID|1||W7006^^^WEST^MR||Haddad^Omar||19830303|M|||||^PRN^CP^^1^212^5550199",
+        "PV1|1|O|GEN^^^WESTCLINIC||||D9^Weiß^Anna",
+    ]
+)
+
+
+def run(
+    db: Engine, tmp_path: Path, *, handover: bool, listened: tuple[str, ...] = (m.ZERO_PADDED_A01,)
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    # A listener stored patients first: their groups are read again at ingest.
+    StoreThenAck(db).handle([message.encode() for message in listened])
     path = tmp_path / f"feed-{handover}.hl7"
     path.write_bytes("\r".join(messages()).encode())
     stored = store_files.fn([str(path)])
@@ -107,6 +121,22 @@ def test_ingest_with_the_receipts_readings_leaves_what_reading_again_leaves(
         "mobile_number",
         "mrn_untyped",
     }
+
+
+def test_a_group_mixing_readings_and_a_listeners_message_keeps_the_receipts_warnings(
+    db: Engine, tmp_path: Path
+) -> None:
+    # Such a group is checked again as a whole; checking a reading's values again (the row after
+    # the receipt dropped the junk email and the unusable phone) lost those two warnings.
+    listened = (m.ZERO_PADDED_A01, LISTENED_WEST_A08)
+    with frozen_clock(dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC)):
+        with_readings, state = run(db, tmp_path, handover=True, listened=listened)
+        empty(db)
+        without, state_again = run(db, tmp_path, handover=False, listened=listened)
+    assert with_readings == without
+    assert state == state_again
+    junk = {(row[1], row[2]) for row in state["findings"] if row[0] == "PM-77"}
+    assert junk == {("email", "email_format"), ("mobile_phone", "mobile_number")}
 
 
 def reading(region_phone: str = "+12125550101") -> Reading:
