@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
               f"skipped ({down})", file=sys.stderr)  # fmt: skip
         postgres = None
     else:
+        postgres.hold()
         postgres.ensure()
     ctx = _suite.Context(
         size=size,
@@ -134,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if postgres is not None:
             postgres.drop_if_created()
+            postgres.release()
     print(render(report, args))
     shutil.rmtree(home, ignore_errors=True)
     return 0

@@ -29,6 +29,7 @@ class BenchPostgres:
             raise SystemExit(f"refusing to run benchmarks in the database {name!r}")
         self.name = name
         self.created = False
+        self._held: Any = None  # the connection holding this run's advisory lock
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -64,6 +65,33 @@ class BenchPostgres:
             if not found:
                 conn.execute(f'CREATE DATABASE "{self.name}"')
                 self.created = True
+
+    def hold(self) -> None:
+        """Take the database for this run, or refuse (SystemExit) when another run has it.
+
+        Two runs on one database drop the schema under each other and apply each other's
+        rows: a file drop sharing it with an MLLP round once reported 100,026 messages applied
+        of 100,000. The lock is a session advisory lock on the server's `postgres` database
+        (this one may be dropped at the end); it ends with the process or `release`.
+        """
+        import psycopg
+
+        conn = psycopg.connect(self.conninfo("postgres"), autocommit=True)
+        row = conn.execute(
+            "SELECT pg_try_advisory_lock(hashtext(%s))", (f"openslots-bench:{self.name}",)
+        ).fetchone()
+        if not (row and row[0]):
+            conn.close()
+            raise SystemExit(
+                f"another benchmark run is using the database {self.name!r}: wait for it, or "
+                f"give this run its own (--postgres-url or {URL_VARIABLE})"
+            )
+        self._held = conn
+
+    def release(self) -> None:
+        if self._held is not None:
+            self._held.close()
+            self._held = None
 
     def drop_if_created(self) -> None:
         import psycopg

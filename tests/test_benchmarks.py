@@ -108,3 +108,26 @@ def test_smoke_run_writes_every_scenario(tmp_path: Path) -> None:
     # The table went to stdout with every scenario on it.
     for name in NAMES:
         assert name in done.stdout
+
+
+@pytest.mark.postgres
+def test_a_second_run_on_the_same_database_is_refused() -> None:
+    # Two runs on one database drop the schema under each other and apply each other's rows.
+    from benchmarks._postgres import BenchPostgres
+
+    if (reason := postgres_down()) is not None:
+        if "OPENSLOTS_TEST_POSTGRES_URL" in os.environ:
+            pytest.fail(f"PostgreSQL at OPENSLOTS_TEST_POSTGRES_URL unreachable: {reason}")
+        pytest.skip(f"PostgreSQL not reachable ({reason})")
+    first, second = BenchPostgres(bench_url()), BenchPostgres(bench_url())
+    other = BenchPostgres(bench_url().replace("_benchsmoke", "_benchother"))
+    first.hold()
+    try:
+        with pytest.raises(SystemExit, match="another benchmark run is using the database"):
+            second.hold()
+        other.hold()  # another database is another run's
+        other.release()
+    finally:
+        first.release()
+    second.hold()  # free again once the first run ended
+    second.release()
