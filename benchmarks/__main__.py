@@ -109,8 +109,9 @@ def main(argv: list[str] | None = None) -> int:
               f"skipped ({down})", file=sys.stderr)  # fmt: skip
         postgres = None
     else:
+        postgres.hold()
         postgres.ensure()
-        postgres.claim()
+        postgres.end_sessions_left_behind()
     ctx = _suite.Context(
         size=size,
         rounds=args.rounds or size.rounds,
@@ -135,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if postgres is not None:
             postgres.drop_if_created()
+            postgres.release()
     print(render(report, args))
     shutil.rmtree(home, ignore_errors=True)
     return 0

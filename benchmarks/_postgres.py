@@ -14,8 +14,6 @@ REFUSED = {"postgres", "template0", "template1", "test", "test_lead"}
 # The tables that hold patients, their connections and what is sent to them: a re-sync that
 # changes nothing must write none of their rows (import batches, staging, findings and the
 # audit log are bookkeeping of the run itself).
-# pg_try_advisory_lock key held by a run for its whole length (any constant of our own).
-RUN_LOCK = 0x6F70656E736C6F74  # "openslot"
 DATA_TABLES = ("providers", "locations", "clients", "connections", "invitations", "outbox")
 
 
@@ -31,7 +29,7 @@ class BenchPostgres:
             raise SystemExit(f"refusing to run benchmarks in the database {name!r}")
         self.name = name
         self.created = False
-        self._claim: Any = None  # the session holding RUN_LOCK for this run
+        self._held: Any = None  # the connection holding this run's advisory lock
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -68,42 +66,55 @@ class BenchPostgres:
                 conn.execute(f'CREATE DATABASE "{self.name}"')
                 self.created = True
 
-    def claim(self) -> None:
-        """Hold the database for this run: a second run on it (its rounds drop the schema the
-        first one is measuring) stops here. Sessions of this suite still on the database then
-        belong to a run that was killed (a query it left running, a `DROP SCHEMA` cut off):
-        they are ended, or the first round's schema reset would collide with them."""
+    def hold(self) -> None:
+        """Take the database for this run, or refuse (SystemExit) when another run has it.
+
+        Two runs on one database drop the schema under each other and apply each other's
+        rows: a file drop sharing it with an MLLP round once reported 100,026 messages applied
+        of 100,000. The lock is a session advisory lock on the server's `postgres` database
+        (this one may be dropped at the end); it ends with the process or `release`.
+        """
         import psycopg
 
-        session = psycopg.connect(self.conninfo(), autocommit=True)
-        if not session.execute("SELECT pg_try_advisory_lock(%s)", (RUN_LOCK,)).fetchone()[0]:
-            session.close()
+        conn = psycopg.connect(self.conninfo("postgres"), autocommit=True)
+        row = conn.execute(
+            "SELECT pg_try_advisory_lock(hashtext(%s))", (f"openslots-bench:{self.name}",)
+        ).fetchone()
+        if not (row and row[0]):
+            conn.close()
             raise SystemExit(
-                f"another benchmark run is using the database {self.name!r}: wait for it to "
-                f"end, or give this run another database ({URL_VARIABLE} or --postgres-url)"
+                f"another benchmark run is using the database {self.name!r}: wait for it, or "
+                f"give this run its own (--postgres-url or {URL_VARIABLE})"
             )
-        left = session.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-            "AND application_name = %s AND pid <> pg_backend_pid()",
-            (APP_NAME,),
-        ).fetchall()
-        for (pid,) in left:
-            session.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        if left:
-            print(f"ended {len(left)} session(s) a killed benchmark run left on {self.name!r}")
-        self._claim = session
+        self._held = conn
 
     def release(self) -> None:
-        if self._claim is not None:
-            self._claim.close()  # the advisory lock goes with its session
-            self._claim = None
+        if self._held is not None:
+            self._held.close()
+            self._held = None
+
+    def end_sessions_left_behind(self) -> None:
+        """Sessions of this suite still on the database (this run holds it) belong to a run
+        that was killed: a query it left running, a `DROP SCHEMA` cut off. They are ended, or
+        the first round's schema reset collides with them (session 9 lost a full run so)."""
+        import psycopg
+
+        with psycopg.connect(self.conninfo(), autocommit=True) as conn:
+            left = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND application_name = %s AND pid <> pg_backend_pid()",
+                (APP_NAME,),
+            ).fetchall()
+            for (pid,) in left:
+                conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        if left:
+            print(f"ended {len(left)} session(s) a killed benchmark run left on {self.name!r}")
 
     def drop_if_created(self) -> None:
         import psycopg
 
         from openslots.connectors.database.engine import dispose_engines
 
-        self.release()
         if not self.created:
             return
         dispose_engines()

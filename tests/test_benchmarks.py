@@ -110,28 +110,46 @@ def test_smoke_run_writes_every_scenario(tmp_path: Path) -> None:
         assert name in done.stdout
 
 
+@pytest.mark.postgres
+def test_a_second_run_on_the_same_database_is_refused() -> None:
+    # Two runs on one database drop the schema under each other and apply each other's rows.
+    from benchmarks._postgres import BenchPostgres
+
+    if (reason := postgres_down()) is not None:
+        if "OPENSLOTS_TEST_POSTGRES_URL" in os.environ:
+            pytest.fail(f"PostgreSQL at OPENSLOTS_TEST_POSTGRES_URL unreachable: {reason}")
+        pytest.skip(f"PostgreSQL not reachable ({reason})")
+    first, second = BenchPostgres(bench_url()), BenchPostgres(bench_url())
+    other = BenchPostgres(bench_url().replace("_benchsmoke", "_benchother"))
+    first.hold()
+    try:
+        with pytest.raises(SystemExit, match="another benchmark run is using the database"):
+            second.hold()
+        other.hold()  # another database is another run's
+        other.release()
+    finally:
+        first.release()
+    second.hold()  # free again once the first run ended
+    second.release()
+
+
 @pytest.mark.skipif(postgres_down() is not None, reason="PostgreSQL is not reachable")
-def test_a_second_run_on_the_same_database_stops_and_a_killed_runs_sessions_are_ended() -> None:
-    """Two runs on one database drop each other's schema mid-measurement; a killed run's
-    backend kept running and made the next run's schema reset fail (session 9)."""
+def test_sessions_a_killed_run_left_on_its_database_are_ended() -> None:
+    """A killed run's backend kept running and made the next run's schema reset fail."""
     import psycopg
 
     from benchmarks._postgres import BenchPostgres
 
-    url = make_url(bench_url()).set(database=f"{make_url(PG_URL).database}_benchlock")
-    first = BenchPostgres(url.render_as_string(hide_password=False))
-    first.ensure()
+    url = make_url(bench_url()).set(database=f"{make_url(PG_URL).database}_benchleft")
+    run = BenchPostgres(url.render_as_string(hide_password=False))
+    run.hold()
+    run.ensure()
     try:
-        with psycopg.connect(first.conninfo(), autocommit=True) as left_behind:
-            first.claim()
+        with psycopg.connect(run.conninfo(), autocommit=True) as left_behind:
+            run.end_sessions_left_behind()
             with pytest.raises(psycopg.OperationalError):
-                left_behind.execute("SELECT 1")  # ended by the claim
-        second = BenchPostgres(url.render_as_string(hide_password=False))
-        with pytest.raises(SystemExit, match="another benchmark run is using the database"):
-            second.claim()
-        first.release()
-        second.claim()  # free again once the first run let go
-        second.release()
+                left_behind.execute("SELECT 1")
     finally:
-        first.created = True  # this test made it: drop it
-        first.drop_if_created()
+        run.created = True  # this test made it: drop it
+        run.drop_if_created()
+        run.release()

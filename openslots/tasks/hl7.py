@@ -7,9 +7,12 @@ fill slots; A40 merges MRNs. Tasks return counts only.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gc
 import re
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,12 +44,19 @@ from openslots.domain.reconcile import S12Effect
 from openslots.errors import RosterFileError
 from openslots.events import slots_opened
 from openslots.resources import resources
-from openslots.schemas.roster import ROSTER_COLUMNS, FeedPatientRow, Rejection, validate_chunk
+from openslots.schemas.roster import (
+    NAME_COLUMNS,
+    ROSTER_COLUMNS,
+    FeedPatientRow,
+    Rejection,
+    validate_chunk,
+)
 from openslots.settings import Settings
 from openslots.tasks._safety import phi_safe, run_logger
 from openslots.tasks.hl7_receive import (
     DEMOGRAPHIC_EVENTS,
     FIELD_LOCATIONS,
+    Reading,
     hl7_finding,
     patient_row,
     receive,
@@ -58,9 +68,13 @@ from openslots.tasks.roster import StageCounts, apply_batch
 Outcome = tuple[Hl7MessageStatus, str | None]  # (status, PHI-free error) of one message
 APPLIED: Outcome = (Hl7MessageStatus.APPLIED, None)
 FRAME = re.compile(rb"\x0b(.*?)\x1c\r?", re.S)
-MESSAGE_START = re.compile(rb"(?:^|[\r\n])(?=MSH)")
+# A message starts with MSH at a segment start. No `^` alternative: a split there would only
+# add an empty first part (dropped anyway), and without it `re` scans for the separator
+# character first (3x faster on a file of messages).
+MESSAGE_START = re.compile(rb"[\r\n](?=MSH)")
 # File and batch header/trailer segments (FHS/BHS ... BTS/FTS) wrap messages; they are none.
 BATCH_SEGMENT = re.compile(rb"(?:^|(?<=[\r\n]))(?:FHS|BHS|BTS|FTS)[^\r\n]*(?:\r\n|\r|\n)?")
+BATCH_TAGS = (b"FHS", b"BHS", b"BTS", b"FTS")
 HL7_STARTS = (b"MSH", b"\x0b", b"FHS", b"BHS")
 NOT_HL7 = "not HL7: does not start with MSH, an MLLP block (0x0B) or a batch header (FHS/BHS)"
 
@@ -98,6 +112,75 @@ class Hl7Counts:
         return asdict(self)
 
 
+class Receipts:
+    """What a file drop's receipt read and checked of each message it stored, by message id,
+    for the ingest that follows in the same process and run: a message is then parsed and
+    checked once instead of twice. Patient data stays in memory, as the claimed messages do.
+
+    A reading is used only for the very message it was made from (same raw bytes: ids of
+    another database can be the same), under the same assigning authority and phone region,
+    on the same day (the birth date rules count from today); anything else is read again.
+    Ingest takes each reading out as it claims the message; a new file drop starts empty.
+    """
+
+    LIMIT = 200_000  # readings kept at most (~1 KB each); messages beyond are read again
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, tuple[bytes, tuple[str | None, str], Reading]] = {}
+
+    def clear(self) -> None:
+        self._by_id.clear()
+
+    def keep(
+        self, message_id: int, raw: bytes, key: tuple[str | None, str], reading: Reading
+    ) -> None:
+        if len(self._by_id) < self.LIMIT:
+            self._by_id[message_id] = (raw, key, reading)
+
+    def take(self, message_id: int, raw: bytes, key: tuple[str | None, str]) -> Reading | None:
+        """The reading of this message (and forget it), or None when there is none that fits."""
+        found = self._by_id.pop(message_id, None)
+        if found is None:
+            return None
+        kept_raw, kept_key, reading = found
+        if kept_key != key or kept_raw != raw or reading.day != clock.today():
+            return None
+        return reading
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+
+RECEIPTS = Receipts()
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a file or a batch of messages is read and applied.
+
+    Reading a file allocates tens of container objects per message, alive until the file is
+    stored: they survive the young generations, and every few hundred thousand of them
+    trigger a full collection, which in a Prefect worker (a million long-lived objects)
+    costs ~0.5 s and finds nothing to free (py-spy: 12-30 % of the store and ingest steps,
+    on list comprehensions that merely allocate). Reference counting frees the file's
+    objects when it is done; the collector runs again, as configured, after each block (so
+    cycles wait at most one file or batch). A block inside another (or one that started
+    with the collector off) leaves it as it found it.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _settings_key(settings: Settings) -> tuple[str | None, str]:
+    """The settings a reading depends on."""
+    return settings.hl7_assigning_authority, settings.phone_region
+
+
 def split_messages(data: bytes) -> list[bytes]:
     """Messages in a file: MLLP-framed, or one after another, each starting with MSH at a
     segment start; FHS/BHS/BTS/FTS batch segments are dropped (they are not messages).
@@ -113,12 +196,18 @@ def split_messages(data: bytes) -> list[bytes]:
         # A block is one message as the sender framed it (kept byte for byte), unless it
         # holds a batch or several messages.
         several = _messages_in(block)
-        messages += several if len(several) > 1 or BATCH_SEGMENT.search(block) else [block]
+        messages += several if len(several) > 1 or _has_batch_segment(block) else [block]
     return [m for m in messages if m.strip()]
 
 
+def _has_batch_segment(data: bytes) -> bool:
+    # The regex tries every position (~4 ms for a file of 200 messages); a substring test
+    # finds the usual answer, none, at memory speed, and the regex decides only when needed.
+    return any(tag in data for tag in BATCH_TAGS) and BATCH_SEGMENT.search(data) is not None
+
+
 def _messages_in(data: bytes) -> list[bytes]:
-    if BATCH_SEGMENT.search(data):
+    if _has_batch_segment(data):
         data = BATCH_SEGMENT.sub(b"", data)
     parts = MESSAGE_START.split(data)
     return [p.strip(b"\r\n") for p in parts if p.strip()]
@@ -161,18 +250,9 @@ def store_files(paths: list[str]) -> Hl7Counts:
     counts = Hl7Counts()
     files, counts.skipped_files = message_files(paths)
     settings = res.settings
-    for path in files:
-        data = path.read_bytes()
-        # A file meant as HL7 that holds no message at all is answered, not passed over.
-        raws = split_messages(data) or [data]
-        with engine.begin() as conn:
-            results = receive(
-                conn, raws, "file", settings.hl7_assigning_authority, settings.phone_region
-            )
-        counts.messages += len(results)
-        counts.duplicates += sum(r.duplicate for r in results)
-        counts.errors += sum(r.ack_code != "AA" and not r.duplicate for r in results)
-        counts.control_ids_reused += sum(r.control_id_reused for r in results)
+    key = _settings_key(settings)
+    RECEIPTS.clear()
+    _store_each(files, engine, settings, key, counts)
     if counts.skipped_files:
         run_logger().warning(
             "skipped %d files that are not HL7 (listed in skipped_files)",
@@ -185,6 +265,38 @@ def store_files(paths: list[str]) -> Hl7Counts:
         counts.errors,
     )
     return counts
+
+
+def _store_each(
+    files: list[Path],
+    engine: Engine,
+    settings: Settings,
+    key: tuple[str | None, str],
+    counts: Hl7Counts,
+) -> None:
+    """Receive and store each file's messages in one transaction per file; keep the readings."""
+    for path in files:
+        data = path.read_bytes()
+        # A file meant as HL7 that holds no message at all is answered, not passed over.
+        raws = split_messages(data) or [data]
+        readings: dict[int, Reading] = {}
+        with collector_paused(), engine.begin() as conn:
+            results = receive(
+                conn,
+                raws,
+                "file",
+                settings.hl7_assigning_authority,
+                settings.phone_region,
+                readings,
+            )
+        for position, reading in readings.items():  # committed: ingest may claim them
+            stored = results[position]
+            if stored.ack_code == "AA" and not stored.duplicate:
+                RECEIPTS.keep(stored.message_id, raws[position], key, reading)
+        counts.messages += len(results)
+        counts.duplicates += sum(r.duplicate for r in results)
+        counts.errors += sum(r.ack_code != "AA" and not r.duplicate for r in results)
+        counts.control_ids_reused += sum(r.control_id_reused for r in results)
 
 
 @task(name="ingest-hl7", cache_policy=NO_CACHE)
@@ -206,7 +318,9 @@ def ingest_all(settings: Settings) -> Hl7Counts:
             claimed = store.claim_stored(conn, settings.hl7_batch_size, clock.now(), lease)
         if not claimed:
             break
-        total.add(ingest_batch(settings, claimed))
+        with collector_paused():  # a batch's messages and frames are alive at once
+            total.add(ingest_batch(settings, claimed))
+    RECEIPTS.clear()  # what is left was claimed by another run (or not stored): read anew
     run_logger().info(
         "ingest: %d applied, %d ignored, %d errors, %d slots opened, %d filled, "
         "%d reconciled, %d conflicts",
@@ -224,17 +338,21 @@ def ingest_all(settings: Settings) -> Hl7Counts:
 def ingest_batch(settings: Settings, claimed: list[tuple[int, bytes]]) -> Hl7Counts:
     counts = Hl7Counts(messages=len(claimed))
     outcomes: dict[int, Outcome] = {}
-    patients: list[tuple[int, Header, Patient]] = []
+    patients: list[Applicable] = []
     merges: list[tuple[int, Header, Patient]] = []
     schedules: list[tuple[int, Header, Appointment]] = []
+    key = _settings_key(settings)
     for message_id, raw in claimed:
+        reading = RECEIPTS.take(message_id, raw, key) if len(RECEIPTS) else None
+        if reading is not None:  # a file drop's message, read and checked on receipt
+            patients.append(_applicable_reading(settings, message_id, reading))
+            continue
         try:
             message = parse(raw)
             header = message.header
             if header.message_type == "ADT" and header.trigger_event in DEMOGRAPHIC_EVENTS:
-                patients.append(
-                    (message_id, header, extract_patient(message, settings.hl7_assigning_authority))
-                )
+                patient = extract_patient(message, settings.hl7_assigning_authority)
+                patients.append(_applicable(settings, message_id, header, patient))
             elif header.message_type == "ADT" and header.trigger_event == "A40":
                 merges.append(
                     (message_id, header, extract_patient(message, settings.hl7_assigning_authority))
@@ -257,7 +375,7 @@ def ingest_batch(settings: Settings, claimed: list[tuple[int, bytes]]) -> Hl7Cou
         except Exception as exc:
             outcomes[message_id] = (Hl7MessageStatus.ERROR, _reason(exc))
     engine = resources(settings).engine
-    _apply_patients(settings, patients, outcomes, counts)
+    _apply_patients(settings, patients, outcomes, counts, dict(claimed))
     with engine.begin() as conn:
         for message_id, header, patient in merges:
             # A40: the surviving MRN replaces the old one at the providers of that feed.
@@ -302,43 +420,128 @@ def _feed(header: Header) -> Feed:
 def _where(
     settings: Settings, header: Header, provider_name: str, provider_id: str, location: str
 ) -> tuple[str, str]:
+    return _where_from(settings, header.sending_facility, provider_name, provider_id, location)
+
+
+def _where_from(
+    settings: Settings, facility: str, provider_name: str, provider_id: str, location: str
+) -> tuple[str, str]:
     provider = provider_name or provider_id
     if provider and provider_id and provider_name:
         provider = f"{provider_name} ({provider_id})"
-    provider = provider or settings.hl7_default_provider or header.sending_facility or "EHR"
-    location = location or settings.hl7_default_location or header.sending_facility or "Main"
+    provider = provider or settings.hl7_default_provider or facility or "EHR"
+    location = location or settings.hl7_default_location or facility or "Main"
     return provider[:200], location[:200]
+
+
+# What validating a group of patient rows gives (`line` = the row's position in the group):
+# the accepted rows, normalised, with a `line` column; errors and phone warnings (as
+# `validate_chunk` reports them); the other warnings as (position, field, rule).
+Validated = tuple[pd.DataFrame, list[Rejection], list[Rejection], list[tuple[Any, str, str]]]
+
+
+def _validate_rows(rows: list[dict[str, str]], region: str) -> Validated:
+    """The receipt's rules (hl7_receive.judge_patients), here through pandera."""
+    frame = pd.DataFrame(rows, columns=list(ROSTER_COLUMNS), dtype="str")
+    frame, forgiven = screen_patients(frame)
+    result = validate_chunk(frame, 0, region, model=FeedPatientRow)
+    return result.accepted, result.rejections, result.warnings, forgiven
+
+
+def _row_again(raw: bytes, authority: str | None) -> dict[str, str]:
+    """The roster row of a message its receipt read, read again from the message. Not from
+    the reading's values: they are the row after the checks, a junk email or an unusable
+    phone already dropped, so checking them again would not find those warnings again."""
+    message = parse(raw)
+    return patient_row(message.header, extract_patient(message, authority))
+
+
+def _validated_on_receipt(checked: list[Reading]) -> Validated:
+    """`_validate_rows` for rows the receipt already normalised and checked without an error
+    (a file drop's readings): the same frame and findings, in the same order, without
+    checking again (tests/tasks/test_hl7_handover.py compares the two)."""
+    accepted = pd.DataFrame([c.values for c in checked], columns=list(ROSTER_COLUMNS), dtype="str")
+    accepted.insert(0, "line", pd.Series(range(len(checked)), index=accepted.index, dtype="int64"))
+    phone = [
+        Rejection(position, "mobile_phone", "mobile_number", "", "warning")
+        for position, c in enumerate(checked)
+        if ("mobile_phone", "mobile_number") in c.forgiven
+    ]
+    # screen_patients' order: junk emails, then odd names column by column.
+    forgiven: list[tuple[Any, str, str]] = [
+        (position, "email", "email_format")
+        for position, c in enumerate(checked)
+        if ("email", "email_format") in c.forgiven
+    ]
+    forgiven += [
+        (position, column, "name_characters")
+        for column in NAME_COLUMNS
+        for position, c in enumerate(checked)
+        if (column, "name_characters") in c.forgiven
+    ]
+    return accepted, [], phone, forgiven
+
+
+# An ADT patient to apply: (message id, (provider, location), its feed, MRN untyped, and
+# either its roster row to check or the receipt's reading of it).
+Applicable = tuple[int, tuple[str, str], Feed, bool, dict[str, str] | Reading]
+
+
+def _applicable(
+    settings: Settings, message_id: int, header: Header, patient: Patient
+) -> Applicable:
+    where = _where(settings, header, patient.provider_name, patient.provider_id, patient.location)
+    untyped = patient.mrn_choice == MRN_ONLY
+    return message_id, where, _feed(header), untyped, patient_row(header, patient)
+
+
+def _applicable_reading(settings: Settings, message_id: int, reading: Reading) -> Applicable:
+    """`_applicable` for a message read on receipt (the same `_where` and feed)."""
+    facility = reading.sending_facility
+    where = _where_from(
+        settings, facility, reading.provider_name, reading.provider_id, reading.location
+    )
+    feed = Feed(reading.sending_application, facility)
+    return message_id, where, feed, reading.mrn_untyped, reading
 
 
 def _apply_patients(
     settings: Settings,
-    patients: list[tuple[int, Header, Patient]],
+    patients: list[Applicable],
     outcomes: dict[int, Outcome],
     counts: Hl7Counts,
+    raws: dict[int, bytes],
 ) -> None:
-    """Group patients by provider and location; each group is one roster batch (mode sync)."""
-    groups: dict[tuple[str, str], list[tuple[int, dict[str, str]]]] = defaultdict(list)
+    """Group patients by provider and location; each group is one roster batch (mode sync).
+
+    A group whose every message has its receipt's reading is applied from the readings; a
+    group with any other message (stored by a listener, requeued) is read and checked again
+    as a whole, from the messages (`raws`, by message id), as if no reading were kept."""
+    groups: dict[tuple[str, str], list[tuple[int, dict[str, str] | Reading]]] = defaultdict(list)
     feeds: dict[tuple[str, str], Feed] = {}  # the feed that creates a provider is its feed
     untyped: set[int] = set()
     region = settings.phone_region
-    for message_id, header, patient in patients:
-        where = _where(
-            settings, header, patient.provider_name, patient.provider_id, patient.location
-        )
-        groups[where].append((message_id, patient_row(header, patient)))
-        feeds.setdefault(where, _feed(header))
-        if patient.mrn_choice == MRN_ONLY:
+    for message_id, where, feed, mrn_untyped, row in patients:
+        groups[where].append((message_id, row))
+        feeds.setdefault(where, feed)
+        if mrn_untyped:
             untyped.add(message_id)
     engine = resources(settings).engine
     for (provider, location), rows in groups.items():
-        frame = pd.DataFrame([r for _, r in rows], columns=list(ROSTER_COLUMNS), dtype="str")
         ids = [i for i, _ in rows]
-        # The receipt's rules (hl7_receive.judge_patients), here through pandera.
-        frame, forgiven = screen_patients(frame)
-        result = validate_chunk(frame, 0, region, model=FeedPatientRow)
+        on_receipt = [r for _, r in rows if isinstance(r, Reading)]
+        if len(on_receipt) == len(rows):
+            validated = _validated_on_receipt(on_receipt)
+        else:  # stored by a listener, or requeued: read and checked here
+            authority = settings.hl7_assigning_authority
+            validated = _validate_rows(
+                [r if isinstance(r, dict) else _row_again(raws[i], authority) for i, r in rows],
+                region,
+            )
+        accepted, rejections, phone_warnings, forgiven = validated
         # The latest valid message about a patient wins; earlier valid ones are superseded
         # (applied through it), invalid ones are errors and supersede nothing.
-        accepted = result.accepted.copy()
+        accepted = accepted.copy()
         latest = accepted.drop_duplicates(subset=["client_id"], keep="last")
         for position in accepted.loc[~accepted.index.isin(latest.index), "line"]:
             outcomes[ids[int(position)]] = APPLIED
@@ -352,7 +555,7 @@ def _apply_patients(
                 str(hl7_finding(f.field, f.rule, region, f.severity != FindingSeverity.ERROR)),
                 f.severity,
             )
-            for f in result.rejections + result.warnings
+            for f in rejections + phone_warnings
         ]
         findings += [
             Rejection(
@@ -389,7 +592,7 @@ def _apply_patients(
             repo.record_findings(conn, batch_id, findings)
         rejected_lines = {f.line for f in findings if f.severity == FindingSeverity.ERROR}
         staged = StageCounts(
-            len(accepted) + len(rejected_lines), len(rejected_lines), len(result.warnings)
+            len(accepted) + len(rejected_lines), len(rejected_lines), len(phone_warnings)
         )
         summary = apply_batch(batch_id, staged, feed=feeds[provider, location])
         with engine.connect() as conn:

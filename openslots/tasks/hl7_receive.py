@@ -16,7 +16,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 from sqlalchemy import Connection, Engine
@@ -199,15 +199,20 @@ def judge_patients(
     region: str,
     untyped_mrn: Sequence[bool] = (),
     per_row: bool | None = None,
+    records: list[Checked] | None = None,
 ) -> list[Verdict]:
     """Every roster rule a feed patient is held to, for a group of rows (one per message).
 
     `per_row` picks the path (default: by PER_ROW_LIMIT); both decide alike
-    (tests/tasks/test_hl7_feed_rules.py checks it on arbitrary rows).
+    (tests/tasks/test_hl7_feed_rules.py checks it on arbitrary rows). `records`, when given,
+    receives each row's normalised record and warnings (the row by row path is then taken):
+    what ingest would compute again for the rows of a file drop (`Reading`).
     """
-    if per_row is None:
+    if records is not None:
+        per_row = True
+    elif per_row is None:
         per_row = len(rows) <= PER_ROW_LIMIT
-    judged = _judge_rows(rows, region) if per_row else _judge_columns(rows, region)
+    judged = _judge_rows(rows, region, records) if per_row else _judge_columns(rows, region)
     verdicts = []
     for position, (errors, forgiven) in enumerate(judged):
         if position < len(untyped_mrn) and untyped_mrn[position]:
@@ -225,8 +230,21 @@ def judge_patients(
 Findings = list[tuple[str, str]]  # (field, rule)
 
 
-def _judge_rows(rows: Sequence[dict[str, str]], region: str) -> list[tuple[Findings, Findings]]:
-    """(errors, warnings) per row, one row at a time."""
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """One row as the receipt normalised and checked it: the values the roster stages
+    (`normalise_record`, its `dob` included) and the warnings in the order found (email,
+    names, phone; without `mrn_untyped`)."""
+
+    record: dict[str, Any]
+    errors: tuple[tuple[str, str], ...]
+    forgiven: tuple[tuple[str, str], ...]
+
+
+def _judge_rows(
+    rows: Sequence[dict[str, str]], region: str, records: list[Checked] | None = None
+) -> list[tuple[Findings, Findings]]:
+    """(errors, warnings) per row, one row at a time; `records` receives what was checked."""
     judged = []
     for raw in rows:
         email = email_value(raw.get("email", ""))
@@ -242,7 +260,10 @@ def _judge_rows(rows: Sequence[dict[str, str]], region: str) -> list[tuple[Findi
         record, bad_phone = normalise_record(raw, region)
         if bad_phone:
             forgiven.append(("mobile_phone", "mobile_number"))
-        judged.append((check_row(FeedPatientRow, record), forgiven))
+        errors = check_row(FeedPatientRow, record)
+        if records is not None:
+            records.append(Checked(record, tuple(errors), tuple(forgiven)))
+        judged.append((errors, forgiven))
     return judged
 
 
@@ -326,10 +347,49 @@ def _judge(raw: bytes, authority: str | None) -> tuple[Message | None, Hl7Error 
     return message, None
 
 
+class Reading(NamedTuple):
+    """What the receipt read and checked of an applicable ADT message, all that ingest needs
+    to apply it (patient data: kept in the process, never returned by a task). A file drop
+    hands it to the ingest that follows in the same run, so a message is parsed and checked
+    once (tasks/hl7.py, `Receipts`). Strings in tuples only: the garbage collector stops
+    tracking such tuples, so holding a run's readings costs it nothing."""
+
+    sending_application: str  # MSH-3.1
+    sending_facility: str  # MSH-4.1
+    provider_id: str  # PV1-7.1
+    provider_name: str
+    location: str  # PV1-3
+    mrn_untyped: bool  # PID-3 gave the MRN without type code MR (warning mrn_untyped)
+    values: tuple[str, ...]  # the roster row, normalised, in ROSTER_COLUMNS order
+    forgiven: tuple[tuple[str, str], ...]  # warnings as (field, rule), as `Checked` has them
+    day: dt.date  # the rules' today (birth date bounds): a reading is stale the next day
+
+
+def _reading(header: Header, patient: Patient, checked: Checked, day: dt.date) -> Reading:
+    return Reading(
+        header.sending_application,
+        header.sending_facility,
+        patient.provider_id,
+        patient.provider_name,
+        patient.location,
+        patient.mrn_choice == MRN_ONLY,
+        tuple(checked.record[column] for column in ROSTER_COLUMNS),
+        checked.forgiven,
+        day,
+    )
+
+
 def judge(
-    raws: Sequence[bytes], authority: str | None = None, region: str = "US"
+    raws: Sequence[bytes],
+    authority: str | None = None,
+    region: str = "US",
+    readings: dict[int, Reading] | None = None,
 ) -> list[tuple[Message | None, Hl7Error | None, list[Hl7Error]]]:
-    """(message, error, warnings) for each raw message: the whole decision, before any ACK."""
+    """(message, error, warnings) for each raw message: the whole decision, before any ACK.
+
+    `readings`, when given, receives by position the reading of every ADT patient that
+    passed (no error): what ingest needs to apply it without reading it again.
+    """
     judged = [_judge(raw, authority) for raw in raws]
     warnings: list[list[Hl7Error]] = [[] for _ in raws]
     patients: list[tuple[int, Patient, Header]] = []
@@ -339,15 +399,22 @@ def judge(
         header = message.header
         if header.message_type == "ADT" and header.trigger_event in DEMOGRAPHIC_EVENTS:
             patients.append((position, extract_patient(message, authority), header))
+    day = clock.today()
+    records: list[Checked] | None = [] if readings is not None else None
     verdicts = judge_patients(
         [patient_row(header, patient) for _, patient, header in patients],
         region,
         [patient.mrn_choice == MRN_ONLY for _, patient, _ in patients],
+        records=records,
     )
-    for (position, _, _), verdict in zip(patients, verdicts, strict=True):
+    for index, ((position, patient, header), verdict) in enumerate(
+        zip(patients, verdicts, strict=True)
+    ):
         message = judged[position][0]
         judged[position] = (message, verdict.error)
         warnings[position] = [] if verdict.error else verdict.warnings
+        if readings is not None and records is not None and verdict.error is None:
+            readings[position] = _reading(header, patient, records[index], day)
     return [(m, e, w) for (m, e), w in zip(judged, warnings, strict=True)]
 
 
@@ -357,9 +424,12 @@ def receive(
     source: str,
     authority: str | None = None,
     region: str = "US",
+    readings: dict[int, Reading] | None = None,
 ) -> list[Stored]:
-    """Parse, check and store a batch of raw messages in one transaction (the caller commits)."""
-    judged = judge(raws, authority, region)
+    """Parse, check and store a batch of raw messages in one transaction (the caller commits).
+
+    `readings` receives by position what `judge` read of each applicable ADT patient."""
+    judged = judge(raws, authority, region, readings)
     return outcomes(judged, store_messages(conn, incoming(raws, judged), source))
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 
+import pytest
 from sqlalchemy import Engine, select
 
 from openslots.connectors.database import hl7_store as store
@@ -65,3 +66,20 @@ def test_a_claim_marks_the_rows_it_returns_oldest_first(db: Engine) -> None:
         assert store.claim_stored(conn, COUNT, now, lease) == []
         later = store.claim_stored(conn, COUNT, now + 2 * lease, lease)
     assert [i for i, _ in later] == [i for i, _ in first + second]
+
+
+def test_two_claims_at_once_take_different_rows_without_waiting(db: Engine) -> None:
+    # PostgreSQL: the second claim skips the rows the first holds (SKIP LOCKED) instead of
+    # waiting for them or claiming them too. SQLite serialises writers: one claim at a time.
+    if db.dialect.name != "postgresql":
+        pytest.skip("SQLite serialises writers: one claim at a time")
+    with db.begin() as conn:
+        receive(conn, [patient(n) for n in range(COUNT)], "file")
+    now, lease = clock.now(), dt.timedelta(seconds=60)
+    with db.connect() as one, db.connect() as two, one.begin():
+        first = store.claim_stored(one, 10, now, lease)
+        with two.begin():
+            two.exec_driver_sql("SET LOCAL lock_timeout = '5s'")
+            second = store.claim_stored(two, COUNT, now, lease)
+    assert [raw for _, raw in first] == [patient(n) for n in range(10)]
+    assert [raw for _, raw in second] == [patient(n) for n in range(10, COUNT)]

@@ -298,10 +298,19 @@ def claim_stored(
         .limit(limit)
     )
     # One statement claims and marks: the rows it picks (locked, others' locked rows skipped
-    # on PostgreSQL) are the rows it updates and returns.
+    # on PostgreSQL) are the rows it updates and returns. On PostgreSQL the ids go in as one
+    # array (`= ANY(ARRAY(...))`): `IN (subquery)` was planned as a hash semi join over a
+    # sequential scan of the whole table, every message ever stored (at 100,000 rows ~130 of
+    # the claim's ~730 ms; more as the table grows), where the array is an index lookup.
+    picked = skip_locked(conn, claimable)
+    chosen = (
+        Hl7Message.id == any_(func.array(picked.scalar_subquery()))
+        if conn.dialect.name == "postgresql"
+        else Hl7Message.id.in_(picked)
+    )
     claim = (
         update(Hl7Message)
-        .where(Hl7Message.id.in_(skip_locked(conn, claimable)))
+        .where(chosen)
         .values(status=Hl7MessageStatus.APPLYING, error=None, lease_expires_at=now + lease)
         .returning(Hl7Message.id, Hl7Message.raw)
     )
