@@ -18,10 +18,12 @@ import codecs
 import csv
 import io
 import itertools
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -34,6 +36,7 @@ from openslots.schemas.roster import BLANK, EXTRA, REQUIRED_COLUMNS, map_header
 
 SNIFF_BYTES = 1 << 20
 DELIMITERS = (",", ";", "\t", "|")
+T = TypeVar("T")
 EXTRA_SLACK = 16  # fields beyond the header a row may carry before the file is unreadable
 
 
@@ -178,8 +181,60 @@ def iter_chunks(
     The chunk has the canonical columns found in the header plus two flags: `_blank` (every
     field empty, including unknown columns) and `_extra_fields` (non-empty fields past the
     header, i.e. an unquoted delimiter inside a value). Chunks hold `chunk_size` rows (the
-    last one fewer) and are indexed by row number from 0, whichever reader read them.
+    last one fewer) and are indexed by row number from 0, whichever reader read them. The
+    next chunk is read while the caller works on this one (`read_ahead`).
     """
+    return read_ahead(_chunks(path, layout, chunk_size))
+
+
+def read_ahead(items: Iterator[T]) -> Iterator[T]:
+    """`items`, each next one produced in a thread while the caller works on the one before:
+    pyarrow parses without the GIL, so on two cores a re-sync hashes one chunk while the next
+    is read. At most two items are held besides the caller's. An error is raised where the
+    caller asks for that item; a caller that stops early stops the thread."""
+    box: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def put(kind: str, value: Any) -> bool:
+        while not stop.is_set():
+            try:
+                box.put((kind, value), timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put("item", item):
+                    return
+            put("end", None)
+        except BaseException as exc:  # handed to the caller, raised there
+            put("error", exc)
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name="openslots-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = box.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _chunks(
+    path: Path, layout: CsvLayout, chunk_size: int
+) -> Iterator[tuple[int, pd.DataFrame, float]]:
     given = 0
     if layout.encoding == ARROW_ENCODING:
         try:

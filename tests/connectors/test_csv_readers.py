@@ -120,3 +120,37 @@ def test_lines_ending_in_a_lone_cr_keep_their_columns(tmp_path: Path, encoding: 
     ((_, chunk, _),) = list(iter_chunks(path, layout, 10))
     assert chunk["last_name"].tolist() == ["Rémy", "B"]
     assert chunk["mobile_phone"].tolist() == ["0", "1"]
+
+
+def test_read_ahead_hands_items_in_order_raises_where_asked_and_stops_when_left() -> None:
+    import threading
+
+    from openslots.connectors.csv_source import read_ahead
+
+    assert list(read_ahead(iter(range(50)))) == list(range(50))
+
+    def failing() -> Iterator[int]:
+        yield 1
+        raise RosterFileError("the file is not valid CSV", line=7)
+
+    items = read_ahead(failing())
+    assert next(items) == 1
+    with pytest.raises(RosterFileError, match="not valid CSV"):
+        next(items)
+
+    closed = threading.Event()
+
+    def endless() -> Iterator[int]:
+        try:
+            n = 0
+            while True:
+                n += 1
+                yield n
+        finally:
+            closed.set()
+
+    items = read_ahead(endless())
+    assert next(items) == 1
+    items.close()  # the caller stopped: the thread ends and closes what it read from
+    assert closed.wait(5)
+    assert not any(t.name == "openslots-read-ahead" for t in threading.enumerate())
