@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import gc
-import re
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -29,6 +28,7 @@ from openslots.connectors.database import slots as slot_repo
 from openslots.connectors.database.merges import merge_mrns
 from openslots.connectors.database.models import FindingSeverity, Hl7MessageStatus, ImportMode
 from openslots.connectors.database.providers import Feed, provider_integrated
+from openslots.connectors.hl7.files import message_files, split_messages
 from openslots.connectors.hl7.parser import (
     MRN_ONLY,
     Appointment,
@@ -41,7 +41,6 @@ from openslots.connectors.hl7.parser import (
 from openslots.domain import clock
 from openslots.domain.offers import parse_start
 from openslots.domain.reconcile import S12Effect
-from openslots.errors import RosterFileError
 from openslots.events import slots_opened
 from openslots.resources import resources
 from openslots.schemas.roster import (
@@ -56,6 +55,7 @@ from openslots.tasks._safety import phi_safe, run_logger
 from openslots.tasks.hl7_receive import (
     DEMOGRAPHIC_EVENTS,
     FIELD_LOCATIONS,
+    RECEIPTS,
     Reading,
     hl7_finding,
     patient_row,
@@ -67,16 +67,6 @@ from openslots.tasks.roster import StageCounts, apply_batch
 
 Outcome = tuple[Hl7MessageStatus, str | None]  # (status, PHI-free error) of one message
 APPLIED: Outcome = (Hl7MessageStatus.APPLIED, None)
-FRAME = re.compile(rb"\x0b(.*?)\x1c\r?", re.S)
-# A message starts with MSH at a segment start. No `^` alternative: a split there would only
-# add an empty first part (dropped anyway), and without it `re` scans for the separator
-# character first (3x faster on a file of messages).
-MESSAGE_START = re.compile(rb"[\r\n](?=MSH)")
-# File and batch header/trailer segments (FHS/BHS ... BTS/FTS) wrap messages; they are none.
-BATCH_SEGMENT = re.compile(rb"(?:^|(?<=[\r\n]))(?:FHS|BHS|BTS|FTS)[^\r\n]*(?:\r\n|\r|\n)?")
-BATCH_TAGS = (b"FHS", b"BHS", b"BTS", b"FTS")
-HL7_STARTS = (b"MSH", b"\x0b", b"FHS", b"BHS")
-NOT_HL7 = "not HL7: does not start with MSH, an MLLP block (0x0B) or a batch header (FHS/BHS)"
 
 
 @dataclass
@@ -112,48 +102,6 @@ class Hl7Counts:
         return asdict(self)
 
 
-class Receipts:
-    """What a file drop's receipt read and checked of each message it stored, by message id,
-    for the ingest that follows in the same process and run: a message is then parsed and
-    checked once instead of twice. Patient data stays in memory, as the claimed messages do.
-
-    A reading is used only for the very message it was made from (same raw bytes: ids of
-    another database can be the same), under the same assigning authority and phone region,
-    on the same day (the birth date rules count from today); anything else is read again.
-    Ingest takes each reading out as it claims the message; a new file drop starts empty.
-    """
-
-    LIMIT = 200_000  # readings kept at most (~1 KB each); messages beyond are read again
-
-    def __init__(self) -> None:
-        self._by_id: dict[int, tuple[bytes, tuple[str | None, str], Reading]] = {}
-
-    def clear(self) -> None:
-        self._by_id.clear()
-
-    def keep(
-        self, message_id: int, raw: bytes, key: tuple[str | None, str], reading: Reading
-    ) -> None:
-        if len(self._by_id) < self.LIMIT:
-            self._by_id[message_id] = (raw, key, reading)
-
-    def take(self, message_id: int, raw: bytes, key: tuple[str | None, str]) -> Reading | None:
-        """The reading of this message (and forget it), or None when there is none that fits."""
-        found = self._by_id.pop(message_id, None)
-        if found is None:
-            return None
-        kept_raw, kept_key, reading = found
-        if kept_key != key or kept_raw != raw or reading.day != clock.today():
-            return None
-        return reading
-
-    def __len__(self) -> int:
-        return len(self._by_id)
-
-
-RECEIPTS = Receipts()
-
-
 @contextlib.contextmanager
 def collector_paused() -> Iterator[None]:
     """No cyclic garbage collection while a file or a batch of messages is read and applied.
@@ -179,66 +127,6 @@ def collector_paused() -> Iterator[None]:
 def _settings_key(settings: Settings) -> tuple[str | None, str]:
     """The settings a reading depends on."""
     return settings.hl7_assigning_authority, settings.phone_region
-
-
-def split_messages(data: bytes) -> list[bytes]:
-    """Messages in a file: MLLP-framed, or one after another, each starting with MSH at a
-    segment start; FHS/BHS/BTS/FTS batch segments are dropped (they are not messages).
-
-    Anything before the first MSH stays a "message" of its own, so that junk in a file meant
-    as HL7 is rejected (AR) rather than lost.
-    """
-    data = data.removeprefix(b"\xef\xbb\xbf")
-    if b"\x0b" not in data:
-        return _messages_in(data)
-    messages: list[bytes] = []
-    for block in FRAME.findall(data):
-        # A block is one message as the sender framed it (kept byte for byte), unless it
-        # holds a batch or several messages.
-        several = _messages_in(block)
-        messages += several if len(several) > 1 or _has_batch_segment(block) else [block]
-    return [m for m in messages if m.strip()]
-
-
-def _has_batch_segment(data: bytes) -> bool:
-    # The regex tries every position (~4 ms for a file of 200 messages); a substring test
-    # finds the usual answer, none, at memory speed, and the regex decides only when needed.
-    return any(tag in data for tag in BATCH_TAGS) and BATCH_SEGMENT.search(data) is not None
-
-
-def _messages_in(data: bytes) -> list[bytes]:
-    if _has_batch_segment(data):
-        data = BATCH_SEGMENT.sub(b"", data)
-    parts = MESSAGE_START.split(data)
-    return [p.strip(b"\r\n") for p in parts if p.strip()]
-
-
-def is_hl7(path: Path) -> bool:
-    """Decided by content: MSH (after a UTF-8 BOM and white space), an MLLP block, or FHS/BHS."""
-    with path.open("rb") as handle:
-        head = handle.read(4096).removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n")
-    return head.startswith(HL7_STARTS)
-
-
-def message_files(paths: list[str]) -> tuple[list[Path], list[dict[str, str]]]:
-    """(files to read, skipped files with the reason). A file named on the command line or
-    ending .hl7 is read whatever it holds (what is not HL7 in it is rejected, AR); any other
-    file of a directory is read when its content is HL7, and listed as skipped otherwise."""
-    found: list[Path] = []
-    skipped: list[dict[str, str]] = []
-    for name in paths:
-        path = Path(name)
-        if path.is_dir():
-            for candidate in sorted(p for p in path.rglob("*") if p.is_file()):
-                if candidate.suffix.lower() == ".hl7" or is_hl7(candidate):
-                    found.append(candidate)
-                else:
-                    skipped.append({"path": str(candidate), "reason": NOT_HL7})
-        elif path.is_file():
-            found.append(path)
-        else:
-            raise RosterFileError(f"no such file or directory: {path}")
-    return found, skipped
 
 
 @task(name="store-hl7-files", cache_policy=NO_CACHE)

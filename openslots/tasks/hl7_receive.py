@@ -351,7 +351,7 @@ class Reading(NamedTuple):
     """What the receipt read and checked of an applicable ADT message, all that ingest needs
     to apply it (patient data: kept in the process, never returned by a task). A file drop
     hands it to the ingest that follows in the same run, so a message is parsed and checked
-    once (tasks/hl7.py, `Receipts`). Strings in tuples only: the garbage collector stops
+    once (`Receipts`, below). Strings in tuples only: the garbage collector stops
     tracking such tuples, so holding a run's readings costs it nothing."""
 
     sending_application: str  # MSH-3.1
@@ -527,3 +527,45 @@ class StoreThenAck:
     def refuse(self, raw: bytes) -> Reply:
         error = StorageUnavailable("the message was not stored; send it again")
         return Reply(ack(None, "AR", error), "AR")
+
+
+class Receipts:
+    """What a file drop's receipt read and checked of each message it stored, by message id,
+    for the ingest that follows in the same process and run: a message is then parsed and
+    checked once instead of twice. Patient data stays in memory, as the claimed messages do.
+
+    A reading is used only for the very message it was made from (same raw bytes: ids of
+    another database can be the same), under the same assigning authority and phone region,
+    on the same day (the birth date rules count from today); anything else is read again.
+    Ingest takes each reading out as it claims the message; a new file drop starts empty.
+    """
+
+    LIMIT = 200_000  # readings kept at most (~1 KB each); messages beyond are read again
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, tuple[bytes, tuple[str | None, str], Reading]] = {}
+
+    def clear(self) -> None:
+        self._by_id.clear()
+
+    def keep(
+        self, message_id: int, raw: bytes, key: tuple[str | None, str], reading: Reading
+    ) -> None:
+        if len(self._by_id) < self.LIMIT:
+            self._by_id[message_id] = (raw, key, reading)
+
+    def take(self, message_id: int, raw: bytes, key: tuple[str | None, str]) -> Reading | None:
+        """The reading of this message (and forget it), or None when there is none that fits."""
+        found = self._by_id.pop(message_id, None)
+        if found is None:
+            return None
+        kept_raw, kept_key, reading = found
+        if kept_key != key or kept_raw != raw or reading.day != clock.today():
+            return None
+        return reading
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+
+RECEIPTS = Receipts()

@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
 from openslots.connectors.hl7.errors import Hl7Error
+from openslots.connectors.hl7.files import NOT_HL7, split_messages
 from openslots.connectors.hl7.parser import parse
 from openslots.domain.contact import EMAIL_PATTERN
-from openslots.tasks.hl7 import NOT_HL7, ingest_stored, split_messages, store_files
+from openslots.tasks.hl7 import ingest_stored, store_files
 from openslots.tasks.hl7_receive import PER_ROW_LIMIT, StoreThenAck, hl7_date, judge_patients
 from tests import hl7_messages as m
 

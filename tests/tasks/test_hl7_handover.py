@@ -14,8 +14,8 @@ from sqlalchemy import Engine, text
 from benchmarks.hl7_ingest import generate_messages
 from openslots.connectors.database.models import Base
 from openslots.domain.clock import frozen_clock
-from openslots.tasks.hl7 import RECEIPTS, Receipts, ingest_stored, store_files
-from openslots.tasks.hl7_receive import Reading, StoreThenAck
+from openslots.tasks.hl7 import ingest_stored, store_files
+from openslots.tasks.hl7_receive import RECEIPTS, Reading, Receipts, StoreThenAck
 from tests import hl7_messages as m
 
 # What the two runs are compared on: natural keys and values, never ids or times.

@@ -9,8 +9,9 @@ from sqlalchemy import Engine, select, text
 
 from openslots.connectors.database.models import Client, Hl7Message, Invitation, Slot
 from openslots.connectors.database.models import Connection as ConnectionRow
+from openslots.connectors.hl7.files import NOT_HL7, split_messages
 from openslots.domain.clock import frozen_clock
-from openslots.tasks.hl7 import NOT_HL7, ingest_stored, split_messages, store_files
+from openslots.tasks.hl7 import ingest_stored, store_files
 from openslots.tasks.hl7_receive import HL7_RULE_MESSAGES, StoreThenAck, receive
 from tests import hl7_messages as m
 from tests._corpus import hl7_public_corpus

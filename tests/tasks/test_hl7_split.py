@@ -8,7 +8,7 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from openslots.tasks.hl7 import BATCH_SEGMENT, split_messages
+from openslots.connectors.hl7.files import BATCH_SEGMENT, split_messages
 
 # The regexes as they were before the fast forms: the reference.
 MESSAGE_START = re.compile(rb"(?:^|[\r\n])(?=MSH)")
