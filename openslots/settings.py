@@ -395,22 +395,27 @@ def get_settings() -> Settings:
     one exists: the environment wins, then the block. Outside a flow run (CLI commands, the
     listener, the web pages) only the environment counts, and Prefect is never imported here.
     """
-    settings = _environment_settings(_environment())
+    environment = _environment()
+    settings = _environment_settings(environment)
     unset = [field for field in SECRET_BLOCKS if getattr(settings, field) is None]
     if not unset or "prefect.context" not in sys.modules:  # no flow has run in this process
         return settings
     from openslots.connectors.prefect_blocks import secrets_from_blocks
 
     found = secrets_from_blocks([SECRET_BLOCKS[field] for field in unset])
-    overrides: dict[str, Any] = {
-        field: found[SECRET_BLOCKS[field]] for field in unset if SECRET_BLOCKS[field] in found
-    }
-    return Settings(**overrides) if overrides else settings
+    overrides = tuple(
+        (field, found[SECRET_BLOCKS[field]]) for field in unset if SECRET_BLOCKS[field] in found
+    )
+    return _environment_settings(environment, overrides) if overrides else settings
 
 
 @lru_cache(maxsize=16)
-def _environment_settings(environment: tuple[tuple[str, str], ...]) -> Settings:
-    return Settings()
+def _environment_settings(
+    environment: tuple[tuple[str, str], ...], overrides: tuple[tuple[str, Any], ...] = ()
+) -> Settings:
+    """Settings of this environment (the key: Settings reads it itself), with `overrides`
+    (secrets from Prefect blocks): a deployed flow run's tasks share one such instance too."""
+    return Settings(**dict(overrides))
 
 
 def _environment() -> tuple[tuple[str, str], ...]:

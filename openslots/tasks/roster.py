@@ -92,7 +92,7 @@ def stage_roster(batch_id: int, path: str) -> StageCounts:
     """Stream the file in chunks: skip the rows an earlier import settled (unchanged since),
     validate the others (pandera, lazy), stage accepted rows, record rejections and warnings.
     Memory is bounded by the chunk size, not the file size."""
-    res = resources()  # settings are read once per step (each read parses the environment)
+    res = resources()  # one settings object for the whole step
     settings = res.settings
     try:
         layout = sniff_layout(Path(path))
