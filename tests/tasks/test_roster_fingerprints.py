@@ -90,6 +90,25 @@ def test_a_changed_row_is_read_and_applied_and_only_it(db: Engine, tmp_path: Pat
     assert (skipped, back.updated_clients) == (ROWS - 1, 1)
 
 
+def test_clients_sharing_email_and_birth_date_are_never_settled(db: Engine, tmp_path: Path) -> None:
+    """Twins on one parent's email: a connection matching by email + date of birth could be
+    either, so their rows are read at every import; the others are skipped."""
+    twin = person(9, first_name="Twin", email="parent@example.org")
+    sibling = person(10, first_name="Other", email="parent@example.org", date_of_birth=twin[3])
+    path = roster_file(tmp_path / "a.csv", rows(**{"9": twin, "10": sibling}))
+    run(path)
+    again, skipped = run(path)
+    assert skipped == ROWS - 2
+    assert counts(again) == (ROWS, ROWS, 0, 0, 0, 0, 0, 0, 0)
+    with db.connect() as conn:
+        settled = conn.execute(
+            select(Client.client_ref).join(
+                RosterFingerprint, RosterFingerprint.client_id == Client.id
+            )
+        ).scalars()
+        assert {"00009", "00010"}.isdisjoint(settled)
+
+
 def test_a_duplicate_of_a_settled_row_is_rejected_as_when_every_row_is_read(
     db: Engine, tmp_path: Path
 ) -> None:
