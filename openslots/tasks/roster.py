@@ -174,11 +174,16 @@ def stage_chunks(
     res: Resources | None = None,
 ) -> StageCounts:
     """Validate and stage (first line, chunk with canonical columns, fraction done) chunks.
-    With `settled`, rows it holds are skipped and the staged rows carry their fingerprint."""
+    With `settled`, rows it holds are skipped and the staged rows carry their fingerprint.
+
+    The rows left after skipping are gathered up to a chunk's size before they are validated:
+    a re-sync changing 1 % of a million rows validated ten slices of 1,000 rows, and pandera
+    costs ~0.1 s a call whatever the size (1.7 s of a 4.6 s stage); gathered, it is one call."""
     res = res or resources()
     settings, engine = res.settings, res.engine
     logger = run_logger()
-    total = rejected = warnings = unchanged = 0
+    counts = _Tally()
+    pending = _Pending()
     for first_line, chunk, done in chunks:
         at = chunk.pop(LINE).to_numpy() if LINE in chunk else first_line + np.arange(len(chunk))
         hashes = None
@@ -187,41 +192,97 @@ def stage_chunks(
             skip = settled.settled(hashes)
             if skip.any():
                 settled.skip(at[skip], hashes[skip])
-                unchanged += int(skip.sum())
+                counts.unchanged += int(skip.sum())
                 chunk, at, hashes = chunk[~skip], at[~skip], hashes[~skip]
-        if chunk.empty:  # every row settled: nothing to validate (pandera costs ~0.1 s)
+        if not pending.takes(chunk):  # other columns (a reader's flag): never mixed
+            _stage_pending(batch_id, pending, counts, res)
+        pending.add(chunk, at, hashes)
+        if pending.rows >= settings.chunk_size:
+            _stage_pending(batch_id, pending, counts, res)
+        else:
             with engine.begin() as conn:
                 batches.heartbeat(conn, batch_id)
-            _progress(logger, total + unchanged, done, rejected, unchanged)
-            continue
-        lines = pd.Series(at, index=chunk.index, dtype="int64")
-        result = validate_chunk(chunk, first_line, settings.phone_region, lines=lines)
-        accepted = result.accepted
-        if hashes is not None:
-            # By index: validation dropped blank and rejected rows. (An empty frame given a
-            # Series adopts its index, so the values go in as an array.)
-            by_row = pd.Series(hashes, index=chunk.index).reindex(accepted.index)
-            accepted = accepted.assign(row_hash=by_row.to_numpy())
-        with engine.begin() as conn:
-            batches.heartbeat(conn, batch_id)
-            repo.stage_rows(conn, batch_id, accepted)
-            repo.record_findings(conn, batch_id, result.rejections + result.warnings)
-        total += result.total_rows
-        rejected += len({r.line for r in result.rejections})
-        warnings += len(result.warnings)
-        _progress(logger, total + unchanged, done, rejected, unchanged)
+        _progress(logger, counts.total + pending.rows + counts.unchanged, done, counts)
+    _stage_pending(batch_id, pending, counts, res)
     return StageCounts(
-        total + unchanged, rejected, warnings, unchanged, fingerprinted=settled is not None
+        counts.total + counts.unchanged,
+        counts.rejected,
+        counts.warnings,
+        counts.unchanged,
+        fingerprinted=settled is not None,
     )
 
 
-def _progress(logger: Any, seen: int, done: float, rejected: int, unchanged: int) -> None:
+@dataclass
+class _Tally:
+    total: int = 0  # rows validated (blank rows are not rows)
+    rejected: int = 0
+    warnings: int = 0
+    unchanged: int = 0
+
+
+class _Pending:
+    """Rows read and not yet validated: frames with the same columns, their lines and
+    fingerprints (None when the import does not skip rows)."""
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.frames: list[pd.DataFrame] = []
+        self.lines: list[np.ndarray] = []
+        self.hashes: list[np.ndarray] = []
+        self.rows = 0
+
+    def takes(self, chunk: pd.DataFrame) -> bool:
+        return not self.frames or list(chunk.columns) == list(self.frames[0].columns)
+
+    def add(self, chunk: pd.DataFrame, at: np.ndarray, hashes: np.ndarray | None) -> None:
+        if chunk.empty:
+            return
+        self.frames.append(chunk)
+        self.lines.append(at)
+        if hashes is not None:
+            self.hashes.append(hashes)
+        self.rows += len(chunk)
+
+    def take(self) -> tuple[pd.DataFrame, np.ndarray, np.ndarray | None]:
+        frames, lines, hashes = self.frames, self.lines, self.hashes
+        self.clear()
+        # One frame as it is; several with a fresh index (readings may share labels).
+        frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        return frame, np.concatenate(lines), np.concatenate(hashes) if hashes else None
+
+
+def _stage_pending(batch_id: int, pending: _Pending, counts: _Tally, res: Resources) -> None:
+    """Validate the gathered rows, stage the accepted ones and record the findings."""
+    if not pending.rows:
+        return
+    chunk, at, hashes = pending.take()
+    lines = pd.Series(at, index=chunk.index, dtype="int64")
+    result = validate_chunk(chunk, int(at[0]), res.settings.phone_region, lines=lines)
+    accepted = result.accepted
+    if hashes is not None:
+        # By index: validation dropped blank and rejected rows. (An empty frame given a
+        # Series adopts its index, so the values go in as an array.)
+        by_row = pd.Series(hashes, index=chunk.index).reindex(accepted.index)
+        accepted = accepted.assign(row_hash=by_row.to_numpy())
+    with res.engine.begin() as conn:
+        batches.heartbeat(conn, batch_id)
+        repo.stage_rows(conn, batch_id, accepted)
+        repo.record_findings(conn, batch_id, result.rejections + result.warnings)
+    counts.total += result.total_rows
+    counts.rejected += len({r.line for r in result.rejections})
+    counts.warnings += len(result.warnings)
+
+
+def _progress(logger: Any, seen: int, done: float, counts: _Tally) -> None:
     logger.info(
         "read %d rows (%.0f%% of file), %d rejected, %d unchanged",
         seen,
         done * 100,
-        rejected,
-        unchanged,
+        counts.rejected,
+        counts.unchanged,
     )
     for listener in progress_listeners:
         listener(seen, done)

@@ -149,13 +149,16 @@ def replay(
 
 
 @settings(max_examples=EXAMPLES, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(nights=st.lists(NIGHT, min_size=2, max_size=5))
+@given(nights=st.lists(NIGHT, min_size=2, max_size=5), chunk_size=st.sampled_from([1, 2, 3, 50]))
 def test_skipping_settled_rows_gives_the_outcome_of_reading_every_row(
     nights: list[dict[str, Any]],
+    chunk_size: int,
     sqlite_template: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Skipping reads in chunks of `chunk_size` rows (the rows left of several chunks are
+    validated together); reading every row takes the whole file as one chunk."""
     outcomes = {}
     for skip in ("true", "false"):
         work = tmp_path / skip
@@ -163,5 +166,6 @@ def test_skipping_settled_rows_gives_the_outcome_of_reading_every_row(
         work.mkdir()
         shutil.copy(sqlite_template, work / "db.sqlite")
         monkeypatch.setenv("OPENSLOTS_ROSTER_SKIP_UNCHANGED", skip)
+        monkeypatch.setenv("OPENSLOTS_CHUNK_SIZE", str(chunk_size if skip == "true" else 50))
         outcomes[skip] = replay(f"sqlite:///{work / 'db.sqlite'}", nights, work, monkeypatch)
     assert outcomes["true"] == outcomes["false"]
