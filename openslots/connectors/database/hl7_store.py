@@ -9,6 +9,7 @@ tasks/; this module only stores what it is given.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -168,42 +169,45 @@ def store_group(conn: Connection, messages: Sequence[Incoming], source: str) -> 
         raise ValueError(f"a group holds at most {MAX_GROUP} messages")
     if not messages:
         return []
-    conn.execution_options(isolation_level="AUTOCOMMIT")
-    identities = [_fit(m.identity) for m in messages]
-    columns = (
-        [identity[0] for identity in identities],
-        [identity[1] for identity in identities],
-        [identity[2] for identity in identities],
-        [m.content_hash for m in messages],
-        [m.message_type[:20] for m in messages],
-        [m.raw for m in messages],
-        [
-            (Hl7MessageStatus.STORED if m.error is None else Hl7MessageStatus.ERROR).value
-            for m in messages
-        ],
-        [m.error for m in messages],
-    )
     raw = conn.connection.driver_connection
+    if raw is None or not raw.autocommit:
+        conn.execution_options(isolation_level="AUTOCOMMIT")  # once per connection
+        raw = conn.connection.driver_connection
     if raw is None or not raw.autocommit:  # the statement would not commit: no ACK may follow
         raise RuntimeError("a group must be stored on a connection in autocommit")
+    # The group goes as one JSON document (json.dumps and the server parse it in C; psycopg
+    # would quote every element of eight text arrays in Python, ~60 % of the store's CPU).
+    group = json.dumps(
+        [
+            (
+                *_fit(m.identity),
+                m.content_hash,
+                m.message_type[:20],
+                m.raw.hex(),
+                (Hl7MessageStatus.STORED if m.error is None else Hl7MessageStatus.ERROR).value,
+                m.error,
+            )
+            for m in messages
+        ]
+    )
     with raw.cursor() as cursor:
-        cursor.execute(GROUP_STATEMENT, (*columns, source, clock.now()))
+        cursor.execute(GROUP_STATEMENT, (group, source, clock.now()))
         rows = cursor.fetchall()
     return [Saved(int(message_id), duplicate, reused) for message_id, duplicate, reused in rows]
 
 
-# store_messages as one PostgreSQL statement, for a group (arrays, one element per message,
-# numbered by `pos`). A message is a redelivery when a stored row, or an earlier message of
-# the group, has its identity and content hash (never for an empty control id); a new one's
-# control id counts as reused when a stored row or an earlier message has its identity. The
-# new rows take their ids from the sequence in the group's order (volatile functions in a
-# SELECT list run after its ORDER BY), and every message is answered with its row's id.
+# store_messages as one PostgreSQL statement, for a group (a JSON array, one row per message
+# with its raw bytes in hex, numbered by `pos`). A message is a redelivery when a stored row,
+# or an earlier message of the group, has its identity and content hash (never for an empty
+# control id); a new one's control id counts as reused when a stored row or an earlier message
+# has its identity. The new rows take their ids from the sequence in the group's order
+# (volatile functions in a SELECT list run after its ORDER BY), and every message is answered
+# with its row's id.
 GROUP_STATEMENT = """
 WITH m AS (
-    SELECT * FROM unnest(
-        %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bytea[], %s::text[],
-        %s::text[]
-    ) WITH ORDINALITY AS m(app, facility, control, digest, kind, raw, status, error, pos)
+    SELECT r->>0 AS app, r->>1 AS facility, r->>2 AS control, r->>3 AS digest, r->>4 AS kind,
+        decode(r->>5, 'hex') AS raw, r->>6 AS status, r->>7 AS error, pos
+    FROM json_array_elements(%s::json) WITH ORDINALITY AS g(r, pos)
 ), decided AS (
     SELECT m.pos, known.id AS known_id,
         m.control <> '' AND (known.found OR m.pos > min(m.pos) OVER same_identity) AS reused,
