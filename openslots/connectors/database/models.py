@@ -485,6 +485,10 @@ class AuditEvent(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=clock.now, server_default=func.now())
 
 
+# A stored message's identity, in the unique index's order (the store's ON CONFLICT names it).
+IDENTITY_COLUMNS = ("control_id", "sending_application", "sending_facility", "content_hash")
+
+
 class Hl7Message(Base):
     """Every HL7 message received, stored before it is acknowledged (raw bytes: patient data)."""
 
@@ -497,6 +501,14 @@ class Hl7Message(Base):
             "sending_application",
             "sending_facility",
             "content_hash",
+        ),
+        Index(
+            # A message is stored once, whoever stores it (an empty control id never repeats).
+            "uq_hl7_messages_identity",
+            *IDENTITY_COLUMNS,
+            unique=True,
+            sqlite_where=text("control_id <> ''"),
+            postgresql_where=text("control_id <> ''"),
         ),
         Index("ix_hl7_messages_status_id", "status", "id"),
     )
