@@ -180,3 +180,51 @@ def test_a_statement_that_dies_mid_group_stores_nothing_of_it(db: Engine) -> Non
     assert failed and not thread.is_alive()
     with db.connect() as conn:
         assert stored_rows(conn) == []
+
+
+@pytest.mark.parametrize("path", ["store_group", "store_messages"])
+def test_a_message_another_writer_stores_meanwhile_is_a_redelivery_not_a_second_row(
+    db: Engine, path: str
+) -> None:
+    """The other writer (a file drop, another listener) has inserted the message and not yet
+    committed when this one stores it: this one's lookup cannot see that row, its insert waits
+    on the unique identity, and once the other commits it answers a redelivery of that row."""
+    if db.dialect.name != "postgresql":
+        pytest.skip("SQLite serialises writers: the lookup always sees the other's row")
+    message, other = incoming(0, 0), incoming(1, 1)
+    answered: list[list[Saved]] = []
+    failed: list[BaseException] = []
+    with db.connect() as first, db.connect() as second:
+        pid = second.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        second.rollback()
+        (theirs,) = store.store_messages(first, [message], "file")  # not committed yet
+
+        def store_it() -> None:
+            try:
+                if path == "store_group":
+                    answered.append(store.store_group(second, [other, message], "mllp"))
+                else:
+                    with second.begin():
+                        answered.append(store.store_messages(second, [other, message], "mllp"))
+            except BaseException as exc:
+                failed.append(exc)
+
+        thread = threading.Thread(target=store_it)
+        thread.start()
+        with db.connect() as watcher:
+            waiting = text("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = :p")
+            deadline = time.monotonic() + 15
+            while not watcher.execute(waiting, {"p": pid}).scalar():
+                assert time.monotonic() < deadline, "the second writer never waited"
+                time.sleep(0.02)
+        first.commit()
+        thread.join(timeout=15)
+    assert not failed, failed
+    (saved,) = answered
+    assert saved[1] == Saved(theirs.message_id, duplicate=True)
+    assert not saved[0].duplicate
+    with db.connect() as conn:
+        identities = [(row[3], row[5]) for row in stored_rows(conn)]
+    assert sorted(identities) == sorted(
+        [(message.identity[2], message.content_hash), (other.identity[2], other.content_hash)]
+    )
