@@ -83,7 +83,7 @@ RELEASED_REVISIONS = {
         "3b847137a367bb9f0d5255739b30b4103194deeefbd94500a2fe9faa5e78aefc"
     ),
     "0006_hl7_message_identity_unique.py": (
-        "2fa56406aa46772d2ab268343c03c801a87f8cd1d1b6d19580feb0055a750594"
+        "18eeff7f5c21dc72e2ae9f2308fc56997f685f2b13cede9e28967389a2315d91"
     ),
 }
 VERSIONS_DIR = MIGRATIONS_DIR / "versions"

@@ -35,7 +35,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute
 
 from openslots.connectors.database._dialect import skip_locked
-from openslots.connectors.database.models import IDENTITY_COLUMNS, Hl7Message, Hl7MessageStatus
+from openslots.connectors.database.models import (
+    IDENTITY_COLUMNS,
+    IDENTITY_STORED,
+    Hl7Message,
+    Hl7MessageStatus,
+)
 from openslots.domain import clock
 
 Identity = tuple[str, str, str]  # (sending application, sending facility, control id)
@@ -102,7 +107,7 @@ def store_messages(conn: Connection, messages: Sequence[Incoming], source: str) 
                 Hl7Message.control_id,
                 Hl7Message.content_hash,
                 Hl7Message.id,
-            ).where(among)
+            ).where(among, text(IDENTITY_STORED))  # the unique identity index's condition
         )
         for app, facility, control, digest, message_id in rows:
             known.setdefault((app, facility, control), {})[digest] = message_id
@@ -191,7 +196,7 @@ def _stored_ids(
                 Hl7Message.control_id,
                 Hl7Message.content_hash,
                 Hl7Message.id,
-            ).where(among)
+            ).where(among, text(IDENTITY_STORED))  # the unique identity index's condition
         )
         for app, facility, control, digest, message_id in rows:
             found[(app, facility, control, digest)] = message_id
@@ -275,7 +280,7 @@ WITH m AS (
     FROM m CROSS JOIN LATERAL (
         SELECT min(h.id) FILTER (WHERE h.content_hash = m.digest) AS id, count(*) > 0 AS found
         FROM hl7_messages h
-        WHERE m.control <> '' AND h.control_id = m.control
+        WHERE m.control <> '' AND h.control_id <> '' AND h.control_id = m.control
             AND h.sending_application = m.app AND h.sending_facility = m.facility
     ) known
     WINDOW same_identity AS (PARTITION BY m.app, m.facility, m.control)
@@ -324,7 +329,7 @@ def _insert(conn: Connection, rows: list[dict[str, object]]) -> list[int | None]
     statement = (
         dialect_insert(Hl7Message)
         .on_conflict_do_nothing(
-            index_elements=list(IDENTITY_COLUMNS), index_where=text("control_id <> ''")
+            index_elements=list(IDENTITY_COLUMNS), index_where=text(IDENTITY_STORED)
         )
         .returning(Hl7Message.id)
     )

@@ -6,8 +6,9 @@ both missed the other's row and both inserted it. A partial unique index on the 
 (control id, sending application, sending facility, content hash) for non-empty control ids
 (an empty control id is never a duplicate; a reused control id with other content has another
 hash, so it is still stored and flagged) now makes the second insert a conflict, which the
-store counts as a redelivery. `ix_hl7_messages_identity` stays beside it: the redelivery
-lookups by control id use it, and the planner cannot prove a parameter non-empty.
+store counts as a redelivery. It replaces `ix_hl7_messages_identity` (the same columns, in
+the same order): the redelivery lookups by control id say `control_id <> ''` in their text,
+so they use it, and every stored message updates three indexes, not four.
 
 Duplicates an old database already holds are resolved first, losing nothing that was applied:
 of each identity's copies the first applied one is kept (the lowest id when none was applied),
@@ -61,8 +62,10 @@ def upgrade() -> None:
             sqlite_where=sa.text("control_id <> ''"),
             postgresql_where=sa.text("control_id <> ''"),
         )
+        batch_op.drop_index("ix_hl7_messages_identity")
 
 
 def downgrade() -> None:
     with op.batch_alter_table("hl7_messages", schema=None) as batch_op:
+        batch_op.create_index("ix_hl7_messages_identity", IDENTITY, unique=False)
         batch_op.drop_index("uq_hl7_messages_identity")
