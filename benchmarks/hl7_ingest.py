@@ -7,8 +7,9 @@
   one each round) and its time is scaled to all N (`baseline_messages` says how many it parsed).
 * `mllp_listener`: `MllpListener` with the real handler (`StoreThenAck`: store the group in one
   transaction, then ACK each message) on a loopback port, its own asyncio loop in a thread;
-  8 sender threads, one connection each, send M messages one after another, each waiting for
-  its ACK; against the same senders and listener with a handler that parses each message and
+  8 sender threads in a process of their own (as an EHR is: threads beside the listener
+  would share its GIL), one connection each, send M messages one after another, each waiting
+  for its ACK; against the same senders and listener with a handler that parses each message and
   ACKs it without storing. msg/s and the p50/p99 of the time from sending a message to reading
   its ACK; every ACK must be AA.
 

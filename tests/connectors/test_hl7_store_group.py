@@ -135,6 +135,16 @@ def test_redeliveries_inside_a_group_and_across_groups(db: Engine) -> None:
         assert len(stored_rows(conn)) == 7
 
 
+def _wait_until_blocked(db: Engine, pid: int, failure: str) -> None:
+    """Until the backend `pid` waits on a lock (bounded: 15 s, then the test fails)."""
+    with db.connect() as watcher:
+        waiting = text("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = :p")
+        deadline = time.monotonic() + 15
+        while not watcher.execute(waiting, {"p": pid}).scalar():
+            assert time.monotonic() < deadline, failure
+            time.sleep(0.02)
+
+
 def test_a_statement_that_dies_mid_group_stores_nothing_of_it(db: Engine) -> None:
     """Another transaction holds (uncommitted) the id the group's second new row will take, so
     the group's INSERT stops there, its first row written; then its connection is terminated:
@@ -167,12 +177,8 @@ def test_a_statement_that_dies_mid_group_stores_nothing_of_it(db: Engine) -> Non
 
         thread = threading.Thread(target=store_it)
         thread.start()
+        _wait_until_blocked(db, pid, "the group's insert never waited")
         with db.connect() as watcher:
-            waiting = text("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = :p")
-            deadline = time.monotonic() + 15
-            while not watcher.execute(waiting, {"p": pid}).scalar():
-                assert time.monotonic() < deadline, "the group's insert never waited"
-                time.sleep(0.02)
             watcher.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
         thread.join(15)
         blocker.rollback()
@@ -211,12 +217,7 @@ def test_a_message_another_writer_stores_meanwhile_is_a_redelivery_not_a_second_
 
         thread = threading.Thread(target=store_it)
         thread.start()
-        with db.connect() as watcher:
-            waiting = text("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = :p")
-            deadline = time.monotonic() + 15
-            while not watcher.execute(waiting, {"p": pid}).scalar():
-                assert time.monotonic() < deadline, "the second writer never waited"
-                time.sleep(0.02)
+        _wait_until_blocked(db, pid, "the second writer never waited")
         first.commit()
         thread.join(timeout=15)
     assert not failed, failed

@@ -99,18 +99,8 @@ def store_messages(conn: Connection, messages: Sequence[Incoming], source: str) 
     identities = [_fit(m.identity) for m in messages]
     control_ids = sorted({identity[2] for identity in identities if identity[2]})
     known: dict[Identity, dict[str, int]] = {}
-    for among in _among(conn, Hl7Message.control_id, control_ids, 1000):
-        rows = conn.execute(
-            select(
-                Hl7Message.sending_application,
-                Hl7Message.sending_facility,
-                Hl7Message.control_id,
-                Hl7Message.content_hash,
-                Hl7Message.id,
-            ).where(among, text(IDENTITY_STORED))  # the unique identity index's condition
-        )
-        for app, facility, control, digest, message_id in rows:
-            known.setdefault((app, facility, control), {})[digest] = message_id
+    for app, facility, control, digest, message_id in _stored(conn, control_ids):
+        known.setdefault((app, facility, control), {})[digest] = message_id
 
     # Decide every message first (a redelivery inside the batch is a duplicate too), then
     # insert the new ones in one multi-row INSERT ... RETURNING.
@@ -183,13 +173,11 @@ def _key(row: dict[str, object]) -> tuple[str, str, str, str]:
     )
 
 
-def _stored_ids(
-    conn: Connection, keys: Sequence[tuple[str, str, str, str]]
-) -> dict[tuple[str, str, str, str], int]:
-    """The stored rows' ids of these identities (app, facility, control id, content hash)."""
-    found: dict[tuple[str, str, str, str], int] = {}
-    for among in _among(conn, Hl7Message.control_id, sorted({key[2] for key in keys}), 1000):
-        rows = conn.execute(
+def _stored(conn: Connection, control_ids: Sequence[str]) -> Iterator[Any]:
+    """(application, facility, control id, content hash, id) of every stored message with one
+    of these (non-empty) control ids."""
+    for among in _among(conn, Hl7Message.control_id, control_ids, 1000):
+        yield from conn.execute(
             select(
                 Hl7Message.sending_application,
                 Hl7Message.sending_facility,
@@ -198,9 +186,14 @@ def _stored_ids(
                 Hl7Message.id,
             ).where(among, text(IDENTITY_STORED))  # the unique identity index's condition
         )
-        for app, facility, control, digest, message_id in rows:
-            found[(app, facility, control, digest)] = message_id
-    return found
+
+
+def _stored_ids(
+    conn: Connection, keys: Sequence[tuple[str, str, str, str]]
+) -> dict[tuple[str, str, str, str], int]:
+    """The stored rows' ids of these identities (app, facility, control id, content hash)."""
+    rows = _stored(conn, sorted({key[2] for key in keys}))
+    return {(app, facility, control, digest): i for app, facility, control, digest, i in rows}
 
 
 def store_group(conn: Connection, messages: Sequence[Incoming], source: str) -> list[Saved]:
