@@ -7,8 +7,9 @@
   one each round) and its time is scaled to all N (`baseline_messages` says how many it parsed).
 * `mllp_listener`: `MllpListener` with the real handler (`StoreThenAck`: store the group in one
   transaction, then ACK each message) on a loopback port, its own asyncio loop in a thread;
-  8 sender threads, one connection each, send M messages one after another, each waiting for
-  its ACK; against the same senders and listener with a handler that parses each message and
+  8 sender threads in a process of their own (as an EHR is: threads beside the listener
+  would share its GIL), one connection each, send M messages one after another, each waiting
+  for its ACK; against the same senders and listener with a handler that parses each message and
   ACKs it without storing. msg/s and the p50/p99 of the time from sending a message to reading
   its ACK; every ACK must be AA.
 
@@ -22,12 +23,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import multiprocessing
 import random
 import socket
 import statistics
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -283,9 +287,53 @@ def _sender(port: int, messages: list[bytes], barrier: threading.Barrier) -> dic
     return {"codes": dict(codes), "latencies": latencies}
 
 
-def run_listener(handler: Any, messages: list[bytes], senders: int) -> dict[str, Any]:
+def _send_all(
+    port: int, chunks: list[list[bytes]], ready: Callable[[], None] | None = None
+) -> dict[str, Any]:
+    """One thread and connection per chunk, all sending at once (after `ready`, when given,
+    returns); seconds from the start to the last ACK, the ACK codes and every latency."""
+    barrier = threading.Barrier(len(chunks) + 1)
+    results: list[dict[str, Any]] = [{} for _ in chunks]
+
+    def run(index: int) -> None:
+        results[index] = _sender(port, chunks[index], barrier)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(chunks))]
+    for t in threads:
+        t.start()
+    if ready is not None:
+        ready()
+    barrier.wait()
+    with Timer() as timer:
+        for t in threads:
+            t.join()
+    codes: dict[str, int] = defaultdict(int)
+    latencies: list[float] = []
+    for result in results:
+        for code, n in result.get("codes", {}).items():
+            codes[code] += n
+        latencies += result.get("latencies", [])
+    return {"seconds": timer.seconds, "codes": dict(codes), "latencies": latencies}
+
+
+def _sender_process(port: int, chunks: list[list[bytes]], pipe: Connection) -> None:
+    """The senders in a process of their own (an EHR is not in the listener's process): they
+    connect, say so, wait for the word, send, and hand back what `_send_all` returns."""
+
+    def ready() -> None:
+        pipe.send("ready")
+        pipe.recv()
+
+    pipe.send(_send_all(port, chunks, ready))
+
+
+def run_listener(
+    handler: Any, messages: list[bytes], senders: int, *, separate: bool = True
+) -> dict[str, Any]:
     """The listener in a thread with its own loop; `senders` threads, one connection each,
-    sharing `messages` evenly. Returns seconds, ACK codes and per-message latencies."""
+    sharing `messages` evenly, in another process (`separate`) or in this one (then senders
+    and listener share one GIL, which no real sender does). Returns seconds, ACK codes and
+    per-message latencies."""
     from openslots.connectors.hl7.mllp import MllpListener
 
     server = MllpListener(handler, "127.0.0.1", 0, on_batch=None)
@@ -305,30 +353,27 @@ def run_listener(handler: Any, messages: list[bytes], senders: int) -> dict[str,
             raise RuntimeError("the MLLP listener did not start")
         time.sleep(0.02)
     per_sender = len(messages) // senders
-    barrier = threading.Barrier(senders + 1)
-    results: list[dict[str, Any]] = [{} for _ in range(senders)]
-
-    def run(index: int) -> None:
-        chunk = messages[index * per_sender : (index + 1) * per_sender]
-        results[index] = _sender(server.port, chunk, barrier)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(senders)]
-    for t in threads:
-        t.start()
-    barrier.wait()
-    with Timer() as timer:
-        for t in threads:
-            t.join()
+    chunks = [messages[i * per_sender : (i + 1) * per_sender] for i in range(senders)]
+    if separate:
+        context = multiprocessing.get_context("spawn")  # the listener's threads run: no fork
+        ours, theirs = context.Pipe()
+        process = context.Process(
+            target=_sender_process, args=(server.port, chunks, theirs), name="bench-mllp-senders"
+        )
+        process.start()
+        try:
+            if ours.recv() != "ready":
+                raise RuntimeError("the senders did not start")
+            ours.send("go")
+            result: dict[str, Any] = ours.recv()
+        finally:
+            process.join(timeout=30)
+    else:
+        result = _send_all(server.port, chunks)
     time.sleep(0.2)  # let the connection handlers see the senders' EOF before the loop stops
     loop.call_soon_threadsafe(task.cancel)
     thread.join(timeout=10)
-    codes: dict[str, int] = defaultdict(int)
-    latencies: list[float] = []
-    for result in results:
-        for code, n in result.get("codes", {}).items():
-            codes[code] += n
-        latencies += result.get("latencies", [])
-    return {"seconds": timer.seconds, "codes": dict(codes), "latencies": latencies}
+    return result
 
 
 def _percentile_ms(values: list[float], q: float) -> float:

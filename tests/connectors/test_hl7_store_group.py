@@ -135,6 +135,16 @@ def test_redeliveries_inside_a_group_and_across_groups(db: Engine) -> None:
         assert len(stored_rows(conn)) == 7
 
 
+def _wait_until_blocked(db: Engine, pid: int, failure: str) -> None:
+    """Until the backend `pid` waits on a lock (bounded: 15 s, then the test fails)."""
+    with db.connect() as watcher:
+        waiting = text("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = :p")
+        deadline = time.monotonic() + 15
+        while not watcher.execute(waiting, {"p": pid}).scalar():
+            assert time.monotonic() < deadline, failure
+            time.sleep(0.02)
+
+
 def test_a_statement_that_dies_mid_group_stores_nothing_of_it(db: Engine) -> None:
     """Another transaction holds (uncommitted) the id the group's second new row will take, so
     the group's INSERT stops there, its first row written; then its connection is terminated:
@@ -167,12 +177,8 @@ def test_a_statement_that_dies_mid_group_stores_nothing_of_it(db: Engine) -> Non
 
         thread = threading.Thread(target=store_it)
         thread.start()
+        _wait_until_blocked(db, pid, "the group's insert never waited")
         with db.connect() as watcher:
-            waiting = text("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = :p")
-            deadline = time.monotonic() + 15
-            while not watcher.execute(waiting, {"p": pid}).scalar():
-                assert time.monotonic() < deadline, "the group's insert never waited"
-                time.sleep(0.02)
             watcher.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
         thread.join(15)
         blocker.rollback()
@@ -180,3 +186,46 @@ def test_a_statement_that_dies_mid_group_stores_nothing_of_it(db: Engine) -> Non
     assert failed and not thread.is_alive()
     with db.connect() as conn:
         assert stored_rows(conn) == []
+
+
+@pytest.mark.parametrize("path", ["store_group", "store_messages"])
+def test_a_message_another_writer_stores_meanwhile_is_a_redelivery_not_a_second_row(
+    db: Engine, path: str
+) -> None:
+    """The other writer (a file drop, another listener) has inserted the message and not yet
+    committed when this one stores it: this one's lookup cannot see that row, its insert waits
+    on the unique identity, and once the other commits it answers a redelivery of that row."""
+    if db.dialect.name != "postgresql":
+        pytest.skip("SQLite serialises writers: the lookup always sees the other's row")
+    message, other = incoming(0, 0), incoming(1, 1)
+    answered: list[list[Saved]] = []
+    failed: list[BaseException] = []
+    with db.connect() as first, db.connect() as second:
+        pid = second.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        second.rollback()
+        (theirs,) = store.store_messages(first, [message], "file")  # not committed yet
+
+        def store_it() -> None:
+            try:
+                if path == "store_group":
+                    answered.append(store.store_group(second, [other, message], "mllp"))
+                else:
+                    with second.begin():
+                        answered.append(store.store_messages(second, [other, message], "mllp"))
+            except BaseException as exc:
+                failed.append(exc)
+
+        thread = threading.Thread(target=store_it)
+        thread.start()
+        _wait_until_blocked(db, pid, "the second writer never waited")
+        first.commit()
+        thread.join(timeout=15)
+    assert not failed, failed
+    (saved,) = answered
+    assert saved[1] == Saved(theirs.message_id, duplicate=True)
+    assert not saved[0].duplicate
+    with db.connect() as conn:
+        identities = [(row[3], row[5]) for row in stored_rows(conn)]
+    assert sorted(identities) == sorted(
+        [(message.identity[2], message.content_hash), (other.identity[2], other.content_hash)]
+    )

@@ -82,6 +82,9 @@ RELEASED_REVISIONS = {
     "0005_roster_fingerprints.py": (
         "3b847137a367bb9f0d5255739b30b4103194deeefbd94500a2fe9faa5e78aefc"
     ),
+    "0006_hl7_message_identity_unique.py": (
+        "18eeff7f5c21dc72e2ae9f2308fc56997f685f2b13cede9e28967389a2315d91"
+    ),
 }
 VERSIONS_DIR = MIGRATIONS_DIR / "versions"
 
@@ -564,12 +567,38 @@ def _rows_for_0004(rows: RowWriter) -> None:
         )
 
 
+def _rows_for_0005(rows: RowWriter) -> None:
+    """Every table of 0005: 0004's rows and what 0005 added (a settled fingerprint and a
+    verification of a provider + location)."""
+    _rows_for_0004(rows)
+    provider = rows.insert("providers", name="Print Practice", integrated=True, auto_invite=False)
+    location = rows.insert("locations", provider_id=provider, name="Quay")
+    rows.insert_keyed(
+        "roster_fingerprints",
+        "row_hash",
+        provider_id=provider,
+        location_id=location,
+        row_hash=-(2**62) + 7,
+        client_id=12345,
+        settled_on=dt.date(2026, 3, 2),
+    )
+    rows.insert_keyed(
+        "roster_verifications",
+        "provider_id",
+        provider_id=provider,
+        location_id=location,
+        mode="sync",
+        verified_at=LATER,
+    )
+
+
 # Keyed by revision id. Every revision but head needs one (test below); a writer stays forever.
 ROW_WRITERS: dict[str, Callable[[RowWriter], None]] = {
     "0001": _rows_for_0001,
     "0002": _rows_for_0002,
     "0003": _rows_for_0003,
     "0004": _rows_for_0004,
+    "0005": _rows_for_0005,
 }
 
 
@@ -791,3 +820,57 @@ def test_0004_accepts_interrupted_batches_and_registrations_imports(
         assert kept.scalar_one() == "running"
     with pytest.raises(IntegrityError), engine.begin() as conn:
         RowWriter(conn).insert("import_batches", mode="sync", status="paused", **batch)
+
+
+def test_0006_keeps_one_copy_of_each_stored_message_and_every_applied_one_survives(
+    empty_database: Settings,
+) -> None:
+    """0006 makes an HL7 message's identity unique (non-empty control ids): copies an old
+    database holds are resolved first. Of each identity's copies the first applied one stays
+    (the lowest id when none was applied); the other copies go. Empty control ids are never
+    duplicates, and a reused control id with other content is another message."""
+    assert upgrade_database(empty_database, "0005") == "0005"
+    engine = get_engine(empty_database)
+
+    def message(control: str, digest: str, status: str) -> dict[str, Any]:
+        return dict(
+            sending_application="EPIC",
+            sending_facility="NORTH",
+            control_id=control,
+            message_type="ADT^A04",
+            content_hash=digest * 64,
+            raw=f"MSH|{control}|{digest}".encode(),
+            source="mllp",
+            status=status,
+            control_id_reused=False,
+            received_at=AT,
+        )
+
+    with engine.begin() as conn:
+        rows = RowWriter(conn)
+        ids = {
+            name: rows.insert("hl7_messages", **message(control, digest, status))
+            for name, control, digest, status in (
+                ("a_stored", "A", "a", "stored"),
+                ("a_applied", "A", "a", "applied"),  # kept: the first applied copy
+                ("a_error", "A", "a", "error"),
+                ("b_first", "B", "b", "stored"),  # kept: none applied, the lowest id
+                ("b_again", "B", "b", "applying"),
+                ("b_other", "B", "c", "stored"),  # B reused with other content: kept
+                ("c_applied", "C", "d", "applied"),  # kept
+                ("c_applied_again", "C", "d", "applied"),
+                ("empty_1", "", "e", "stored"),  # kept: no control id, never a duplicate
+                ("empty_2", "", "e", "stored"),  # kept
+            )
+        }
+    upgrade_database(empty_database)
+    kept = {"a_applied", "b_first", "b_other", "c_applied", "empty_1", "empty_2"}
+    with engine.connect() as conn:
+        found = set(conn.execute(text("SELECT id FROM hl7_messages")).scalars())
+        assert found == {ids[name] for name in kept}
+        statuses = dict(conn.execute(text("SELECT id, status FROM hl7_messages")).all())
+        assert statuses[ids["a_applied"]] == "applied"
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        RowWriter(conn).insert("hl7_messages", **message("B", "b", "stored"))
+    with engine.begin() as conn:  # an empty control id still repeats freely
+        RowWriter(conn).insert("hl7_messages", **message("", "e", "stored"))

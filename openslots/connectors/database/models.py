@@ -485,18 +485,25 @@ class AuditEvent(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=clock.now, server_default=func.now())
 
 
+# A stored message's identity, in the unique index's order (the store's ON CONFLICT names it).
+IDENTITY_COLUMNS = ("control_id", "sending_application", "sending_facility", "content_hash")
+IDENTITY_STORED = "control_id <> ''"  # the unique index's condition, as a query must say it
+
+
 class Hl7Message(Base):
     """Every HL7 message received, stored before it is acknowledged (raw bytes: patient data)."""
 
     __tablename__ = "hl7_messages"
     __table_args__ = (
         Index(
-            # control_id first: redelivery checks look messages up by control id.
-            "ix_hl7_messages_identity",
-            "control_id",
-            "sending_application",
-            "sending_facility",
-            "content_hash",
+            # A message is stored once, whoever stores it (an empty control id never repeats).
+            # control_id first: redelivery checks look messages up by control id, and say
+            # `control_id <> ''` (IDENTITY_STORED) so that this partial index serves them.
+            "uq_hl7_messages_identity",
+            *IDENTITY_COLUMNS,
+            unique=True,
+            sqlite_where=text(IDENTITY_STORED),
+            postgresql_where=text(IDENTITY_STORED),
         ),
         Index("ix_hl7_messages_status_id", "status", "id"),
     )
