@@ -41,6 +41,10 @@ class Message:
     encoding: Encoding
     segments: list[list[str]]
     text: str
+    # No escape character, subcomponent separator or `""` after MSH-2: every component is
+    # then its text as split, and the readers below take their shortcut (`_plain_header`,
+    # `_plain_patient`; tests/connectors/test_hl7_plain.py holds them to the general path).
+    plain: bool = False
 
     def all(self, name: str) -> list[list[str]]:
         return [s for s in self.segments if s[0] == name]
@@ -95,6 +99,8 @@ class Message:
 
     @cached_property
     def header(self) -> Header:
+        if self.plain:
+            return _plain_header(self.segments[0], self.encoding.component)
         msh = self.first("MSH")
         kind = self.field(msh, 9)
         return Header(
@@ -171,7 +177,9 @@ def tokenize(text: str) -> Message:
     segments = [msh_fields] + [line.split(separator) for line in lines[1:]]
     for segment in segments:
         segment[0] = segment[0].strip()
-    return Message(encoding, segments, text)
+    after = text[4 + len(msh_fields[1]) :] if len(msh_fields) > 1 else ""
+    plain = encoding.escape not in after and encoding.subcomponent not in after and '""' not in text
+    return Message(encoding, segments, text, plain)
 
 
 def parse(raw: bytes | str) -> Message:
@@ -351,6 +359,8 @@ def _place(message: Message, value: str) -> str:
 
 
 def extract_patient(message: Message, authority: str | None = None) -> Patient:
+    if message.plain:
+        return _plain_patient(message, authority)
     pid = message.first("PID")
     ids = identifiers(message, message.field(pid, 3))
     family, given = _person_name(message, message.field(pid, 5))
@@ -432,3 +442,132 @@ def _withdrawn_timing(version: str) -> bool:
     except ValueError:
         return False
     return (major, minor) >= (2, 7)
+
+
+# --- the plain path ----------------------------------------------------------------------
+# What the readers above compute, for a message with no escape sequence, subcomponent or
+# `""` (`Message.plain`, nearly every message a feed sends): with nothing to unescape, a
+# component is the text between separators, so each field is split once, by hand, instead of
+# once per component through `Message.component` (3-4x less time for a patient).
+
+
+def _plain_header(msh: list[str], comp: str) -> Header:
+    """`Message.header` of a plain message (`msh`: its MSH fields, MSH-1 not among them)."""
+    size = len(msh)
+
+    def first(number: int) -> str:
+        return msh[number - 1].split(comp, 1)[0] if number - 1 < size else ""
+
+    kind = (msh[8].split(comp) if size > 8 else []) + ["", "", ""]
+    return Header(
+        sending_application=first(3),
+        sending_facility=first(4),
+        timestamp=first(7),
+        message_type=kind[0],
+        trigger_event=kind[1],
+        structure=kind[2],
+        control_id=msh[9] if size > 9 else "",
+        version=first(12),
+        charset=first(18),
+    )
+
+
+def _plain_identifiers(value: str, rep: str, comp: str) -> list[Identifier]:
+    found = []
+    for repetition in value.split(rep) if value else ():
+        parts = repetition.split(comp)
+        if parts[0]:
+            found.append(
+                Identifier(
+                    parts[0],
+                    parts[3] if len(parts) > 3 else "",
+                    parts[4].upper() if len(parts) > 4 else "",
+                )
+            )
+    return found
+
+
+def _plain_contacts(values: tuple[str, str], rep: str, comp: str) -> tuple[str, str]:
+    """`contacts` of a plain message."""
+    email = phone = cell = ""
+    for value in values:
+        if not value:
+            continue
+        for repetition in value.split(rep):
+            parts = repetition.split(comp) + _NO_XTN_PARTS
+            use, kind, address = parts[1].upper(), parts[2].upper(), parts[3]
+            if address and (use == "NET" or kind in ("INTERNET", "X.400") or "@" in address):
+                email = email or address
+                continue
+            number = f"{parts[5]}{parts[6]}" if parts[6] else parts[0]
+            if not number:
+                continue
+            if kind == "CP" or use == "PRS":
+                cell = cell or number
+            phone = phone or number
+    return email, cell or phone
+
+
+def _plain_first(value: str, rep: str, comp: str) -> list[str]:
+    """The components of a field's first repetition, padded to at least 4."""
+    return [*value.split(rep, 1)[0].split(comp), "", "", "", ""]
+
+
+def _plain_patient(message: Message, authority: str | None) -> Patient:
+    """`extract_patient` of a plain message."""
+    encoding = message.encoding
+    rep, comp = encoding.repetition, encoding.component
+    pid: list[str] = []
+    pv1: list[str] = []
+    mrg: list[str] | None = None
+    nk1s: list[list[str]] = []
+    for segment in message.segments:
+        name = segment[0]
+        if name == "PID":
+            pid = pid or segment
+        elif name == "PV1":
+            pv1 = pv1 or segment
+        elif name == "NK1":
+            nk1s.append(segment)
+        elif name == "MRG" and mrg is None:
+            mrg = segment
+    pid = pid + [""] * (15 - len(pid))  # a copy: the message keeps its fields
+    mrn, how = mrn_choice(_plain_identifiers(pid[3], rep, comp), authority)
+    name = _plain_first(pid[5], rep, comp) if pid[5] else ["", ""]
+    sent_dob = pid[7].split(comp, 1)[0]
+    email, phone = _plain_contacts((pid[13], pid[14]), rep, comp)
+    patient = Patient(
+        mrn=mrn,
+        family=name[0],
+        given=name[1],
+        dob=sent_dob[:8],
+        email=email,
+        phone=phone,
+        dob_sent=sent_dob,
+        mrn_choice=how,
+    )
+    guardian = next(
+        (
+            nk1
+            for nk1 in nk1s
+            if len(nk1) > 3 and nk1[3].split(comp, 1)[0].upper() in GUARDIAN_RELATIONSHIPS
+        ),
+        nk1s[0] if nk1s else None,
+    )
+    if guardian is not None:
+        guardian = guardian + [""] * (7 - len(guardian))
+        kin = _plain_first(guardian[2], rep, comp) if guardian[2] else ["", ""]
+        patient.guardian_family, patient.guardian_given = kin[0], kin[1]
+        patient.guardian_email, patient.guardian_phone = _plain_contacts(
+            (guardian[5], guardian[6]), rep, comp
+        )
+    pv1 = pv1 + [""] * (8 - len(pv1))
+    doctor = _plain_first(pv1[7], rep, comp)
+    patient.provider_id = doctor[0]
+    patient.provider_name = " ".join(p for p in (doctor[2], doctor[1]) if p)
+    place = _plain_first(pv1[3], rep, comp)
+    patient.location = place[3] or place[0]
+    if mrg is not None:
+        merged = mrg[1] if len(mrg) > 1 else ""
+        patient.merged_mrn = choose_mrn(_plain_identifiers(merged, rep, comp), authority)
+    return patient
