@@ -13,7 +13,7 @@ from dataclasses import asdict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from openslots.connectors.hl7.parser import Message, extract_patient, parse
+from openslots.connectors.hl7.parser import Message, extract_patient, identifiers, parse
 from tests import hl7_messages as m
 
 SEPARATORS = [("|", "^~\\&"), ("#", "$%\\*")]
@@ -95,3 +95,13 @@ def test_every_sample_message_reads_the_same_either_way() -> None:
         message = parse(text)
         assert message.header == _general(message).header
         assert asdict(extract_patient(message)) == asdict(extract_patient(_general(message)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(adt_text())
+def test_plain_identifiers_are_the_general_ones(text: str) -> None:
+    message = parse(text)
+    for segment in message.all("PID") + message.all("MRG"):
+        for number in (1, 3):
+            value = message.field(segment, number)
+            assert identifiers(message, value) == identifiers(_general(message), value)

@@ -275,6 +275,9 @@ GUARDIAN_RELATIONSHIPS = {"MTH", "FTH", "PAR", "GRD", "LG", "GRP", "SGP", "STP",
 
 
 def identifiers(message: Message, value: str) -> list[Identifier]:
+    if message.plain:
+        encoding = message.encoding
+        return _plain_identifiers(value, encoding.repetition, encoding.component)
     found = []
     for rep in message.repetitions(value):
         parts = message.components(rep)
