@@ -97,7 +97,7 @@ def _compiled(region: str) -> _Compiled | None:
 def _fast_e164(text: str, region: str) -> str | None:
     """`normalise_phones`' fast path for one value: E.164 when the region's own metadata
     vouches for `text` as a mobile number in an unambiguous form, else None (then
-    `phonenumbers` decides). ~2 µs against ~45 µs for `to_e164`."""
+    `phonenumbers` decides): ~20x less time than `to_e164` for a US number."""
     compiled = _compiled(region)
     if compiled is None:
         return None

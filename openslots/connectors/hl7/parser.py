@@ -451,7 +451,7 @@ def _withdrawn_timing(version: str) -> bool:
 # What the readers above compute, for a message with no escape sequence, subcomponent or
 # `""` (`Message.plain`, nearly every message a feed sends): with nothing to unescape, a
 # component is the text between separators, so each field is split once, by hand, instead of
-# once per component through `Message.component` (3-4x less time for a patient).
+# once per component through `Message.component` (a patient in ~7 µs instead of ~10).
 
 
 def _plain_header(msh: list[str], comp: str) -> Header:
