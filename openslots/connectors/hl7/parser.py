@@ -9,6 +9,7 @@ checked against hl7apy's own parse (tests/connectors/test_hl7_parser.py).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -276,20 +277,20 @@ GUARDIAN_RELATIONSHIPS = {"MTH", "FTH", "PAR", "GRD", "LG", "GRP", "SGP", "STP",
 
 def identifiers(message: Message, value: str) -> list[Identifier]:
     if message.plain:
-        encoding = message.encoding
-        return _plain_identifiers(value, encoding.repetition, encoding.component)
-    found = []
-    for rep in message.repetitions(value):
-        parts = message.components(rep)
-        if parts[0]:
-            found.append(
-                Identifier(
-                    parts[0],
-                    parts[3] if len(parts) > 3 else "",
-                    parts[4].upper() if len(parts) > 4 else "",
-                )
-            )
-    return found
+        rep, comp = message.encoding.repetition, message.encoding.component
+        return _identified(found.split(comp) for found in value.split(rep)) if value else []
+    return _identified(message.components(rep) for rep in message.repetitions(value))
+
+
+def _identified(cx: Iterable[list[str]]) -> list[Identifier]:
+    """The identifiers of a CX field, given each repetition's components."""
+    return [
+        Identifier(
+            parts[0], parts[3] if len(parts) > 3 else "", parts[4].upper() if len(parts) > 4 else ""
+        )
+        for parts in cx
+        if parts[0]
+    ]
 
 
 MRN_TYPED = "typed"  # type code MR, or the configured assigning authority
@@ -324,21 +325,32 @@ _NO_XTN_PARTS = [""] * 7
 def contacts(message: Message, *values: str) -> tuple[str, str]:
     """(email, phone) from XTN fields: email in XTN.4 (NET/Internet or any address); the phone
     a cell (CP) number first, else the first number (XTN.6+XTN.7, else XTN.1)."""
+    if message.plain:
+        rep, comp = message.encoding.repetition, message.encoding.component
+        return _contacts(
+            found.split(comp) for value in values if value for found in value.split(rep)
+        )
+    return _contacts(
+        message.components(rep) for value in values for rep in message.repetitions(value)
+    )
+
+
+def _contacts(xtns: Iterable[list[str]]) -> tuple[str, str]:
+    """`contacts`, given each repetition's components."""
     email = phone = cell = ""
-    for value in values:
-        for rep in message.repetitions(value):
-            parts = message.components(rep) + _NO_XTN_PARTS  # XTN.1 to XTN.7, "" when absent
-            use, kind, address = parts[1].upper(), parts[2].upper(), parts[3]
-            if address and (use == "NET" or kind in ("INTERNET", "X.400") or "@" in address):
-                email = email or address
-                continue
-            area, local = parts[5], parts[6]
-            number = f"{area}{local}" if local else parts[0]
-            if not number:
-                continue
-            if kind == "CP" or use == "PRS":
-                cell = cell or number
-            phone = phone or number
+    for components in xtns:
+        parts = components + _NO_XTN_PARTS  # XTN.1 to XTN.7, "" when absent
+        use, kind, address = parts[1].upper(), parts[2].upper(), parts[3]
+        if address and (use == "NET" or kind in ("INTERNET", "X.400") or "@" in address):
+            email = email or address
+            continue
+        area, local = parts[5], parts[6]
+        number = f"{area}{local}" if local else parts[0]
+        if not number:
+            continue
+        if kind == "CP" or use == "PRS":
+            cell = cell or number
+        phone = phone or number
     return email, cell or phone
 
 
@@ -475,42 +487,6 @@ def _plain_header(msh: list[str], comp: str) -> Header:
     )
 
 
-def _plain_identifiers(value: str, rep: str, comp: str) -> list[Identifier]:
-    found = []
-    for repetition in value.split(rep) if value else ():
-        parts = repetition.split(comp)
-        if parts[0]:
-            found.append(
-                Identifier(
-                    parts[0],
-                    parts[3] if len(parts) > 3 else "",
-                    parts[4].upper() if len(parts) > 4 else "",
-                )
-            )
-    return found
-
-
-def _plain_contacts(values: tuple[str, str], rep: str, comp: str) -> tuple[str, str]:
-    """`contacts` of a plain message."""
-    email = phone = cell = ""
-    for value in values:
-        if not value:
-            continue
-        for repetition in value.split(rep):
-            parts = repetition.split(comp) + _NO_XTN_PARTS
-            use, kind, address = parts[1].upper(), parts[2].upper(), parts[3]
-            if address and (use == "NET" or kind in ("INTERNET", "X.400") or "@" in address):
-                email = email or address
-                continue
-            number = f"{parts[5]}{parts[6]}" if parts[6] else parts[0]
-            if not number:
-                continue
-            if kind == "CP" or use == "PRS":
-                cell = cell or number
-            phone = phone or number
-    return email, cell or phone
-
-
 def _plain_first(value: str, rep: str, comp: str) -> list[str]:
     """The components of a field's first repetition, padded to at least 4."""
     return [*value.split(rep, 1)[0].split(comp), "", "", "", ""]
@@ -535,10 +511,10 @@ def _plain_patient(message: Message, authority: str | None) -> Patient:
         elif name == "MRG" and mrg is None:
             mrg = segment
     pid = pid + [""] * (15 - len(pid))  # a copy: the message keeps its fields
-    mrn, how = mrn_choice(_plain_identifiers(pid[3], rep, comp), authority)
+    mrn, how = mrn_choice(identifiers(message, pid[3]), authority)
     name = _plain_first(pid[5], rep, comp) if pid[5] else ["", ""]
     sent_dob = pid[7].split(comp, 1)[0]
-    email, phone = _plain_contacts((pid[13], pid[14]), rep, comp)
+    email, phone = contacts(message, pid[13], pid[14])
     patient = Patient(
         mrn=mrn,
         family=name[0],
@@ -561,9 +537,7 @@ def _plain_patient(message: Message, authority: str | None) -> Patient:
         guardian = guardian + [""] * (7 - len(guardian))
         kin = _plain_first(guardian[2], rep, comp) if guardian[2] else ["", ""]
         patient.guardian_family, patient.guardian_given = kin[0], kin[1]
-        patient.guardian_email, patient.guardian_phone = _plain_contacts(
-            (guardian[5], guardian[6]), rep, comp
-        )
+        patient.guardian_email, patient.guardian_phone = contacts(message, guardian[5], guardian[6])
     pv1 = pv1 + [""] * (8 - len(pv1))
     doctor = _plain_first(pv1[7], rep, comp)
     patient.provider_id = doctor[0]
@@ -572,5 +546,5 @@ def _plain_patient(message: Message, authority: str | None) -> Patient:
     patient.location = place[3] or place[0]
     if mrg is not None:
         merged = mrg[1] if len(mrg) > 1 else ""
-        patient.merged_mrn = choose_mrn(_plain_identifiers(merged, rep, comp), authority)
+        patient.merged_mrn = choose_mrn(identifiers(message, merged), authority)
     return patient
