@@ -8,6 +8,7 @@ library's. `tests/domain/test_phone.py` checks the two agree.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import TYPE_CHECKING
@@ -63,7 +64,56 @@ def phone_value(raw: str, region: str) -> str:
     ('+14155552671', '')
     """
     text = raw.strip()
-    return (to_e164(text, region) or "") if text else ""
+    if not text:
+        return ""
+    return _fast_e164(text, region) or to_e164(text, region) or ""
+
+
+_SEPARATOR = re.compile(SEPARATORS)
+_DIGITS = re.compile("[0-9]+")
+
+
+# (country code, possible lengths, general pattern, mobile pattern, non-mobile patterns)
+_Compiled = tuple[
+    str, tuple[int, ...], re.Pattern[str], re.Pattern[str], tuple[re.Pattern[str], ...]
+]
+
+
+@cache
+def _compiled(region: str) -> _Compiled | None:
+    """`_patterns` compiled by Python's `re`, for one value at a time."""
+    patterns = _patterns(region)
+    if patterns is None:
+        return None
+    return (
+        patterns.country_code,
+        patterns.lengths,
+        re.compile(patterns.general),
+        re.compile(patterns.mobile),
+        tuple(re.compile(pattern) for pattern in patterns.excluded),
+    )
+
+
+def _fast_e164(text: str, region: str) -> str | None:
+    """`normalise_phones`' fast path for one value: E.164 when the region's own metadata
+    vouches for `text` as a mobile number in an unambiguous form, else None (then
+    `phonenumbers` decides): ~20x less time than `to_e164` for a US number."""
+    compiled = _compiled(region)
+    if compiled is None:
+        return None
+    cc, lengths, general, mobile, excluded = compiled
+    national = _SEPARATOR.sub("", text)
+    if national.startswith("+" + cc):
+        national = national[len(cc) + 1 :]
+    if (
+        len(national) not in lengths
+        or not _DIGITS.fullmatch(national)
+        or not general.fullmatch(national)
+        or not mobile.fullmatch(national)
+        or any(pattern.fullmatch(national) for pattern in excluded)
+    ):
+        return None
+    return f"+{cc}{national}"
 
 
 @dataclass(frozen=True)

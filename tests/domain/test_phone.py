@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from openslots.domain.phone import normalise_phones, phone_value, to_e164
+from openslots.domain.phone import _fast_e164, normalise_phones, phone_value, to_e164
 
 
 def test_the_issue_examples_are_one_number() -> None:
@@ -63,6 +63,23 @@ def test_fast_path_agrees_with_phonenumbers(values: list[str], region: str) -> N
     assert invalid.tolist() == [
         bool(v.strip()) and not exp for v, exp in zip(values, expected, strict=True)
     ]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(formatted, nanp, st.text(max_size=15)), st.sampled_from(["US", "GB", "DE", "CA"]))
+def test_the_one_value_fast_path_answers_only_what_phonenumbers_answers(
+    value: str, region: str
+) -> None:
+    # `phone_value` is cached: its fast path is checked here directly, value by value.
+    fast = _fast_e164(value.strip(), region)
+    assert fast is None or fast == to_e164(value.strip(), region)
+
+
+def test_the_one_value_fast_path_takes_the_usual_forms() -> None:
+    assert _fast_e164("(212) 555-0102", "US") == "+12125550102"
+    assert _fast_e164("+1 212 555 0102", "US") == "+12125550102"
+    assert _fast_e164("07911 123456", "GB") is None  # trunk prefix: phonenumbers decides
+    assert _fast_e164("800-555-0100", "US") is None  # toll free
 
 
 # (typed value, default region) -> E.164, written out by hand; None = not a usable mobile.
