@@ -512,13 +512,13 @@ def _plain_patient(message: Message, authority: str | None) -> Patient:
             mrg = segment
     pid = pid + [""] * (15 - len(pid))  # a copy: the message keeps its fields
     mrn, how = mrn_choice(identifiers(message, pid[3]), authority)
-    name = _plain_first(pid[5], rep, comp) if pid[5] else ["", ""]
+    family_given = _plain_first(pid[5], rep, comp) if pid[5] else ["", ""]
     sent_dob = pid[7].split(comp, 1)[0]
     email, phone = contacts(message, pid[13], pid[14])
     patient = Patient(
         mrn=mrn,
-        family=name[0],
-        given=name[1],
+        family=family_given[0],
+        given=family_given[1],
         dob=sent_dob[:8],
         email=email,
         phone=phone,
