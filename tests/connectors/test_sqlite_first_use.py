@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from openslots.connectors.database.engine import _create
+from openslots.connectors.database.engine import SQLITE_CACHE_KIB, _create
 
 
 def test_switching_a_new_file_to_wal_waits_for_another_writer(tmp_path: Path) -> None:
@@ -40,3 +40,14 @@ def test_switching_a_new_file_to_wal_waits_for_another_writer(tmp_path: Path) ->
         engine.dispose()
         first.close()
     assert (mode, rows) == ("wal", 1)
+
+
+def test_every_connection_has_the_large_page_cache_and_foreign_keys(tmp_path: Path) -> None:
+    engine = _create(f"sqlite:///{tmp_path / 'cache.db'}")
+    try:
+        with engine.connect() as conn:
+            cache = conn.execute(text("PRAGMA cache_size")).scalar_one()
+            keys = conn.execute(text("PRAGMA foreign_keys")).scalar_one()
+    finally:
+        engine.dispose()
+    assert (cache, keys) == (-SQLITE_CACHE_KIB, 1)
