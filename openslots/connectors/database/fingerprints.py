@@ -29,7 +29,7 @@ from openslots.connectors.database.models import (
     StagingState,
 )
 from openslots.connectors.database.providers import location_id_named, provider_id_named
-from openslots.connectors.database.roster import refresh_statistics
+from openslots.connectors.database.roster import estimated_rows, refresh_statistics
 from openslots.domain import fingerprints as rules
 
 ANALYZE_AFTER = 1_000  # rows settled by one import
@@ -57,16 +57,6 @@ def location_ids(conn: Connection, provider: str, location: str) -> tuple[int, i
         return None
     location_id = location_id_named(conn, provider_id, location)
     return None if location_id is None else (provider_id, location_id)
-
-
-def _estimated_rows(conn: Connection) -> float:
-    """The planner's row count of roster_fingerprints (0 where unknown: SQLite)."""
-    if conn.dialect.name != "postgresql":
-        return 0.0
-    rows = conn.exec_driver_sql(
-        "SELECT reltuples FROM pg_class WHERE oid = 'roster_fingerprints'::regclass"
-    ).scalar_one()
-    return max(float(rows), 0.0)
 
 
 def settled_hashes(
@@ -279,7 +269,8 @@ def settle(
         params,
         preserve_rowcount=True,
     ).rowcount
-    if settled >= ANALYZE_AFTER and settled >= ANALYZE_SHARE * _estimated_rows(conn):
+    known = estimated_rows(conn, "roster_fingerprints")
+    if settled >= ANALYZE_AFTER and settled >= ANALYZE_SHARE * known:
         # The deletes and re-opening joins of the next import plan from these statistics
         # (stale, they scanned every fingerprint of the location per staged row).
         refresh_statistics(conn, "roster_fingerprints")

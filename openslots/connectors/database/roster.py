@@ -411,6 +411,26 @@ def refresh_statistics(conn: Connection, *tables: str) -> None:
             conn.exec_driver_sql(f"ANALYZE {table}")
 
 
+def estimated_rows(conn: Connection, table: str) -> float:
+    """The planner's row count of a table as its last ANALYZE left it (0 where unknown:
+    SQLite, or never analysed)."""
+    if conn.dialect.name != "postgresql":
+        return 0.0
+    rows = conn.exec_driver_sql(
+        f"SELECT reltuples FROM pg_class WHERE oid = '{table}'::regclass"
+    ).scalar_one()
+    return max(float(rows), 0.0)
+
+
+def provider_has_clients(conn: Connection, provider_id: int) -> bool:
+    return (
+        conn.execute(
+            select(CLIENTS.c.id).where(CLIENTS.c.provider_id == provider_id).limit(1)
+        ).first()
+        is not None
+    )
+
+
 def _client_changes(batch_id: int, provider_id: int) -> tuple[Select[Any], ColumnElement[bool]]:
     """Staged rows of the batch joined to the provider's client of the same Client ID (none
     for a new client), and the condition "the row would change that client"."""
