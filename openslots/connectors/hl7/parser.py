@@ -9,7 +9,6 @@ checked against hl7apy's own parse (tests/connectors/test_hl7_parser.py).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -43,8 +42,8 @@ class Message:
     segments: list[list[str]]
     text: str
     # No escape character, subcomponent separator or `""` after MSH-2: every component is
-    # then its text as split, and the readers below take their shortcut (`_plain_header`,
-    # `_plain_patient`; tests/connectors/test_hl7_plain.py holds them to the general path).
+    # then its text as split, and `component`/`components` skip the subcomponent and escape
+    # handling (tests/connectors/test_hl7_plain.py holds them to the general path).
     plain: bool = False
 
     def all(self, name: str) -> list[list[str]]:
@@ -76,6 +75,8 @@ class Message:
         if number > len(parts):
             return ""
         part = parts[number - 1]
+        if self.plain:  # nothing to split further or unescape
+            return part if sub == 1 else ""
         if encoding.subcomponent in part:
             subs = part.split(encoding.subcomponent)
             text = subs[sub - 1] if sub <= len(subs) else ""
@@ -89,6 +90,8 @@ class Message:
         """Every component of one repetition (its first subcomponent), unescaped: `component`
         for all of them with one split, for readers that take several (identifiers, XTN)."""
         encoding = self.encoding
+        if self.plain:  # nothing to split further or unescape
+            return value.split(encoding.component)
         found = []
         for part in value.split(encoding.component):
             if encoding.subcomponent in part:
@@ -100,8 +103,6 @@ class Message:
 
     @cached_property
     def header(self) -> Header:
-        if self.plain:
-            return _plain_header(self.segments[0], self.encoding.component)
         msh = self.first("MSH")
         kind = self.field(msh, 9)
         return Header(
@@ -276,21 +277,18 @@ GUARDIAN_RELATIONSHIPS = {"MTH", "FTH", "PAR", "GRD", "LG", "GRP", "SGP", "STP",
 
 
 def identifiers(message: Message, value: str) -> list[Identifier]:
-    if message.plain:
-        rep, comp = message.encoding.repetition, message.encoding.component
-        return _identified(found.split(comp) for found in value.split(rep)) if value else []
-    return _identified(message.components(rep) for rep in message.repetitions(value))
-
-
-def _identified(cx: Iterable[list[str]]) -> list[Identifier]:
-    """The identifiers of a CX field, given each repetition's components."""
-    return [
-        Identifier(
-            parts[0], parts[3] if len(parts) > 3 else "", parts[4].upper() if len(parts) > 4 else ""
-        )
-        for parts in cx
-        if parts[0]
-    ]
+    found = []
+    for rep in message.repetitions(value):
+        parts = message.components(rep)
+        if parts[0]:
+            found.append(
+                Identifier(
+                    parts[0],
+                    parts[3] if len(parts) > 3 else "",
+                    parts[4].upper() if len(parts) > 4 else "",
+                )
+            )
+    return found
 
 
 MRN_TYPED = "typed"  # type code MR, or the configured assigning authority
@@ -325,32 +323,21 @@ _NO_XTN_PARTS = [""] * 7
 def contacts(message: Message, *values: str) -> tuple[str, str]:
     """(email, phone) from XTN fields: email in XTN.4 (NET/Internet or any address); the phone
     a cell (CP) number first, else the first number (XTN.6+XTN.7, else XTN.1)."""
-    if message.plain:
-        rep, comp = message.encoding.repetition, message.encoding.component
-        return _contacts(
-            found.split(comp) for value in values if value for found in value.split(rep)
-        )
-    return _contacts(
-        message.components(rep) for value in values for rep in message.repetitions(value)
-    )
-
-
-def _contacts(xtns: Iterable[list[str]]) -> tuple[str, str]:
-    """`contacts`, given each repetition's components."""
     email = phone = cell = ""
-    for components in xtns:
-        parts = components + _NO_XTN_PARTS  # XTN.1 to XTN.7, "" when absent
-        use, kind, address = parts[1].upper(), parts[2].upper(), parts[3]
-        if address and (use == "NET" or kind in ("INTERNET", "X.400") or "@" in address):
-            email = email or address
-            continue
-        area, local = parts[5], parts[6]
-        number = f"{area}{local}" if local else parts[0]
-        if not number:
-            continue
-        if kind == "CP" or use == "PRS":
-            cell = cell or number
-        phone = phone or number
+    for value in values:
+        for rep in message.repetitions(value):
+            parts = message.components(rep) + _NO_XTN_PARTS  # XTN.1 to XTN.7, "" when absent
+            use, kind, address = parts[1].upper(), parts[2].upper(), parts[3]
+            if address and (use == "NET" or kind in ("INTERNET", "X.400") or "@" in address):
+                email = email or address
+                continue
+            area, local = parts[5], parts[6]
+            number = f"{area}{local}" if local else parts[0]
+            if not number:
+                continue
+            if kind == "CP" or use == "PRS":
+                cell = cell or number
+            phone = phone or number
     return email, cell or phone
 
 
@@ -374,8 +361,6 @@ def _place(message: Message, value: str) -> str:
 
 
 def extract_patient(message: Message, authority: str | None = None) -> Patient:
-    if message.plain:
-        return _plain_patient(message, authority)
     pid = message.first("PID")
     ids = identifiers(message, message.field(pid, 3))
     family, given = _person_name(message, message.field(pid, 5))
@@ -457,94 +442,3 @@ def _withdrawn_timing(version: str) -> bool:
     except ValueError:
         return False
     return (major, minor) >= (2, 7)
-
-
-# --- the plain path ----------------------------------------------------------------------
-# What the readers above compute, for a message with no escape sequence, subcomponent or
-# `""` (`Message.plain`, nearly every message a feed sends): with nothing to unescape, a
-# component is the text between separators, so each field is split once, by hand, instead of
-# once per component through `Message.component` (a patient in ~7 µs instead of ~10).
-
-
-def _plain_header(msh: list[str], comp: str) -> Header:
-    """`Message.header` of a plain message (`msh`: its MSH fields, MSH-1 not among them)."""
-    size = len(msh)
-
-    def first(number: int) -> str:
-        return msh[number - 1].split(comp, 1)[0] if number - 1 < size else ""
-
-    kind = (msh[8].split(comp) if size > 8 else []) + ["", "", ""]
-    return Header(
-        sending_application=first(3),
-        sending_facility=first(4),
-        timestamp=first(7),
-        message_type=kind[0],
-        trigger_event=kind[1],
-        structure=kind[2],
-        control_id=msh[9] if size > 9 else "",
-        version=first(12),
-        charset=first(18),
-    )
-
-
-def _plain_first(value: str, rep: str, comp: str) -> list[str]:
-    """The components of a field's first repetition, padded to at least 4."""
-    return [*value.split(rep, 1)[0].split(comp), "", "", "", ""]
-
-
-def _plain_patient(message: Message, authority: str | None) -> Patient:
-    """`extract_patient` of a plain message."""
-    encoding = message.encoding
-    rep, comp = encoding.repetition, encoding.component
-    pid: list[str] = []
-    pv1: list[str] = []
-    mrg: list[str] | None = None
-    nk1s: list[list[str]] = []
-    for segment in message.segments:
-        name = segment[0]
-        if name == "PID":
-            pid = pid or segment
-        elif name == "PV1":
-            pv1 = pv1 or segment
-        elif name == "NK1":
-            nk1s.append(segment)
-        elif name == "MRG" and mrg is None:
-            mrg = segment
-    pid = pid + [""] * (15 - len(pid))  # a copy: the message keeps its fields
-    mrn, how = mrn_choice(identifiers(message, pid[3]), authority)
-    family_given = _plain_first(pid[5], rep, comp) if pid[5] else ["", ""]
-    sent_dob = pid[7].split(comp, 1)[0]
-    email, phone = contacts(message, pid[13], pid[14])
-    patient = Patient(
-        mrn=mrn,
-        family=family_given[0],
-        given=family_given[1],
-        dob=sent_dob[:8],
-        email=email,
-        phone=phone,
-        dob_sent=sent_dob,
-        mrn_choice=how,
-    )
-    guardian = next(
-        (
-            nk1
-            for nk1 in nk1s
-            if len(nk1) > 3 and nk1[3].split(comp, 1)[0].upper() in GUARDIAN_RELATIONSHIPS
-        ),
-        nk1s[0] if nk1s else None,
-    )
-    if guardian is not None:
-        guardian = guardian + [""] * (7 - len(guardian))
-        kin = _plain_first(guardian[2], rep, comp) if guardian[2] else ["", ""]
-        patient.guardian_family, patient.guardian_given = kin[0], kin[1]
-        patient.guardian_email, patient.guardian_phone = contacts(message, guardian[5], guardian[6])
-    pv1 = pv1 + [""] * (8 - len(pv1))
-    doctor = _plain_first(pv1[7], rep, comp)
-    patient.provider_id = doctor[0]
-    patient.provider_name = " ".join(p for p in (doctor[2], doctor[1]) if p)
-    place = _plain_first(pv1[3], rep, comp)
-    patient.location = place[3] or place[0]
-    if mrg is not None:
-        merged = mrg[1] if len(mrg) > 1 else ""
-        patient.merged_mrn = choose_mrn(identifiers(message, merged), authority)
-    return patient
