@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,17 +141,14 @@ def store_messages(conn: Connection, messages: Sequence[Incoming], source: str) 
             pending[key] = len(new_rows) - 1
             pending_identities.add(identity)
         decided.append((None, False, len(new_rows) - 1))
-    ids = _insert(conn, new_rows)
+    inserted = _insert(conn, new_rows)
     # A row another writer stored since the lookup (the unique identity refused ours) is a
     # redelivery of the row that writer stored.
-    lost = {n for n, message_id in enumerate(ids) if message_id is None}
-    if lost:
-        found = _stored_ids(conn, [_key(new_rows[n]) for n in lost])
-        for n in lost:
-            ids[n] = found[_key(new_rows[n])]
+    lost = {n for n, message_id in enumerate(inserted) if message_id is None}
+    ids = _with_lost(conn, inserted, lambda n: _key(new_rows[n]))
     return [
         Saved(
-            message_id if message_id is not None else _known(ids[row]),
+            message_id if message_id is not None else ids[row],
             duplicate or row in lost,
             bool(not duplicate and row not in lost and new_rows[row]["control_id_reused"]),
         )
@@ -159,18 +156,24 @@ def store_messages(conn: Connection, messages: Sequence[Incoming], source: str) 
     ]
 
 
-def _known(message_id: int | None) -> int:
-    assert message_id is not None
-    return message_id
+Key = tuple[str, str, str, str]  # (application, facility, control id, content hash)
 
 
-def _key(row: dict[str, object]) -> tuple[str, str, str, str]:
+def _key(row: dict[str, object]) -> Key:
     return (
         str(row["sending_application"]),
         str(row["sending_facility"]),
         str(row["control_id"]),
         str(row["content_hash"]),
     )
+
+
+def _with_lost(conn: Connection, ids: Sequence[int | None], key: Callable[[int], Key]) -> list[int]:
+    """`ids` with each None (a row another writer stored meanwhile: the unique identity refused
+    ours) replaced by the id of that writer's row, committed by now; `key(n)`: row n's key."""
+    lost = [n for n, message_id in enumerate(ids) if message_id is None]
+    found = _stored_ids(conn, [key(n) for n in lost]) if lost else {}
+    return [found[key(n)] if message_id is None else message_id for n, message_id in enumerate(ids)]
 
 
 def _stored(conn: Connection, control_ids: Sequence[str]) -> Iterator[Any]:
@@ -188,9 +191,7 @@ def _stored(conn: Connection, control_ids: Sequence[str]) -> Iterator[Any]:
         )
 
 
-def _stored_ids(
-    conn: Connection, keys: Sequence[tuple[str, str, str, str]]
-) -> dict[tuple[str, str, str, str], int]:
+def _stored_ids(conn: Connection, keys: Sequence[Key]) -> dict[Key, int]:
     """The stored rows' ids of these identities (app, facility, control id, content hash)."""
     rows = _stored(conn, sorted({key[2] for key in keys}))
     return {(app, facility, control, digest): i for app, facility, control, digest, i in rows}
@@ -237,18 +238,16 @@ def store_group(conn: Connection, messages: Sequence[Incoming], source: str) -> 
         cursor.execute(GROUP_STATEMENT, (group, source, clock.now()))
         rows = cursor.fetchall()
     # A message another writer stored during the statement (its insert met the unique identity
-    # and did nothing) is a redelivery of that row, committed by now: look its id up.
-    lost = {n for n, (message_id, _, _) in enumerate(rows) if message_id is None}
-    found: dict[tuple[str, str, str, str], int] = {}
-    if lost:
-        keys = [(*_fit(messages[n].identity), messages[n].content_hash) for n in lost]
-        found = _stored_ids(conn, keys)
-    saved = []
-    for n, (message_id, duplicate, reused) in enumerate(rows):
-        if message_id is None:
-            message_id = found[(*_fit(messages[n].identity), messages[n].content_hash)]
-        saved.append(Saved(int(message_id), duplicate, reused))
-    return saved
+    # and did nothing) is a redelivery of that row (the statement answers it as a duplicate).
+    ids = _with_lost(
+        conn,
+        [row[0] for row in rows],
+        lambda n: (*_fit(messages[n].identity), messages[n].content_hash),
+    )
+    return [
+        Saved(int(message_id), duplicate, reused)
+        for message_id, (_, duplicate, reused) in zip(ids, rows, strict=True)
+    ]
 
 
 # store_messages as one PostgreSQL statement, for a group (a JSON array, one row per message
