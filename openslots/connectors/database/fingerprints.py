@@ -64,20 +64,14 @@ def settled_hashes(
 ) -> np.ndarray:
     """The fingerprints of the location's settled rows that may be trusted today: recent
     enough, and not re-opened by a connection changed since the last import verified them."""
-    verified_at = conn.execute(
-        select(RosterVerification.verified_at).where(
-            RosterVerification.provider_id == provider_id,
-            RosterVerification.location_id == location_id,
-            RosterVerification.mode == mode,
-        )
-    ).scalar_one_or_none()
-    if verified_at is None:
+    changed = _connections_changed_since(conn, provider_id, location_id, mode)
+    if changed is None:
         return np.empty(0, np.int64)
     params = {
         "p": provider_id,
         "l": location_id,
         "since": rules.settled_since(today),
-        "changed": aware(verified_at) - rules.VERIFY_MARGIN,
+        "changed": changed,
     }
     hashes = _int64_column(
         conn,
@@ -85,26 +79,51 @@ def settled_hashes(
         "WHERE provider_id = :p AND location_id = :l AND settled_on >= :since",
         params,
     )
-    changed = _run(
-        conn,
-        "SELECT 1 FROM connections WHERE provider_id = :p AND updated_at > :changed LIMIT 1",
-        params,
-    ).first()
-    if changed is None or not len(hashes):
+    if not len(hashes) or not _any_connection_changed(conn, params):
         return hashes
-    # A changed connection matches by MRN, by email + date of birth or by name + date of
-    # birth: every settled client born that day or holding that MRN is re-opened.
     reopened = _int64_column(
         conn,
         "SELECT f.row_hash FROM roster_fingerprints f JOIN clients c ON c.id = f.client_id "
-        "WHERE f.provider_id = :p AND f.location_id = :l AND ("
-        " c.date_of_birth IN (SELECT date_of_birth FROM connections "
-        "  WHERE provider_id = :p AND updated_at > :changed)"
-        " OR c.client_ref IN (SELECT mrn FROM connections "
-        "  WHERE provider_id = :p AND updated_at > :changed AND mrn IS NOT NULL))",
+        f"WHERE f.provider_id = :p AND f.location_id = :l AND ({_CLAIMED_BY_CHANGED})",
         params,
     )
     return np.setdiff1d(hashes, reopened, assume_unique=True)
+
+
+# A changed connection matches by MRN, by email + date of birth or by name + date of birth:
+# every settled client (`c`) born that day or holding that MRN is re-opened.
+_CLAIMED_BY_CHANGED = (
+    "c.date_of_birth IN (SELECT date_of_birth FROM connections "
+    " WHERE provider_id = :p AND updated_at > :changed)"
+    " OR c.client_ref IN (SELECT mrn FROM connections "
+    " WHERE provider_id = :p AND updated_at > :changed AND mrn IS NOT NULL)"
+)
+
+
+def _connections_changed_since(
+    conn: Connection, provider_id: int, location_id: int, mode: str
+) -> dt.datetime | None:
+    """Connections updated after this may change a settled row's outcome: the location's last
+    verification less the margin (None: never verified, nothing is trusted)."""
+    verified_at = conn.execute(
+        select(RosterVerification.verified_at).where(
+            RosterVerification.provider_id == provider_id,
+            RosterVerification.location_id == location_id,
+            RosterVerification.mode == mode,
+        )
+    ).scalar_one_or_none()
+    return None if verified_at is None else aware(verified_at) - rules.VERIFY_MARGIN
+
+
+def _any_connection_changed(conn: Connection, params: dict[str, Any]) -> bool:
+    return (
+        _run(
+            conn,
+            "SELECT 1 FROM connections WHERE provider_id = :p AND updated_at > :changed LIMIT 1",
+            params,
+        ).first()
+        is not None
+    )
 
 
 def _int64_column(conn: Connection, query: str, params: dict[str, Any]) -> np.ndarray:
@@ -223,6 +242,19 @@ def settle(
         "ok": StagingState.OK.value,
         "connected": StagingState.CONNECTED.value,
     }
+    changed = _connections_changed_since(conn, provider_id, location_id, mode)
+    if changed is not None and _any_connection_changed(conn, {**params, "changed": changed}):
+        # The rows the changed connections re-opened (settled_hashes) that the file did not
+        # hold stay settled but were not checked against those connections: were they kept,
+        # the verification below would vouch for them, and a row of a later file meeting one
+        # of those connections with another row would be skipped, missing its review.
+        _run(
+            conn,
+            "DELETE FROM roster_fingerprints WHERE provider_id = :p AND location_id = :l "
+            "AND client_id IN (SELECT c.id FROM clients c WHERE c.provider_id = :p AND ("
+            f"{_CLAIMED_BY_CHANGED}))",
+            {**params, "changed": changed},
+        )
     _run(
         conn,
         # forget_read_rows already took the fingerprints equal to a staged row's: what is
