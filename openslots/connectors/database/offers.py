@@ -6,6 +6,7 @@ claimed or closed. The rules (groups, quiet hours, lead time) come from domain.o
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -20,6 +21,7 @@ from sqlalchemy import (
     and_,
     literal,
     select,
+    text,
     update,
 )
 
@@ -71,26 +73,50 @@ def create_offers(
     # Blast: everyone in group 0, due now. Serial: the practice's order, ties to whoever was
     # offered least recently (fair_order); Priority plays no part.
     ordered = fair_order(slot_candidates(conn, provider_id, location_id, slot))
+    planned = [
+        (cid, group, group_due(now, group, timeout_minutes))
+        for cid, group in plan_groups(ordered, mode, group_size)
+    ]
+    if planned:
+        _insert_offers(conn, slot_id, planned, now)
+    return len(ordered)
+
+
+def _insert_offers(
+    conn: Connection, slot_id: int, planned: list[tuple[int, int, dt.datetime]], now: dt.datetime
+) -> None:
+    """Pending offers (connection, group, due) of one slot; one already there is kept."""
+    if conn.dialect.name == "postgresql":
+        # One statement over one JSON document: psycopg's executemany sent the 10,000 offers
+        # of a Blast as 10,000 statements (~35-90 us each here, most of opening the slot).
+        doc = json.dumps([[cid, group, due.isoformat()] for cid, group, due in planned])
+        conn.execute(
+            text(
+                "INSERT INTO offers (slot_id, connection_id, group_number, due_at, state,"
+                " claim_attempts, created_at) "
+                "SELECT :slot, (r->>0)::integer, (r->>1)::integer, (r->>2)::timestamptz,"
+                " :state, 0, :now FROM json_array_elements(CAST(:rows AS json)) AS r "
+                "ON CONFLICT (slot_id, connection_id) DO NOTHING"
+            ),
+            {"slot": slot_id, "state": OfferState.PENDING.value, "now": now, "rows": doc},
+        )
+        return
     rows = [
         {
             "slot_id": slot_id,
             "connection_id": cid,
             "group_number": group,
-            "due_at": group_due(now, group, timeout_minutes),
+            "due_at": due,
             "state": OfferState.PENDING,
             "claim_attempts": 0,
             "created_at": now,
         }
-        for cid, group in plan_groups(ordered, mode, group_size)
+        for cid, group, due in planned
     ]
-    if rows:
-        conn.execute(
-            upsert(conn, OFFERS).on_conflict_do_nothing(
-                index_elements=["slot_id", "connection_id"]
-            ),
-            rows,
-        )
-    return len(ordered)
+    conn.execute(
+        upsert(conn, OFFERS).on_conflict_do_nothing(index_elements=["slot_id", "connection_id"]),
+        rows,
+    )
 
 
 @dataclass(frozen=True, slots=True)
