@@ -19,7 +19,9 @@ What can change a settled row's outcome, and how each is kept out (the connector
   email + date of birth re-opens it (`reopen`), and a client sharing email + date of birth with
   another client of the provider is never settled;
 - the provider's connections (matching, MRNs, Approved): every connection changed since the last
-  import (`verified_at` less `VERIFY_MARGIN`) re-opens the settled rows it could match;
+  import (`verified_at` less `VERIFY_MARGIN`) re-opens the settled rows it could match, and
+  that import drops the fingerprints of those its file did not hold (the verification would
+  otherwise vouch for rows never checked against that connection);
 - its invitation: a row settles only once its client is invited at the location (or cannot be:
   no email and no phone, or matched to an Approved connection in sync mode); and only rows
   with no finding at all (no warning, no review) settle, so every import still reports them.
