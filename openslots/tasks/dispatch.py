@@ -242,11 +242,13 @@ class _Worker:
         senders: tuple[EmailSender, SmsSender],
     ) -> None:
         done: list[_Outcome] = []
+        ledger: repo.SenderLedger | None = None
         try:
+            ledger = repo.SenderLedger(self.engine, self.id)
             while (item := work.get()) is not None:
                 try:
                     if not self.errors:
-                        self._send_one(item, senders, done)
+                        self._send_one(item, senders, done, ledger)
                 except BaseException as exc:  # re-raised by run(), stripped by phi_safe
                     with self.lock:
                         self.errors.append(exc)
@@ -254,12 +256,13 @@ class _Worker:
                     work.task_done()
             work.task_done()
             if done:
-                with self.engine.begin() as conn:
-                    self._write(conn, done)
+                self._record(ledger, done, None)
         except BaseException as exc:
             with self.lock:
                 self.errors.append(exc)
         finally:
+            if ledger is not None:
+                ledger.close()
             close = getattr(senders[0], "close", None)
             if callable(close):
                 close()
@@ -269,6 +272,7 @@ class _Worker:
         item: _Item,
         senders: tuple[EmailSender, SmsSender],
         done: list[_Outcome],
+        ledger: repo.SenderLedger,
     ) -> None:
         address = item.email if item.channel == Channel.EMAIL else item.mobile_phone
         if isinstance(item, offer_repo.PendingOffer):
@@ -289,12 +293,28 @@ class _Worker:
         if bucket is not None:
             time.sleep(bucket.reserve(time.monotonic()))
         # The outcome of the previous message and the start of this one, in one commit.
-        with self.engine.begin() as conn:
-            self._write(conn, done)
-            done.clear()
-            if not repo.mark_started(conn, item.outbox_id, self.id, clock.now()):
-                return  # the lease is no longer ours: another worker has it
+        if not self._record(ledger, done, item):
+            return  # the lease is no longer ours: another worker has it
         done.append(self._send(item, message, senders))
+
+    def _record(self, ledger: repo.SenderLedger, done: list[_Outcome], start: _Item | None) -> bool:
+        """Write the outcomes in `done` and mark `start` started, in one transaction (on
+        PostgreSQL one round trip when the only outcome is a send); False when `start` is no
+        longer this worker's to send."""
+        now = clock.now()
+        start_id = None if start is None else start.outbox_id
+        if len(done) <= 1 and all(o.status is OutboxStatus.SENT for o in done):
+            sent, started = ledger.sent_and_started(
+                done[0].item.outbox_id if done else None, start_id, now
+            )
+            if sent:
+                self._count(done[0])
+        else:
+            with ledger.transaction() as conn:
+                self._write(conn, done)
+                started = start_id is not None and repo.mark_started(conn, start_id, self.id, now)
+        done.clear()
+        return started
 
     def _send(
         self,
