@@ -520,6 +520,12 @@ WHERE id = %(sent)s AND status = '{OutboxStatus.SENT.value}' AND worker_id = %(w
 # channel, sent by another worker at the same moment, is then seen by the next statement (a new
 # snapshot under READ COMMITTED), and the attempt is counted once.
 _PG_LOCK_INVITATION = f"SELECT 1 FROM invitations WHERE id = ({_PG_JUST_SENT}) FOR UPDATE"
+# attempt_of(key) in SQL: the key without its last part (the channel).
+_ATTEMPT_SQL = f"regexp_replace(idempotency_key, '{KEY_SEPARATOR}[^{KEY_SEPARATOR}]*$', '')"
+# An attempt is counted by its first message to go: no other message of the invitation with
+# the same key but for its channel (attempt_of) is sent. Those are read through the invitation's
+# own messages (OFFSET 0 keeps the status test outside, so it cannot steer the planner to
+# ix_outbox_status_id: that walked every sent row of the outbox).
 _PG_INVITATION_SENT = f"""
 UPDATE invitations SET
     status = CASE WHEN status = '{InvitationStatus.QUEUED.value}'
@@ -527,11 +533,13 @@ UPDATE invitations SET
     first_sent_at = COALESCE(first_sent_at, %(now)s),
     last_sent_at = %(now)s,
     send_count = send_count + CASE WHEN EXISTS (
-        SELECT 1 FROM outbox earlier, outbox this
-        WHERE this.id = %(sent)s AND earlier.invitation_id = this.invitation_id
-          AND earlier.status = '{OutboxStatus.SENT.value}' AND earlier.id <> this.id
-          AND regexp_replace(earlier.idempotency_key, '{KEY_SEPARATOR}[^{KEY_SEPARATOR}]*$', '')
-            = regexp_replace(this.idempotency_key, '{KEY_SEPARATOR}[^{KEY_SEPARATOR}]*$', '')
+        SELECT 1 FROM (
+            SELECT status, idempotency_key FROM outbox
+            WHERE invitation_id = invitations.id AND id <> %(sent)s OFFSET 0
+        ) AS other
+        WHERE other.status = '{OutboxStatus.SENT.value}'
+          AND {_ATTEMPT_SQL.replace("idempotency_key", "other.idempotency_key")}
+            = (SELECT {_ATTEMPT_SQL} FROM outbox WHERE id = %(sent)s)
     ) THEN 0 ELSE 1 END,
     updated_at = %(now)s
 WHERE id = ({_PG_JUST_SENT})
