@@ -1,13 +1,14 @@
 """Dispatch: turn owed intents into outbox messages, then send them in parallel, each once.
 
 One `dispatch_outbox` run is one worker with an id (host:pid:random). It claims batches under
-leases that name it, renews them from a heartbeat thread while it works, and feeds each batch
+leases that name it, renews them from a heartbeat thread while it works, and feeds the batches
 to `dispatch_connections` threads that each own an email and an SMS sender (one SMTP
-connection per thread, reused across the batch). A thread commits "this message is being
-handed to a sender" before each send, together with the outcome of its previous message, so a
-worker killed at any moment leaves at most one message per thread whose outcome is unknown;
-every other message it held returns to pending when its lease expires.
-"""
+connection per thread, reused across batches) and a database connection (repo.SenderLedger);
+the next batch is claimed while the last messages of the previous one are still going out. A
+thread commits "this message is being handed to a sender" before each send, together with the
+outcome of its previous message (on PostgreSQL one round trip), so a worker killed at any
+moment leaves at most one message per thread whose outcome is unknown; every other message it
+held returns to pending when its lease expires."""
 
 from __future__ import annotations
 
@@ -183,7 +184,10 @@ class _Worker:
                     items += offer_repo.load_offers(conn, ids)
                     for item in sorted(items, key=lambda i: i.outbox_id):
                         work.put(item)
-                work.join()
+                # The next batch is claimed while this one's last messages are still going out,
+                # so the threads do not stand idle through a claim and a load at every batch.
+                while work.unfinished_tasks > 2 * len(threads) and not self.errors:
+                    time.sleep(0.005)
                 logger.info(
                     "dispatched %d messages so far (%d sent)", self.counts.claimed, self.counts.sent
                 )

@@ -506,20 +506,30 @@ def record_outcome(
 # --- one sending thread's connection -------------------------------------------------------
 
 _SENDING = OutboxStatus.SENDING.value
-# A sender's answer for one message it still holds (record_sent with worker_id, for one id).
-_PG_SENT = f"""
-UPDATE outbox SET status = '{OutboxStatus.SENT.value}', sent_at = %(now)s,
-    lease_expires_at = NULL, last_error = NULL
-WHERE id = %(sent)s AND status = '{_SENDING}' AND worker_id = %(worker)s
+# One statement: the previous message sent and the next one started, each only while this
+# worker holds it (record_sent and mark_started for one id each), and the sent message's
+# invitation row locked. Locked before it is read: a message of the same attempt on another
+# channel, sent by another worker at the same moment, is then seen by the next statement (a
+# new snapshot under READ COMMITTED), and the attempt is counted once.
+_PG_SENT_AND_STARTED = f"""
+WITH sent AS (
+    UPDATE outbox SET status = '{OutboxStatus.SENT.value}', sent_at = %(now)s,
+        lease_expires_at = NULL, last_error = NULL
+    WHERE id = %(sent)s AND status = '{_SENDING}' AND worker_id = %(worker)s
+    RETURNING invitation_id
+), started AS (
+    UPDATE outbox SET send_started_at = %(now)s, attempts = attempts + 1
+    WHERE id = %(start)s AND status = '{_SENDING}' AND worker_id = %(worker)s
+    RETURNING id
+), locked AS (
+    SELECT id FROM invitations WHERE id IN (SELECT invitation_id FROM sent) FOR UPDATE
+)
+SELECT (SELECT count(*) FROM sent), (SELECT count(*) FROM started), (SELECT count(*) FROM locked)
 """
 _PG_JUST_SENT = f"""
 SELECT invitation_id FROM outbox
 WHERE id = %(sent)s AND status = '{OutboxStatus.SENT.value}' AND worker_id = %(worker)s
 """
-# Its invitation's row, locked before it is read: a message of the same attempt on another
-# channel, sent by another worker at the same moment, is then seen by the next statement (a new
-# snapshot under READ COMMITTED), and the attempt is counted once.
-_PG_LOCK_INVITATION = f"SELECT 1 FROM invitations WHERE id = ({_PG_JUST_SENT}) FOR UPDATE"
 # attempt_of(key) in SQL: the key without its last part (the channel).
 _ATTEMPT_SQL = f"regexp_replace(idempotency_key, '{KEY_SEPARATOR}[^{KEY_SEPARATOR}]*$', '')"
 # An attempt is counted by its first message to go: no other message of the invitation with
@@ -544,11 +554,6 @@ UPDATE invitations SET
     updated_at = %(now)s
 WHERE id = ({_PG_JUST_SENT})
 """
-# mark_started for one id.
-_PG_STARTED = f"""
-UPDATE outbox SET send_started_at = %(now)s, attempts = attempts + 1
-WHERE id = %(start)s AND worker_id = %(worker)s AND status = '{_SENDING}'
-"""
 
 
 class SenderLedger:
@@ -557,7 +562,7 @@ class SenderLedger:
     A pooled connection checked out (and pinged) for every message, and record_sent's and
     mark_started's statements built and compiled anew each time, cost more of a message's CPU
     than sending it. `sent_and_started` is the hot path: the outcome of the previous message
-    (sent) and the start of the next one, in one transaction; on PostgreSQL its five statements
+    (sent) and the start of the next one, in one transaction; on PostgreSQL its two statements
     travel as one pipeline (one round trip, one commit). Every other outcome goes through
     `transaction()` and the usual repository functions.
     """
@@ -591,23 +596,18 @@ class SenderLedger:
             return sent, started
         params = {"now": now, "sent": sent_id, "start": start_id, "worker": self._worker_id}
         pg = self._pg
-        sent_cursor = started_cursor = None
         try:
             with pg.pipeline():
+                step = pg.execute(_PG_SENT_AND_STARTED, params)
                 if sent_id is not None:
-                    sent_cursor = pg.execute(_PG_SENT, params)
-                    pg.execute(_PG_LOCK_INVITATION, params)
                     pg.execute(_PG_INVITATION_SENT, params)
-                if start_id is not None:
-                    started_cursor = pg.execute(_PG_STARTED, params)
                 pg.commit()
         except BaseException:
             pg.rollback()
             raise
-        return (
-            sent_cursor is not None and sent_cursor.rowcount == 1,
-            started_cursor is not None and started_cursor.rowcount == 1,
-        )
+        row = step.fetchone()
+        assert row is not None
+        return row[0] == 1, row[1] == 1
 
     def close(self) -> None:
         self._conn.close()
