@@ -572,7 +572,11 @@ class SenderLedger:
         self._conn = engine.connect()
         self._pg: psycopg.Connection[Any] | None = None
         if self._conn.dialect.driver == "psycopg":
-            self._pg = self._conn.connection.driver_connection
+            pg = cast("psycopg.Connection[Any]", self._conn.connection.driver_connection)
+            self._pg = pg
+            # Two cursors for the whole run: a cursor a statement cost more than its SQL.
+            self._step = pg.cursor()
+            self._invitation = pg.cursor()
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -598,14 +602,14 @@ class SenderLedger:
         pg = self._pg
         try:
             with pg.pipeline():
-                step = pg.execute(_PG_SENT_AND_STARTED, params)
+                self._step.execute(_PG_SENT_AND_STARTED, params)
                 if sent_id is not None:
-                    pg.execute(_PG_INVITATION_SENT, params)
+                    self._invitation.execute(_PG_INVITATION_SENT, params)
                 pg.commit()
         except BaseException:
             pg.rollback()
             raise
-        row = step.fetchone()
+        row = self._step.fetchone()
         assert row is not None
         return row[0] == 1, row[1] == 1
 
