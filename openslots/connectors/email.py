@@ -341,6 +341,16 @@ class SmtpEmailSender:
     # -- sending --------------------------------------------------------------------------
 
     def send(self, message: OutgoingEmail) -> None:
+        self.complete(self.begin(message))
+
+    def begin(self, message: OutgoingEmail) -> bytes:
+        """MAIL, RCPT and DATA for `message`, up to the relay's 354: nothing of the message has
+        left yet, and a relay that loses the connection now discards it. Returns what
+        `complete` hands over; or `abandon` it. Raises SendRefused / SendRejected as `send`.
+
+        The dispatcher records "this message is being handed to a sender" meanwhile: only the
+        data needs that record to be committed first.
+        """
         owner = threading.get_ident()
         if self._owner is None:
             self._owner = owner
@@ -351,10 +361,16 @@ class SmtpEmailSender:
         if not reused:
             self._open()
         try:
-            self._transaction(message.to, data, first_step_may_find_closed=reused)
+            self._envelope(message.to, first_step_may_find_closed=reused)
         except _FoundClosed:
             self._open()
-            self._transaction(message.to, data, first_step_may_find_closed=False)
+            self._envelope(message.to, first_step_may_find_closed=False)
+        return data
+
+    def abandon(self) -> None:
+        """After `begin`, when the message must not go: close the connection before any of the
+        data (after 354 a RSET would be read as data); the next message opens a new one."""
+        self._drop()
 
     def _reply(self, code: int, step: str) -> None:
         """Raise for anything but a 2xx reply; the server's text is never quoted (PHI)."""
@@ -372,7 +388,7 @@ class SmtpEmailSender:
             raise SendRejected(reason, code=code)
         raise SendRefused(reason, transient=400 <= code < 500)
 
-    def _transaction(self, to: str, data: bytes, *, first_step_may_find_closed: bool) -> None:
+    def _envelope(self, to: str, *, first_step_may_find_closed: bool) -> None:
         smtp = self._yag.smtp
         step = "MAIL"
         try:
@@ -393,16 +409,25 @@ class SmtpEmailSender:
                     self._reply(code, step)
                 self._drop()  # a server that skips 354 is not one to send our data to
                 raise SendRefused(f"SMTP {code} to DATA (354 expected)", transient=True)
-            step = "the data"
-            # If sending fails part-way, the end-of-data dot never left: RFC 5321 §4.1.1.4
-            # has the server discard an unfinished message, so nothing was delivered.
-            smtp.send(data)
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self._drop()
             if step == "MAIL" and first_step_may_find_closed:
                 raise _FoundClosed from None
             raise SendRefused(
                 f"connection lost at {step} ({type(exc).__name__})", transient=True
+            ) from None
+
+    def complete(self, data: bytes) -> None:
+        """Hand over the data `begin` returned and read the relay's answer."""
+        smtp = self._yag.smtp
+        try:
+            # If sending fails part-way, the end-of-data dot never left: RFC 5321 §4.1.1.4
+            # has the server discard an unfinished message, so nothing was delivered.
+            smtp.send(data)
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            self._drop()
+            raise SendRefused(
+                f"connection lost at the data ({type(exc).__name__})", transient=True
             ) from None
         try:
             code, _ = smtp.getreply()

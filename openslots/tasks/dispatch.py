@@ -20,6 +20,7 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from openslots.connectors.email import (
     EmailSender,
     FileEmailSender,
     OutgoingEmail,
+    SmtpEmailSender,
     safe_file_name,
 )
 from openslots.connectors.sms import FileSmsSender, OutgoingSms, SmsSender
@@ -296,20 +298,36 @@ class _Worker:
         bucket = self.buckets[item.channel]
         if bucket is not None:
             time.sleep(bucket.reserve(time.monotonic()))
+        email = senders[0]
+        if isinstance(message, OutgoingEmail) and isinstance(email, SmtpEmailSender):
+            # The relay is told sender and recipient (MAIL, RCPT, DATA) while the database
+            # commits the start: nothing of the message leaves before its data, which waits.
+            envelope = _Envelope(email, message)
+            if not self._record(ledger, done, item, envelope.begin):
+                envelope.abandon()
+                return  # the lease is no longer ours: another worker has it
+            done.append(self._outcome(item, envelope.complete))
+            return
         # The outcome of the previous message and the start of this one, in one commit.
         if not self._record(ledger, done, item):
             return  # the lease is no longer ours: another worker has it
         done.append(self._send(item, message, senders))
 
-    def _record(self, ledger: repo.SenderLedger, done: list[_Outcome], start: _Item | None) -> bool:
+    def _record(
+        self,
+        ledger: repo.SenderLedger,
+        done: list[_Outcome],
+        start: _Item | None,
+        meanwhile: Callable[[], None] | None = None,
+    ) -> bool:
         """Write the outcomes in `done` and mark `start` started, in one transaction (on
-        PostgreSQL one round trip when the only outcome is a send); False when `start` is no
-        longer this worker's to send."""
+        PostgreSQL one round trip when the only outcome is a send, with `meanwhile` run while
+        the server works); False when `start` is no longer this worker's to send."""
         now = clock.now()
         start_id = None if start is None else start.outbox_id
         if len(done) <= 1 and all(o.status is OutboxStatus.SENT for o in done):
             sent, started = ledger.sent_and_started(
-                done[0].item.outbox_id if done else None, start_id, now
+                done[0].item.outbox_id if done else None, start_id, now, meanwhile
             )
             if sent:
                 self._count(done[0])
@@ -317,6 +335,8 @@ class _Worker:
             with ledger.transaction() as conn:
                 self._write(conn, done)
                 started = start_id is not None and repo.mark_started(conn, start_id, self.id, now)
+            if started and meanwhile is not None:
+                meanwhile()
         done.clear()
         return started
 
@@ -327,11 +347,14 @@ class _Worker:
         senders: tuple[EmailSender, SmsSender],
     ) -> _Outcome:
         email, sms = senders
+        if isinstance(message, OutgoingEmail):
+            return self._outcome(item, lambda: email.send(message))
+        return self._outcome(item, lambda: sms.send(message))
+
+    def _outcome(self, item: _Item, send: Callable[[], None]) -> _Outcome:
+        """What became of `send()`: sent, or the outcome its error means."""
         try:
-            if isinstance(message, OutgoingEmail):
-                email.send(message)
-            else:
-                sms.send(message)
+            send()
         except RecipientOptedOut as exc:
             return _Outcome(item, OutboxStatus.DEAD, exc.reason, opt_out_phone=item.mobile_phone)
         except SendRejected as exc:
@@ -463,6 +486,35 @@ class _Worker:
             unsubscribe_url=unsubscribe_url,
             to_name=f"{item.first_name} {item.last_name}",
         )
+
+
+class _Envelope:
+    """One email's SMTP transaction in two steps around the commit of its start: `begin`
+    (MAIL, RCPT, DATA; never raises, an error waits for `complete`), then `complete` (the data)
+    or `abandon` (the connection closed before any data: the relay discards the message)."""
+
+    def __init__(self, sender: SmtpEmailSender, message: OutgoingEmail):
+        self._sender = sender
+        self._message = message
+        self._data: bytes | None = None
+        self._error: Exception | None = None
+
+    def begin(self) -> None:
+        try:
+            self._data = self._sender.begin(self._message)
+        except Exception as exc:  # SendRefused / SendRejected, raised again by complete()
+            self._error = exc
+
+    def complete(self) -> None:
+        if self._error is not None:
+            raise self._error
+        if self._data is None:  # begin() never ran: the start was not recorded
+            raise RuntimeError("an SMTP transaction completed without its beginning")
+        self._sender.complete(self._data)
+
+    def abandon(self) -> None:
+        if self._data is not None:
+            self._sender.abandon()
 
 
 # An offer's messages: the alert with its claim link, and the two a claim owes.

@@ -340,3 +340,16 @@ def test_built_message_is_crlf_dot_safe_and_a_long_accented_subject_survives(
     assert str(make_header(decode_header(parsed["Subject"]))) == subject
     parts = {part.get_content_type(): part for part in parsed.walk()}
     assert parts["text/plain"].get_payload(decode=True).decode() == body
+
+
+def test_an_abandoned_transaction_delivers_nothing_and_the_next_message_goes(
+    sink: SmtpSink,
+) -> None:
+    """begin() (MAIL, RCPT, DATA) then abandon(): the relay never saw the data, so it has no
+    message; the next message opens a new connection. begin() + complete() is send()."""
+    with SmtpEmailSender(_settings(sink)) as sender:
+        sender.begin(_message(1))
+        sender.abandon()
+        sender.complete(sender.begin(_message(2)))
+    assert sink.recipients() == [_address(2)]
+    assert sink.logins == 2

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -577,6 +577,7 @@ class SenderLedger:
             # Two cursors for the whole run: a cursor a statement cost more than its SQL.
             self._step = pg.cursor()
             self._invitation = pg.cursor()
+            self._commit = pg.cursor()
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -584,10 +585,20 @@ class SenderLedger:
             yield self._conn
 
     def sent_and_started(
-        self, sent_id: int | None, start_id: int | None, now: dt.datetime
+        self,
+        sent_id: int | None,
+        start_id: int | None,
+        now: dt.datetime,
+        meanwhile: Callable[[], None] | None = None,
     ) -> tuple[bool, bool]:
         """Record `sent_id` sent (record_sent) and mark `start_id` started (mark_started), each
-        only while this worker still holds it; returns whether each was."""
+        only while this worker still holds it, and commit; returns whether each was.
+
+        `meanwhile` (which must not raise) runs on PostgreSQL while the server works: after the
+        statements and their COMMIT left, before their answer is read; elsewhere after the
+        commit. Whatever it does must not need the commit (a relay's MAIL, RCPT and DATA do
+        not: nothing of the message leaves before its data).
+        """
         if self._pg is None:
             with self.transaction() as conn:
                 sent = (
@@ -597,6 +608,8 @@ class SenderLedger:
                 started = start_id is not None and mark_started(
                     conn, start_id, self._worker_id, now
                 )
+            if meanwhile is not None:
+                meanwhile()
             return sent, started
         params = {"now": now, "sent": sent_id, "start": start_id, "worker": self._worker_id}
         pg = self._pg
@@ -605,7 +618,11 @@ class SenderLedger:
                 self._step.execute(_PG_SENT_AND_STARTED, params)
                 if sent_id is not None:
                     self._invitation.execute(_PG_INVITATION_SENT, params)
-                pg.commit()
+                if meanwhile is None:
+                    pg.commit()
+                else:
+                    self._commit.execute("COMMIT")  # sent now; answered at the pipeline's sync
+                    meanwhile()
         except BaseException:
             pg.rollback()
             raise
