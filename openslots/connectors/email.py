@@ -392,14 +392,18 @@ class SmtpEmailSender:
         smtp = self._yag.smtp
         step = "MAIL"
         try:
-            code, _ = smtp.mail(self._from)
+            # The commands themselves: smtplib's mail()/rcpt() parse each address again
+            # (email.utils), and both were checked as plain addr-specs already.
+            smtp.putcmd("mail", f"FROM:<{self._from}>")
+            code, _ = smtp.getreply()
             if code == 421 and first_step_may_find_closed:
                 # An idle-timeout notice from the relay, read only now: the same as closed.
                 self._drop()
                 raise _FoundClosed
             self._reply(code, step)
             step = "RCPT"
-            code, _ = smtp.rcpt(to)
+            smtp.putcmd("rcpt", f"TO:<{to}>")
+            code, _ = smtp.getreply()
             self._reply(code, step)
             step = "DATA"
             smtp.putcmd("data")
