@@ -211,6 +211,22 @@ def mime_bytes(
     )
 
 
+_TLS_CONTEXTS: dict[tuple[str | None, int | None], ssl.SSLContext] = {}
+
+
+def _tls_context(ca_file: Path | None) -> ssl.SSLContext:
+    """One verifying TLS context per CA file (and its version on disk), shared by every
+    sending thread: making one reads the system's or the file's certificates (~27 ms, 16
+    threads made a dispatch run wait ~0.4 s). Sharing an SSLContext between threads is safe."""
+    key = (str(ca_file), ca_file.stat().st_mtime_ns) if ca_file else (None, None)
+    context = _TLS_CONTEXTS.get(key)
+    if context is None:
+        context = _TLS_CONTEXTS[key] = ssl.create_default_context(
+            cafile=str(ca_file) if ca_file else None
+        )
+    return context
+
+
 class SmtpEmailSender:
     """One SMTP connection through yagmail, reused across messages. One object per thread.
 
@@ -243,9 +259,8 @@ class SmtpEmailSender:
         self._host = settings.smtp_host
         self._port = settings.resolved_smtp_port()
         self._owner: int | None = None
-        context = ssl.create_default_context(
-            cafile=str(settings.smtp_ca_file) if settings.smtp_ca_file else None
-        )
+        tls = settings.smtp_ssl or settings.resolved_smtp_starttls()
+        context = _tls_context(settings.smtp_ca_file) if tls else None
         # yagmail passes these keyword arguments to smtplib.SMTP / SMTP_SSL; SMTP has no
         # `context`, so it is only given for implicit TLS (STARTTLS takes it through
         # smtp_starttls, which yagmail hands to starttls()).
