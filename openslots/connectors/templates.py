@@ -49,6 +49,9 @@ def _environment(directory: Path | None) -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        # Loaded once per dispatch run (MessageTemplates.load): no stat() of every file a
+        # template extends or includes at each message to see whether it changed.
+        auto_reload=False,
     )
 
 

@@ -1,13 +1,14 @@
 """Dispatch: turn owed intents into outbox messages, then send them in parallel, each once.
 
 One `dispatch_outbox` run is one worker with an id (host:pid:random). It claims batches under
-leases that name it, renews them from a heartbeat thread while it works, and feeds each batch
+leases that name it, renews them from a heartbeat thread while it works, and feeds the batches
 to `dispatch_connections` threads that each own an email and an SMS sender (one SMTP
-connection per thread, reused across the batch). A thread commits "this message is being
-handed to a sender" before each send, together with the outcome of its previous message, so a
-worker killed at any moment leaves at most one message per thread whose outcome is unknown;
-every other message it held returns to pending when its lease expires.
-"""
+connection per thread, reused across batches) and a database connection (repo.SenderLedger);
+the next batch is claimed while the last messages of the previous one are still going out. A
+thread commits "this message is being handed to a sender" before each send, together with the
+outcome of its previous message (on PostgreSQL one round trip), so a worker killed at any
+moment leaves at most one message per thread whose outcome is unknown; every other message it
+held returns to pending when its lease expires."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -34,6 +36,7 @@ from openslots.connectors.email import (
     EmailSender,
     FileEmailSender,
     OutgoingEmail,
+    SmtpEmailSender,
     safe_file_name,
 )
 from openslots.connectors.sms import FileSmsSender, OutgoingSms, SmsSender
@@ -183,7 +186,10 @@ class _Worker:
                     items += offer_repo.load_offers(conn, ids)
                     for item in sorted(items, key=lambda i: i.outbox_id):
                         work.put(item)
-                work.join()
+                # The next batch is claimed while this one's last messages are still going out,
+                # so the threads do not stand idle through a claim and a load at every batch.
+                while work.unfinished_tasks > 2 * len(threads) and not self.errors:
+                    time.sleep(0.005)
                 logger.info(
                     "dispatched %d messages so far (%d sent)", self.counts.claimed, self.counts.sent
                 )
@@ -242,11 +248,13 @@ class _Worker:
         senders: tuple[EmailSender, SmsSender],
     ) -> None:
         done: list[_Outcome] = []
+        ledger: repo.SenderLedger | None = None
         try:
+            ledger = repo.SenderLedger(self.engine, self.id)
             while (item := work.get()) is not None:
                 try:
                     if not self.errors:
-                        self._send_one(item, senders, done)
+                        self._send_one(item, senders, done, ledger)
                 except BaseException as exc:  # re-raised by run(), stripped by phi_safe
                     with self.lock:
                         self.errors.append(exc)
@@ -254,12 +262,13 @@ class _Worker:
                     work.task_done()
             work.task_done()
             if done:
-                with self.engine.begin() as conn:
-                    self._write(conn, done)
+                self._record(ledger, done, None)
         except BaseException as exc:
             with self.lock:
                 self.errors.append(exc)
         finally:
+            if ledger is not None:
+                ledger.close()
             close = getattr(senders[0], "close", None)
             if callable(close):
                 close()
@@ -269,6 +278,7 @@ class _Worker:
         item: _Item,
         senders: tuple[EmailSender, SmsSender],
         done: list[_Outcome],
+        ledger: repo.SenderLedger,
     ) -> None:
         address = item.email if item.channel == Channel.EMAIL else item.mobile_phone
         if isinstance(item, offer_repo.PendingOffer):
@@ -288,13 +298,47 @@ class _Worker:
         bucket = self.buckets[item.channel]
         if bucket is not None:
             time.sleep(bucket.reserve(time.monotonic()))
-        # The outcome of the previous message and the start of this one, in one commit.
-        with self.engine.begin() as conn:
-            self._write(conn, done)
-            done.clear()
-            if not repo.mark_started(conn, item.outbox_id, self.id, clock.now()):
+        email = senders[0]
+        if isinstance(message, OutgoingEmail) and isinstance(email, SmtpEmailSender):
+            # The relay is told sender and recipient (MAIL, RCPT, DATA) while the database
+            # commits the start: nothing of the message leaves before its data, which waits.
+            envelope = _Envelope(email, message)
+            if not self._record(ledger, done, item, envelope.begin):
+                envelope.abandon()
                 return  # the lease is no longer ours: another worker has it
+            done.append(self._outcome(item, envelope.complete))
+            return
+        # The outcome of the previous message and the start of this one, in one commit.
+        if not self._record(ledger, done, item):
+            return  # the lease is no longer ours: another worker has it
         done.append(self._send(item, message, senders))
+
+    def _record(
+        self,
+        ledger: repo.SenderLedger,
+        done: list[_Outcome],
+        start: _Item | None,
+        meanwhile: Callable[[], None] | None = None,
+    ) -> bool:
+        """Write the outcomes in `done` and mark `start` started, in one transaction (on
+        PostgreSQL one round trip when the only outcome is a send, with `meanwhile` run while
+        the server works); False when `start` is no longer this worker's to send."""
+        now = clock.now()
+        start_id = None if start is None else start.outbox_id
+        if len(done) <= 1 and all(o.status is OutboxStatus.SENT for o in done):
+            sent, started = ledger.sent_and_started(
+                done[0].item.outbox_id if done else None, start_id, now, meanwhile
+            )
+            if sent:
+                self._count(done[0])
+        else:
+            with ledger.transaction() as conn:
+                self._write(conn, done)
+                started = start_id is not None and repo.mark_started(conn, start_id, self.id, now)
+            if started and meanwhile is not None:
+                meanwhile()
+        done.clear()
+        return started
 
     def _send(
         self,
@@ -303,11 +347,14 @@ class _Worker:
         senders: tuple[EmailSender, SmsSender],
     ) -> _Outcome:
         email, sms = senders
+        if isinstance(message, OutgoingEmail):
+            return self._outcome(item, lambda: email.send(message))
+        return self._outcome(item, lambda: sms.send(message))
+
+    def _outcome(self, item: _Item, send: Callable[[], None]) -> _Outcome:
+        """What became of `send()`: sent, or the outcome its error means."""
         try:
-            if isinstance(message, OutgoingEmail):
-                email.send(message)
-            else:
-                sms.send(message)
+            send()
         except RecipientOptedOut as exc:
             return _Outcome(item, OutboxStatus.DEAD, exc.reason, opt_out_phone=item.mobile_phone)
         except SendRejected as exc:
@@ -439,6 +486,35 @@ class _Worker:
             unsubscribe_url=unsubscribe_url,
             to_name=f"{item.first_name} {item.last_name}",
         )
+
+
+class _Envelope:
+    """One email's SMTP transaction in two steps around the commit of its start: `begin`
+    (MAIL, RCPT, DATA; never raises, an error waits for `complete`), then `complete` (the data)
+    or `abandon` (the connection closed before any data: the relay discards the message)."""
+
+    def __init__(self, sender: SmtpEmailSender, message: OutgoingEmail):
+        self._sender = sender
+        self._message = message
+        self._data: bytes | None = None
+        self._error: Exception | None = None
+
+    def begin(self) -> None:
+        try:
+            self._data = self._sender.begin(self._message)
+        except Exception as exc:  # SendRefused / SendRejected, raised again by complete()
+            self._error = exc
+
+    def complete(self) -> None:
+        if self._error is not None:
+            raise self._error
+        if self._data is None:  # begin() never ran: the start was not recorded
+            raise RuntimeError("an SMTP transaction completed without its beginning")
+        self._sender.complete(self._data)
+
+    def abandon(self) -> None:
+        if self._data is not None:
+            self._sender.abandon()
 
 
 # An offer's messages: the alert with its claim link, and the two a claim owes.

@@ -320,3 +320,36 @@ def test_a_real_length_unsubscribe_url_is_neither_folded_nor_encoded(
     FileEmailSender(tmp_path, SENDER).send(message)
     written = (tmp_path / "invite_8_0_email.eml").read_bytes()
     assert _raw_header(written, b"List-Unsubscribe") == expected
+
+
+def test_built_message_is_crlf_dot_safe_and_a_long_accented_subject_survives(
+    sink: SmtpSink,
+) -> None:
+    """mime_bytes writes the wire form itself: CRLF only, no line a relay could take for the
+    end of data, an accented subject longer than one encoded-word read back whole."""
+    subject = "Réunion – José Müller-Łukasz, rendez-vous confirmé " * 3
+    body = ".starts with a dot\n..two dots\nÉté\n"
+    with SmtpEmailSender(_settings(sink)) as sender:
+        built = sender.build(_message(9, subject=subject, body=body))
+        sender.send(_message(9, subject=subject, body=body))
+    assert built.endswith(b"\r\n.\r\n") and b"\n" not in built.replace(b"\r\n", b"")
+    assert not [line for line in built.split(b"\r\n")[:-2] if line.startswith(b".")]
+    from email.header import decode_header, make_header
+
+    parsed = sink.received[0].parsed()
+    assert str(make_header(decode_header(parsed["Subject"]))) == subject
+    parts = {part.get_content_type(): part for part in parsed.walk()}
+    assert parts["text/plain"].get_payload(decode=True).decode() == body
+
+
+def test_an_abandoned_transaction_delivers_nothing_and_the_next_message_goes(
+    sink: SmtpSink,
+) -> None:
+    """begin() (MAIL, RCPT, DATA) then abandon(): the relay never saw the data, so it has no
+    message; the next message opens a new connection. begin() + complete() is send()."""
+    with SmtpEmailSender(_settings(sink)) as sender:
+        sender.begin(_message(1))
+        sender.abandon()
+        sender.complete(sender.begin(_message(2)))
+    assert sink.recipients() == [_address(2)]
+    assert sink.logins == 2

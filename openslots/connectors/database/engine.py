@@ -24,27 +24,31 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
 _ENGINES: dict[str, Engine] = {}
 
 
-def _engine_for(url: str, pool_size: int = 5) -> Engine:
+def _engine_for(url: str, pool_size: int) -> Engine:
     if url not in _ENGINES:
         _ENGINES[url] = _create(url, pool_size)
     return _ENGINES[url]
 
 
-def _create(url: str, pool_size: int = 5) -> Engine:
+def _create(url: str, pool_size: int) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
-            url, hide_parameters=True, connect_args={"timeout": 30}, pool_pre_ping=True
+            url,
+            hide_parameters=True,
+            connect_args={"timeout": 30},
+            pool_pre_ping=True,
+            pool_size=pool_size,  # every sending thread holds one for its whole run
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         # pysqlite's own BEGIN handling defers locks and breaks SAVEPOINT; take it over.
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         return engine
     # hide_parameters: a failed statement's text must not quote patient values into logs.
-    # The pool holds a connection for every sending thread (and the lease heartbeat and the
-    # worker's own): with fewer, each send opened and closed a PostgreSQL connection.
+    # The pool holds a connection for every sending thread (each keeps its own for the whole
+    # run: repo.SenderLedger) and the lease heartbeat and the worker's own.
     return create_engine(url, hide_parameters=True, pool_pre_ping=True, pool_size=pool_size)
 
 
@@ -92,8 +96,12 @@ def _wal(cursor: Any) -> None:
 
 def get_engine(settings: Settings | None = None) -> Engine:
     settings = settings or get_settings()
-    pool_size = max(5, settings.dispatch_connections + 3)
-    return _engine_for(settings.resolved_database_url(), pool_size)
+    return _engine_for(settings.resolved_database_url(), _pool_size(settings))
+
+
+def _pool_size(settings: Settings) -> int:
+    """Every caller sizes the pool alike: the first to ask for the URL's engine makes it."""
+    return max(5, settings.dispatch_connections + 3)
 
 
 def dispose_engines() -> None:
@@ -161,7 +169,7 @@ def require_current_schema(settings: Settings | None = None) -> None:
     if sqlite_file is not None and not sqlite_file.exists():
         current = None
     else:
-        with _engine_for(url).connect() as connection:
+        with _engine_for(url, _pool_size(settings)).connect() as connection:
             current = current_revision(connection)
     if current != head:
         raise ConfigurationError(
@@ -189,8 +197,9 @@ def upgrade_database(settings: Settings | None = None, revision: str = "head") -
     from alembic import command
     from alembic.runtime.migration import MigrationContext
 
-    url = (settings or get_settings()).resolved_database_url()
-    engine = _engine_for(url)
+    settings = settings or get_settings()
+    url = settings.resolved_database_url()
+    engine = _engine_for(url, _pool_size(settings))
     config = alembic_config(url)
     with engine.connect() as connection:
         sqlite = connection.dialect.name == "sqlite"
