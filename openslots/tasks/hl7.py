@@ -230,8 +230,9 @@ def ingest_batch(settings: Settings, claimed: list[tuple[int, bytes]]) -> Hl7Cou
     merges: list[tuple[int, Header, Patient]] = []
     schedules: list[tuple[int, Header, Appointment]] = []
     key = _settings_key(settings)
+    today = clock.today()  # the readings' day is compared once per batch, not per message
     for message_id, raw in claimed:
-        reading = RECEIPTS.take(message_id, raw, key) if len(RECEIPTS) else None
+        reading = RECEIPTS.take(message_id, raw, key, today) if len(RECEIPTS) else None
         if reading is not None:  # a file drop's message, read and checked on receipt
             patients.append(_applicable_reading(settings, message_id, reading))
             continue
