@@ -459,12 +459,17 @@ def incoming(raws: Sequence[bytes], judged: Sequence[Judged]) -> list[Incoming]:
                     if header is not None
                     else ("", "", "")
                 ),
-                content_hash=hashlib.sha256(raw).hexdigest(),
+                content_hash=content_hash(raw),
                 message_type=header.kind if header is not None else "",
                 error=str(error) if error is not None else None,
             )
         )
     return found
+
+
+def content_hash(raw: bytes) -> str:
+    """What the store keeps of a message to tell its redeliveries: SHA-256 of its bytes."""
+    return hashlib.sha256(raw).hexdigest()
 
 
 def outcomes(judged: Sequence[Judged], saved: Sequence[Saved]) -> list[Stored]:
@@ -545,8 +550,9 @@ class Receipts:
     for the ingest that follows in the same process and run: a message is then parsed and
     checked once instead of twice. Patient data stays in memory, as the claimed messages do.
 
-    A reading is used only for the very message it was made from (same raw bytes: ids of
-    another database can be the same), under the same assigning authority and phone region,
+    A reading is used only for the very message it was made from (same content hash, the
+    SHA-256 of its raw bytes that the store keeps: ids of another database can be the same),
+    under the same assigning authority and phone region,
     on the same day (the birth date rules count from today); anything else is read again.
     Ingest takes each reading out as it claims the message; a new file drop starts empty.
     """
@@ -554,7 +560,7 @@ class Receipts:
     LIMIT = 200_000  # readings kept at most (~1 KB each); messages beyond are read again
 
     def __init__(self) -> None:
-        self._by_id: dict[int, tuple[bytes, tuple[str | None, str], Reading]] = {}
+        self._by_id: dict[int, tuple[str, tuple[str | None, str], Reading]] = {}
 
     def clear(self) -> None:
         self._by_id.clear()
@@ -563,23 +569,24 @@ class Receipts:
         self, message_id: int, raw: bytes, key: tuple[str | None, str], reading: Reading
     ) -> None:
         if len(self._by_id) < self.LIMIT:
-            self._by_id[message_id] = (raw, key, reading)
+            self._by_id[message_id] = (content_hash(raw), key, reading)
 
     def take(
         self,
         message_id: int,
-        raw: bytes,
+        digest: str,
         key: tuple[str | None, str],
         today: dt.date | None = None,
     ) -> Reading | None:
-        """The reading of this message (and forget it), or None when there is none that fits.
-        `today` (default: the clock's): a caller taking a batch reads the clock once for all."""
+        """The reading of the message stored as `message_id` with content hash `digest` (and
+        forget it), or None when there is none that fits. `today` (default: the clock's): a
+        caller taking a batch reads the clock once for all."""
         found = self._by_id.pop(message_id, None)
         if found is None:
             return None
-        kept_raw, kept_key, reading = found
+        kept_digest, kept_key, reading = found
         day = clock.today() if today is None else today
-        if kept_key != key or kept_raw != raw or reading.day != day:
+        if kept_key != key or kept_digest != digest or reading.day != day:
             return None
         return reading
 
