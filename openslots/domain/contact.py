@@ -119,6 +119,8 @@ def valid_name(text: str) -> bool:
 
 def feed_name(text: str) -> bool:
     """`is_feed_name` for one value."""
+    if text.isalpha():  # the usual name: letters only, so no control character either
+        return True
     return any(ch.isalpha() for ch in text) and not has_control(text)
 
 

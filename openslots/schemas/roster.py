@@ -280,37 +280,41 @@ def check_rows(model: type[PatientRow], frame: pd.DataFrame) -> list[tuple[Any, 
     return [(index, field, rule) for (index, field), rule in found.items()]
 
 
+# (oldest, newest) accepted date of birth as (year, month, day).
+DobBounds = tuple[tuple[int, int, int], tuple[int, int, int]]
+
+
 @lru_cache(maxsize=4)
-def _dob_bounds(today: dt.date) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+def _dob_bounds(today: dt.date) -> DobBounds:
     """`contact.date_bounds` as the (year, month, day) of `contact.parse_date`."""
     oldest, newest = contact.date_bounds(today)
     return (oldest.year, oldest.month, oldest.day), (newest.year, newest.month, newest.day)
 
 
 # The model's checks for one normalised row (`normalise_record`), by check name: a column
-# check is given the row and its column, a dataframe-wide check the row and "". These are
-# the pandas checks above one value at a time (the per-value forms of domain/contact.py), for
-# the few rows of an MLLP group; `check_row` runs them in the model's own order, and
-# tests/schemas/test_roster.py checks on arbitrary rows that both decide alike.
-RowRule = Callable[[Mapping[str, Any], str], bool]
+# check is given the row, its column and the birth date bounds of the rules' day (`_dob_bounds`,
+# computed once per group by `check_row`'s caller, not once per row and rule), a dataframe-wide
+# check the row, "" and the same bounds. These are the pandas checks above one value at a time
+# (the per-value forms of domain/contact.py), for the few rows of an MLLP group; `check_row`
+# runs them in the model's own order, and tests/schemas/test_roster.py checks on arbitrary rows
+# that both decide alike.
+RowRule = Callable[[Mapping[str, Any], str, DobBounds], bool]
 ROW_RULES: dict[str, RowRule] = {
-    "required": lambda row, column: row[column] != "",
-    "control_characters": lambda row, column: not contact.has_control(row[column]),
-    "too_long": lambda row, column: len(row[column]) <= MAX_LENGTHS[column],
-    "name_characters": lambda row, column: row[column] == "" or contact.valid_name(row[column]),
-    "name_letter": lambda row, column: row[column] == "" or contact.feed_name(row[column]),
-    "date_format": lambda row, column: row[column] == "" or contact.date_format(row[column]),
-    "email_format": lambda row, column: row[column] == "" or contact.valid_email(row[column]),
-    "not_in_future": lambda row, column: (
-        row[column] is None or row[column] <= _dob_bounds(clock.today())[1]
+    "required": lambda row, column, _: row[column] != "",
+    "control_characters": lambda row, column, _: not contact.has_control(row[column]),
+    "too_long": lambda row, column, _: len(row[column]) <= MAX_LENGTHS[column],
+    "name_characters": lambda row, column, _: row[column] == "" or contact.valid_name(row[column]),
+    "name_letter": lambda row, column, _: row[column] == "" or contact.feed_name(row[column]),
+    "date_format": lambda row, column, _: row[column] == "" or contact.date_format(row[column]),
+    "email_format": lambda row, column, _: row[column] == "" or contact.valid_email(row[column]),
+    "not_in_future": lambda row, column, bounds: row[column] is None or row[column] <= bounds[1],
+    "not_over_130_years": lambda row, column, bounds: (
+        row[column] is None or row[column] >= bounds[0]
     ),
-    "not_over_130_years": lambda row, column: (
-        row[column] is None or row[column] >= _dob_bounds(clock.today())[0]
-    ),
-    "real_date": lambda row, _: (
+    "real_date": lambda row, _, __: (
         not contact.date_format(row["date_of_birth"]) or row["dob"] is not None
     ),
-    "guardian_names_together": lambda row, _: (
+    "guardian_names_together": lambda row, _, __: (
         (row["guardian_first_name"] == "") == (row["guardian_last_name"] == "")
     ),
 }
@@ -346,12 +350,16 @@ def _row_plan(model: type[PatientRow]) -> tuple[tuple[str, str, str, RowRule], .
     return tuple(plan)
 
 
-def check_row(model: type[PatientRow], row: Mapping[str, Any]) -> list[tuple[str, str]]:
+def check_row(
+    model: type[PatientRow], row: Mapping[str, Any], today: dt.date | None = None
+) -> list[tuple[str, str]]:
     """`check_rows` for one normalised row (`normalise_record`): (field, rule) of the first
-    failed check per field, in the same order."""
+    failed check per field, in the same order. `today` (default: the clock's) is the day the
+    birth date rules count from: a caller checking a group reads the clock once for all."""
+    bounds = _dob_bounds(clock.today() if today is None else today)
     found: dict[str, str] = {}
     for column, field, name, rule in _row_plan(model):
-        if field not in found and not rule(row, column):
+        if field not in found and not rule(row, column, bounds):
             found[field] = name
     return list(found.items())
 

@@ -203,7 +203,9 @@ def ingest_all(settings: Settings) -> Hl7Counts:
             # Marked `applying` under a lease in the same transaction (SKIP LOCKED on
             # PostgreSQL); a run killed before it marks the outcomes leaves them to the next
             # run once the lease has expired. Each batch claims anew: the loop drains a backlog.
-            claimed = store.claim_stored(conn, settings.hl7_batch_size, clock.now(), lease)
+            # The claim answers content hashes: the bytes of a message read on receipt (a
+            # file drop's) are not fetched again, only those of the others (`ingest_batch`).
+            claimed = store.claim_stored_digests(conn, settings.hl7_batch_size, clock.now(), lease)
         if not claimed:
             break
         with collector_paused():  # a batch's messages and frames are alive at once
@@ -223,20 +225,30 @@ def ingest_all(settings: Settings) -> Hl7Counts:
     return total
 
 
-def ingest_batch(settings: Settings, claimed: list[tuple[int, bytes]]) -> Hl7Counts:
+def ingest_batch(settings: Settings, claimed: list[tuple[int, str]]) -> Hl7Counts:
+    """Apply a batch of claimed messages, given as (message id, content hash)."""
     counts = Hl7Counts(messages=len(claimed))
     outcomes: dict[int, Outcome] = {}
     patients: list[Applicable] = []
     merges: list[tuple[int, Header, Patient]] = []
     schedules: list[tuple[int, Header, Appointment]] = []
     key = _settings_key(settings)
-    for message_id, raw in claimed:
-        reading = RECEIPTS.take(message_id, raw, key) if len(RECEIPTS) else None
-        if reading is not None:  # a file drop's message, read and checked on receipt
+    today = clock.today()  # the readings' day is compared once per batch, not per message
+    readings: dict[int, Reading] = {}
+    if len(RECEIPTS):
+        for message_id, digest in claimed:
+            reading = RECEIPTS.take(message_id, digest, key, today)
+            if reading is not None:  # a file drop's message, read and checked on receipt
+                readings[message_id] = reading
+    engine = resources(settings).engine
+    raws = _raws(engine, [i for i, _ in claimed if i not in readings])
+    for message_id, _digest in claimed:
+        reading = readings.get(message_id)
+        if reading is not None:
             patients.append(_applicable_reading(settings, message_id, reading))
             continue
         try:
-            message = parse(raw)
+            message = parse(raws[message_id])
             header = message.header
             if header.message_type == "ADT" and header.trigger_event in DEMOGRAPHIC_EVENTS:
                 patient = extract_patient(message, settings.hl7_assigning_authority)
@@ -262,8 +274,7 @@ def ingest_batch(settings: Settings, claimed: list[tuple[int, bytes]]) -> Hl7Cou
                 outcomes[message_id] = (Hl7MessageStatus.IGNORED, None)
         except Exception as exc:
             outcomes[message_id] = (Hl7MessageStatus.ERROR, _reason(exc))
-    engine = resources(settings).engine
-    _apply_patients(settings, patients, outcomes, counts, dict(claimed))
+    _apply_patients(settings, patients, outcomes, counts, raws)
     with engine.begin() as conn:
         for message_id, header, patient in merges:
             # A40: the surviving MRN replaces the old one at the providers of that feed.
@@ -293,6 +304,14 @@ def ingest_batch(settings: Settings, claimed: list[tuple[int, bytes]]) -> Hl7Cou
         else:
             counts.errors += 1
     return counts
+
+
+def _raws(engine: Engine, ids: list[int]) -> dict[int, bytes]:
+    """The raw bytes of claimed messages (ours under the lease: they do not change)."""
+    if not ids:
+        return {}
+    with engine.connect() as conn:
+        return store.stored_raws(conn, ids)
 
 
 def _reason(exc: Exception) -> str:
@@ -404,7 +423,8 @@ def _apply_patients(
 
     A group whose every message has its receipt's reading is applied from the readings; a
     group with any other message (stored by a listener, requeued) is read and checked again
-    as a whole, from the messages (`raws`, by message id), as if no reading were kept."""
+    as a whole, from the messages (`raws`, by message id: those of messages read on receipt
+    are fetched then), as if no reading were kept."""
     groups: dict[tuple[str, str], list[tuple[int, dict[str, str] | Reading]]] = defaultdict(list)
     feeds: dict[tuple[str, str], Feed] = {}  # the feed that creates a provider is its feed
     untyped: set[int] = set()
@@ -422,6 +442,7 @@ def _apply_patients(
             validated = _validated_on_receipt(on_receipt)
         else:  # stored by a listener, or requeued: read and checked here
             authority = settings.hl7_assigning_authority
+            raws |= _raws(engine, [i for i, r in rows if isinstance(r, Reading)])
             validated = _validate_rows(
                 [r if isinstance(r, dict) else _row_again(raws[i], authority) for i, r in rows],
                 region,

@@ -37,7 +37,7 @@ from openslots.connectors.hl7.parser import (
     parse,
 )
 from openslots.domain import clock, contact
-from openslots.domain.normalise import clean_value, email_value
+from openslots.domain.normalise import email_value
 from openslots.schemas.roster import (
     MAX_LENGTHS,
     NAME_COLUMNS,
@@ -200,19 +200,24 @@ def judge_patients(
     untyped_mrn: Sequence[bool] = (),
     per_row: bool | None = None,
     records: list[Checked] | None = None,
+    today: dt.date | None = None,
 ) -> list[Verdict]:
     """Every roster rule a feed patient is held to, for a group of rows (one per message).
 
     `per_row` picks the path (default: by PER_ROW_LIMIT); both decide alike
     (tests/tasks/test_hl7_feed_rules.py checks it on arbitrary rows). `records`, when given,
     receives each row's normalised record and warnings (the row by row path is then taken):
-    what ingest would compute again for the rows of a file drop (`Reading`).
+    what ingest would compute again for the rows of a file drop (`Reading`). `today` (default:
+    the clock's) is the day the birth date rules count from, read once for the whole group.
     """
     if records is not None:
         per_row = True
     elif per_row is None:
         per_row = len(rows) <= PER_ROW_LIMIT
-    judged = _judge_rows(rows, region, records) if per_row else _judge_columns(rows, region)
+    if per_row:
+        judged = _judge_rows(rows, region, records, clock.today() if today is None else today)
+    else:
+        judged = _judge_columns(rows, region)
     verdicts = []
     for position, (errors, forgiven) in enumerate(judged):
         if position < len(untyped_mrn) and untyped_mrn[position]:
@@ -242,7 +247,10 @@ class Checked:
 
 
 def _judge_rows(
-    rows: Sequence[dict[str, str]], region: str, records: list[Checked] | None = None
+    rows: Sequence[dict[str, str]],
+    region: str,
+    records: list[Checked] | None,
+    today: dt.date,
 ) -> list[tuple[Findings, Findings]]:
     """(errors, warnings) per row, one row at a time; `records` receives what was checked."""
     judged = []
@@ -252,15 +260,16 @@ def _judge_rows(
         if email and not contact.valid_email(email):
             raw = raw | {"email": ""}
             forgiven.append(("email", "email_format"))
+        record, bad_phone = normalise_record(raw, region)
+        # The record's names are the raw ones cleaned (`clean_value`), as the CSV rule sees them.
         forgiven += [
             (column, "name_characters")
             for column in NAME_COLUMNS
-            if (name := clean_value(raw.get(column, ""))) and not contact.valid_name(name)
+            if (name := record[column]) and not contact.valid_name(name)
         ]
-        record, bad_phone = normalise_record(raw, region)
         if bad_phone:
             forgiven.append(("mobile_phone", "mobile_number"))
-        errors = check_row(FeedPatientRow, record)
+        errors = check_row(FeedPatientRow, record, today)
         if records is not None:
             records.append(Checked(record, tuple(errors), tuple(forgiven)))
         judged.append((errors, forgiven))
@@ -406,6 +415,7 @@ def judge(
         region,
         [patient.mrn_choice == MRN_ONLY for _, patient, _ in patients],
         records=records,
+        today=day,
     )
     for index, ((position, patient, header), verdict) in enumerate(
         zip(patients, verdicts, strict=True)
@@ -449,12 +459,17 @@ def incoming(raws: Sequence[bytes], judged: Sequence[Judged]) -> list[Incoming]:
                     if header is not None
                     else ("", "", "")
                 ),
-                content_hash=hashlib.sha256(raw).hexdigest(),
+                content_hash=content_hash(raw),
                 message_type=header.kind if header is not None else "",
                 error=str(error) if error is not None else None,
             )
         )
     return found
+
+
+def content_hash(raw: bytes) -> str:
+    """What the store keeps of a message to tell its redeliveries: SHA-256 of its bytes."""
+    return hashlib.sha256(raw).hexdigest()
 
 
 def outcomes(judged: Sequence[Judged], saved: Sequence[Saved]) -> list[Stored]:
@@ -495,9 +510,10 @@ class StoreThenAck:
         judged = judge(raws, self.authority, self.region)
         stored = outcomes(judged, self._store(incoming(raws, judged)))
         # Only after the commit: an AA promises the message is stored.
+        at = clock.now()
         return [
             Reply(
-                ack(s.message, s.ack_code, s.error, s.warnings),
+                ack(s.message, s.ack_code, s.error, s.warnings, at),
                 s.ack_code,
                 new=s.ack_code == "AA" and not s.duplicate,
             )
@@ -534,8 +550,9 @@ class Receipts:
     for the ingest that follows in the same process and run: a message is then parsed and
     checked once instead of twice. Patient data stays in memory, as the claimed messages do.
 
-    A reading is used only for the very message it was made from (same raw bytes: ids of
-    another database can be the same), under the same assigning authority and phone region,
+    A reading is used only for the very message it was made from (same content hash, the
+    SHA-256 of its raw bytes that the store keeps: ids of another database can be the same),
+    under the same assigning authority and phone region,
     on the same day (the birth date rules count from today); anything else is read again.
     Ingest takes each reading out as it claims the message; a new file drop starts empty.
     """
@@ -543,7 +560,7 @@ class Receipts:
     LIMIT = 200_000  # readings kept at most (~1 KB each); messages beyond are read again
 
     def __init__(self) -> None:
-        self._by_id: dict[int, tuple[bytes, tuple[str | None, str], Reading]] = {}
+        self._by_id: dict[int, tuple[str, tuple[str | None, str], Reading]] = {}
 
     def clear(self) -> None:
         self._by_id.clear()
@@ -552,15 +569,24 @@ class Receipts:
         self, message_id: int, raw: bytes, key: tuple[str | None, str], reading: Reading
     ) -> None:
         if len(self._by_id) < self.LIMIT:
-            self._by_id[message_id] = (raw, key, reading)
+            self._by_id[message_id] = (content_hash(raw), key, reading)
 
-    def take(self, message_id: int, raw: bytes, key: tuple[str | None, str]) -> Reading | None:
-        """The reading of this message (and forget it), or None when there is none that fits."""
+    def take(
+        self,
+        message_id: int,
+        digest: str,
+        key: tuple[str | None, str],
+        today: dt.date | None = None,
+    ) -> Reading | None:
+        """The reading of the message stored as `message_id` with content hash `digest` (and
+        forget it), or None when there is none that fits. `today` (default: the clock's): a
+        caller taking a batch reads the clock once for all."""
         found = self._by_id.pop(message_id, None)
         if found is None:
             return None
-        kept_raw, kept_key, reading = found
-        if kept_key != key or kept_raw != raw or reading.day != clock.today():
+        kept_digest, kept_key, reading = found
+        day = clock.today() if today is None else today
+        if kept_key != key or kept_digest != digest or reading.day != day:
             return None
         return reading
 

@@ -1,6 +1,7 @@
 """The HL7 message store on both databases: a file's worth of messages (COPY on PostgreSQL from
 COPY_FROM new messages) keeps the messages' order in its ids and recognises redeliveries; a
-claim marks exactly the rows it returns, oldest first, under a lease."""
+claim marks exactly the rows it returns, oldest first, under a lease (answering raw bytes, or
+content hashes with the bytes fetched on demand)."""
 
 from __future__ import annotations
 
@@ -66,6 +67,29 @@ def test_a_claim_marks_the_rows_it_returns_oldest_first(db: Engine) -> None:
         assert store.claim_stored(conn, COUNT, now, lease) == []
         later = store.claim_stored(conn, COUNT, now + 2 * lease, lease)
     assert [i for i, _ in later] == [i for i, _ in first + second]
+
+
+def test_a_claim_of_digests_marks_the_same_rows_and_answers_their_content_hashes(
+    db: Engine,
+) -> None:
+    # What ingest claims: the hash the store kept of each message's bytes, the bytes on demand.
+    raws = [patient(n) for n in range(COUNT)]
+    with db.begin() as conn:
+        receive(conn, raws, "file")
+    now, lease = clock.now(), dt.timedelta(seconds=60)
+    with db.begin() as conn:
+        first = store.claim_stored_digests(conn, 10, now, lease)
+        second = store.claim_stored_digests(conn, COUNT, now, lease)
+        assert store.claim_stored_digests(conn, COUNT, now, lease) == []  # the leases hold
+    claimed = first + second
+    assert [i for i, _ in claimed] == sorted(i for i, _ in claimed) and len(claimed) == COUNT
+    assert [digest for _, digest in claimed] == [hashlib.sha256(r).hexdigest() for r in raws]
+    with db.connect() as conn:
+        statuses = conn.execute(select(Hl7Message.status)).scalars().all()
+        ids = [i for i, _ in claimed]
+        assert store.stored_raws(conn, ids[::-1]) == dict(zip(ids, raws, strict=True))
+        assert store.stored_raws(conn, []) == {}
+    assert set(statuses) == {Hl7MessageStatus.APPLYING}
 
 
 def test_two_claims_at_once_take_different_rows_without_waiting(db: Engine) -> None:

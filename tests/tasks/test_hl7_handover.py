@@ -15,7 +15,7 @@ from benchmarks.hl7_ingest import generate_messages
 from openslots.connectors.database.models import Base
 from openslots.domain.clock import frozen_clock
 from openslots.tasks.hl7 import ingest_stored, store_files
-from openslots.tasks.hl7_receive import RECEIPTS, Reading, Receipts, StoreThenAck
+from openslots.tasks.hl7_receive import RECEIPTS, Reading, Receipts, StoreThenAck, content_hash
 from tests import hl7_messages as m
 
 # What the two runs are compared on: natural keys and values, never ids or times.
@@ -156,21 +156,23 @@ def reading(region_phone: str = "+12125550101") -> Reading:
 def test_a_reading_is_given_only_for_the_same_message_settings_and_day() -> None:
     receipts = Receipts()
     raw = m.EPIC_A04.encode()
+    digest = content_hash(raw)  # what the claim answers: the stored row's hash of its bytes
     us, gb = (None, "US"), (None, "GB")
     with frozen_clock(dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.UTC)):
         receipts.keep(1, raw, us, reading())
-        assert receipts.take(1, raw, gb) is None  # another region's answer is not this one
+        assert receipts.take(1, digest, gb) is None  # another region's answer is not this one
         receipts.keep(1, raw, us, reading())
-        assert receipts.take(1, raw, ("NORTH", "US")) is None  # another assigning authority
+        assert receipts.take(1, digest, ("NORTH", "US")) is None  # another assigning authority
         receipts.keep(1, raw, us, reading())
-        assert receipts.take(1, raw + b"\rZPD|x", us) is None  # id 1 of another database
+        other = content_hash(raw + b"\rZPD|x")
+        assert receipts.take(1, other, us) is None  # id 1 of another database
         receipts.keep(1, raw, us, reading())
-        assert receipts.take(2, raw, us) is None
-        assert receipts.take(1, raw, us) == reading()
-        assert receipts.take(1, raw, us) is None  # taken once
+        assert receipts.take(2, digest, us) is None
+        assert receipts.take(1, digest, us) == reading()
+        assert receipts.take(1, digest, us) is None  # taken once
         receipts.keep(3, raw, us, reading())
     with frozen_clock(dt.datetime(2026, 11, 21, 12, 0, tzinfo=dt.UTC)):
-        assert receipts.take(3, raw, us) is None  # the birth date rules moved on a day
+        assert receipts.take(3, digest, us) is None  # the birth date rules moved on a day
     assert len(receipts) == 0
 
 

@@ -3,6 +3,7 @@ ERR segments of severity E for the error and W for each warning of an applied me
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import re
 from collections.abc import Sequence
@@ -19,14 +20,16 @@ def ack(
     code: str,
     error: Hl7Error | None = None,
     warnings: Sequence[Hl7Error] = (),
+    at: dt.datetime | None = None,
 ) -> bytes:
     """An ACK for `message` (or for an unreadable message) with MSA and an ERR per finding.
 
     ERR-2 names the segment and field, ERR-3 the HL7 table 0357 code, ERR-4 the severity (E
     for the error, W for a warning), ERR-5 the rule, ERR-8 the text; the text never quotes
-    the message's values.
+    the message's values. `at` (default: the clock's now) is the ACK's time: a listener
+    answering a group reads the clock once for all of its ACKs.
     """
-    now = clock.now().strftime("%Y%m%d%H%M%S")
+    now = (clock.now() if at is None else at).strftime("%Y%m%d%H%M%S")
     if message is not None:
         h = message.header
         sender, facility, trigger, control, version = (
@@ -67,6 +70,8 @@ def _location(location: str | None) -> str:
 # Every control character (MLLP's 0x0B start and 0x1C end blocks among them) becomes a space:
 # one echoed into an ACK would break the sender's framing.
 _CONTROLS = {code: " " for code in [*range(0x20), 0x7F]}
+# Text with none of the characters `_safe` changes (most values: ids, names, versions).
+_UNCHANGED = re.compile(r"[^\\|^&~\x00-\x1f\x7f]*")
 
 
 def _safe(text: str) -> str:
@@ -76,6 +81,8 @@ def _safe(text: str) -> str:
     >>> _safe("A\x0bB|C\x1c")
     'A B\\F\\C '
     """
+    if _UNCHANGED.fullmatch(text):
+        return text
     return (
         text.replace("\\", "\\E\\")
         .replace("|", "\\F\\")

@@ -209,7 +209,10 @@ class MllpListener:
             if len(batch) >= self._open or left <= 0:
                 break
             try:
-                batch.append(await asyncio.wait_for(queue.get(), left))
+                # asyncio.timeout, not wait_for: wait_for wraps the get in a task of its own
+                # (Python 3.11), once per message of every group.
+                async with asyncio.timeout(left):
+                    batch.append(await queue.get())
             except TimeoutError:
                 break
         return batch
