@@ -30,7 +30,7 @@ def test_switching_a_new_file_to_wal_waits_for_another_writer(tmp_path: Path) ->
 
     commit_later = threading.Timer(0.5, lambda: first.execute("COMMIT"))
     commit_later.start()
-    engine = _create(f"sqlite:///{path}")
+    engine = _create(f"sqlite:///{path}", pool_size=5)
     try:
         with engine.connect() as conn:
             mode = conn.execute(text("PRAGMA journal_mode")).scalar_one()
@@ -43,7 +43,7 @@ def test_switching_a_new_file_to_wal_waits_for_another_writer(tmp_path: Path) ->
 
 
 def test_every_connection_has_the_large_page_cache_and_foreign_keys(tmp_path: Path) -> None:
-    engine = _create(f"sqlite:///{tmp_path / 'cache.db'}")
+    engine = _create(f"sqlite:///{tmp_path / 'cache.db'}", pool_size=5)
     try:
         with engine.connect() as conn:
             cache = conn.execute(text("PRAGMA cache_size")).scalar_one()

@@ -27,5 +27,5 @@ def test_a_flow_run_sends_its_heartbeat_and_its_thread_ends_with_it() -> None:
     assert _heartbeats.THREAD_NAME in state.result()
     assert _heartbeats.THREAD_NAME not in [t.name for t in threading.enumerate()]
     run_id = state.state_details.flow_run_id
-    events = _events(f"prefect.flow-run.{run_id}")
+    events = _events(f"prefect.flow-run.{run_id}", wanted="prefect.flow-run.heartbeat")
     assert "prefect.flow-run.heartbeat" in [e["event"] for e in events]

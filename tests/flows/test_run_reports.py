@@ -157,9 +157,11 @@ def test_hl7_dispatch_and_resend_runs_publish_reports(db: Engine, tmp_path: Path
     assert json.loads(_data("invitation-resend-counts"))[0]["provider"] == "Dr. Mail"
 
 
-def _events(resource_id: str, known: int = 0) -> list[dict[str, Any]]:
+def _events(resource_id: str, known: int = 0, wanted: str | None = None) -> list[dict[str, Any]]:
     """The events Prefect stored for a resource (its database: the harness's SQLite file),
-    waiting for more than `known` (ids repeat across the two databases of one test run)."""
+    waiting for more than `known` (ids repeat across the two databases of one test run) and,
+    with `wanted`, for an event of that name (the server persists events in batches: a run's
+    state events can be stored before its heartbeat)."""
     import sqlite3
     import time
 
@@ -175,7 +177,8 @@ def _events(resource_id: str, known: int = 0) -> list[dict[str, Any]]:
                 "SELECT event, resource, payload FROM events WHERE resource_id = ?",
                 (resource_id,),
             ).fetchall()
-        if len(rows) > known or time.monotonic() > deadline:
+        arrived = len(rows) > known and (wanted is None or any(e == wanted for e, _, _ in rows))
+        if arrived or time.monotonic() > deadline:
             return [{"event": e, "resource": json.loads(r), "payload": p} for e, r, p in rows]
         time.sleep(0.3)
 
