@@ -24,6 +24,11 @@ def patient(n: int) -> bytes:
     return m.EPIC_A04.replace("EPC0001", f"EPC7{n:04d}").replace("E1001", f"E7{n:04d}").encode()
 
 
+def sha(raw: bytes) -> str:
+    """The content hash the store keeps of a message (and a claim answers)."""
+    return hashlib.sha256(raw).hexdigest()
+
+
 def test_a_large_batch_is_stored_in_order_once(db: Engine) -> None:
     raws = [patient(n) for n in range(COUNT)]
     reused = m.EPIC_A04.replace("EPC0001", "EPC70000").replace("E1001", "E79999").encode()
@@ -55,17 +60,17 @@ def test_a_claim_marks_the_rows_it_returns_oldest_first(db: Engine) -> None:
         receive(conn, [patient(n) for n in range(COUNT)], "file")
     now, lease = clock.now(), dt.timedelta(seconds=60)
     with db.begin() as conn:
-        first = store.claim_stored(conn, 10, now, lease)
-        second = store.claim_stored(conn, COUNT, now, lease)
-    assert [raw for _, raw in first] == [patient(n) for n in range(10)]
+        first = store.claim_stored_digests(conn, 10, now, lease)
+        second = store.claim_stored_digests(conn, COUNT, now, lease)
+    assert [digest for _, digest in first] == [sha(patient(n)) for n in range(10)]
     assert [i for i, _ in first + second] == sorted(i for i, _ in first + second)
     assert len(second) == COUNT - 10
     with db.connect() as conn:
         rows = conn.execute(select(Hl7Message.status, Hl7Message.lease_expires_at)).all()
     assert {status for status, _ in rows} == {Hl7MessageStatus.APPLYING}
     with db.begin() as conn:  # nothing is left while the leases hold; all of it once expired
-        assert store.claim_stored(conn, COUNT, now, lease) == []
-        later = store.claim_stored(conn, COUNT, now + 2 * lease, lease)
+        assert store.claim_stored_digests(conn, COUNT, now, lease) == []
+        later = store.claim_stored_digests(conn, COUNT, now + 2 * lease, lease)
     assert [i for i, _ in later] == [i for i, _ in first + second]
 
 
@@ -83,7 +88,7 @@ def test_a_claim_of_digests_marks_the_same_rows_and_answers_their_content_hashes
         assert store.claim_stored_digests(conn, COUNT, now, lease) == []  # the leases hold
     claimed = first + second
     assert [i for i, _ in claimed] == sorted(i for i, _ in claimed) and len(claimed) == COUNT
-    assert [digest for _, digest in claimed] == [hashlib.sha256(r).hexdigest() for r in raws]
+    assert [digest for _, digest in claimed] == [sha(r) for r in raws]
     with db.connect() as conn:
         statuses = conn.execute(select(Hl7Message.status)).scalars().all()
         ids = [i for i, _ in claimed]
@@ -101,9 +106,9 @@ def test_two_claims_at_once_take_different_rows_without_waiting(db: Engine) -> N
         receive(conn, [patient(n) for n in range(COUNT)], "file")
     now, lease = clock.now(), dt.timedelta(seconds=60)
     with db.connect() as one, db.connect() as two, one.begin():
-        first = store.claim_stored(one, 10, now, lease)
+        first = store.claim_stored_digests(one, 10, now, lease)
         with two.begin():
             two.exec_driver_sql("SET LOCAL lock_timeout = '5s'")
-            second = store.claim_stored(two, COUNT, now, lease)
-    assert [raw for _, raw in first] == [patient(n) for n in range(10)]
-    assert [raw for _, raw in second] == [patient(n) for n in range(10, COUNT)]
+            second = store.claim_stored_digests(two, COUNT, now, lease)
+    assert [digest for _, digest in first] == [sha(patient(n)) for n in range(10)]
+    assert [digest for _, digest in second] == [sha(patient(n)) for n in range(10, COUNT)]

@@ -370,38 +370,15 @@ def _among(
         yield column.in_(values[start : start + chunk])
 
 
-def claim_stored(
-    conn: Connection, limit: int, now: dt.datetime, lease: dt.timedelta
-) -> list[tuple[int, bytes]]:
-    """Claim up to `limit` messages to apply, oldest first, and mark them `applying` until
-    `now + lease`: stored ones, and those a run left `applying` whose lease expired (the run
-    was killed; a lease of NULL comes from before leases and counts as expired)."""
-    claim = _claim(conn, limit, now, lease).returning(Hl7Message.id, Hl7Message.raw)
-    return sorted((int(i), bytes(r)) for i, r in conn.execute(claim))
-
-
 def claim_stored_digests(
     conn: Connection, limit: int, now: dt.datetime, lease: dt.timedelta
 ) -> list[tuple[int, str]]:
-    """`claim_stored` answering each message's content hash instead of its raw bytes: an
-    ingest that read most of them on receipt (a file drop) needs the bytes of the others only
-    (`stored_raws`), and ~700 bytes a message fetched and copied for nothing were ~1/3 of the
-    claim's time."""
-    claim = _claim(conn, limit, now, lease).returning(Hl7Message.id, Hl7Message.content_hash)
-    return sorted((int(i), str(digest)) for i, digest in conn.execute(claim))
-
-
-def stored_raws(conn: Connection, ids: Sequence[int]) -> dict[int, bytes]:
-    """The raw bytes of these messages, by id."""
-    found: dict[int, bytes] = {}
-    for among in _among(conn, Hl7Message.id, sorted(ids)):
-        rows = conn.execute(select(Hl7Message.id, Hl7Message.raw).where(among))
-        found |= {int(i): bytes(r) for i, r in rows}
-    return found
-
-
-def _claim(conn: Connection, limit: int, now: dt.datetime, lease: dt.timedelta) -> Any:
-    """The claim's UPDATE (without its RETURNING): see `claim_stored`."""
+    """Claim up to `limit` messages to apply, oldest first, and mark them `applying` until
+    `now + lease`: stored ones, and those a run left `applying` whose lease expired (the run
+    was killed; a lease of NULL comes from before leases and counts as expired). Answers each
+    message's id and content hash, not its raw bytes: an ingest that read most of them on
+    receipt (a file drop) needs the bytes of the others only (`stored_raws`), and ~700 bytes a
+    message fetched and copied for nothing were ~1/3 of the claim's time."""
     expired = and_(
         Hl7Message.status == Hl7MessageStatus.APPLYING,
         or_(Hl7Message.lease_expires_at.is_(None), Hl7Message.lease_expires_at < now),
@@ -423,11 +400,22 @@ def _claim(conn: Connection, limit: int, now: dt.datetime, lease: dt.timedelta) 
         if conn.dialect.name == "postgresql"
         else Hl7Message.id.in_(picked)
     )
-    return (
+    claim = (
         update(Hl7Message)
         .where(chosen)
         .values(status=Hl7MessageStatus.APPLYING, error=None, lease_expires_at=now + lease)
+        .returning(Hl7Message.id, Hl7Message.content_hash)
     )
+    return sorted((int(i), str(digest)) for i, digest in conn.execute(claim))
+
+
+def stored_raws(conn: Connection, ids: Sequence[int]) -> dict[int, bytes]:
+    """The raw bytes of these messages, by id."""
+    found: dict[int, bytes] = {}
+    for among in _among(conn, Hl7Message.id, sorted(ids)):
+        rows = conn.execute(select(Hl7Message.id, Hl7Message.raw).where(among))
+        found |= {int(i): bytes(r) for i, r in rows}
+    return found
 
 
 def mark(conn: Connection, outcomes: Sequence[tuple[int, Hl7MessageStatus, str | None]]) -> None:
