@@ -3,7 +3,7 @@
 One `dispatch_outbox` run is one worker with an id (host:pid:random). It claims batches under
 leases that name it, renews them from a heartbeat thread while it works, and feeds the batches
 to `dispatch_connections` threads that each own an email and an SMS sender (one SMTP
-connection per thread, reused across batches) and a database connection (repo.SenderLedger);
+connection per thread, reused across batches) and a database connection (SenderLedger);
 the next batch is claimed while the last messages of the previous one are still going out. A
 thread commits "this message is being handed to a sender" before each send, together with the
 outcome of its previous message (on PostgreSQL one round trip), so a worker killed at any
@@ -32,6 +32,7 @@ from openslots.connectors.database import offer_responses, opt_outs
 from openslots.connectors.database import offers as offer_repo
 from openslots.connectors.database import outbox as repo
 from openslots.connectors.database.models import Channel, OutboxKind, OutboxStatus
+from openslots.connectors.database.sender_ledger import SenderLedger
 from openslots.connectors.email import (
     EmailSender,
     FileEmailSender,
@@ -248,9 +249,9 @@ class _Worker:
         senders: tuple[EmailSender, SmsSender],
     ) -> None:
         done: list[_Outcome] = []
-        ledger: repo.SenderLedger | None = None
+        ledger: SenderLedger | None = None
         try:
-            ledger = repo.SenderLedger(self.engine, self.id)
+            ledger = SenderLedger(self.engine, self.id)
             while (item := work.get()) is not None:
                 try:
                     if not self.errors:
@@ -278,7 +279,7 @@ class _Worker:
         item: _Item,
         senders: tuple[EmailSender, SmsSender],
         done: list[_Outcome],
-        ledger: repo.SenderLedger,
+        ledger: SenderLedger,
     ) -> None:
         address = item.email if item.channel == Channel.EMAIL else item.mobile_phone
         if isinstance(item, offer_repo.PendingOffer):
@@ -315,7 +316,7 @@ class _Worker:
 
     def _record(
         self,
-        ledger: repo.SenderLedger,
+        ledger: SenderLedger,
         done: list[_Outcome],
         start: _Item | None,
         meanwhile: Callable[[], None] | None = None,

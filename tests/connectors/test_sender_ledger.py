@@ -1,4 +1,4 @@
-"""outbox.SenderLedger: a sending thread's own connection, and its one-round-trip step
+"""sender_ledger.SenderLedger: a sending thread's own connection, and its one-round-trip step
 "previous message sent + next one started" (PostgreSQL: a pipeline of two statements).
 
 It must answer exactly as record_sent + mark_started do, on both databases, including when two
@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select, text, update
 
-from openslots.connectors.database import outbox as repo
 from openslots.connectors.database.models import Invitation
 from openslots.connectors.database.models import OutboxMessage as Outbox
+from openslots.connectors.database.sender_ledger import SenderLedger
 from openslots.domain import clock
 from openslots.tasks.dispatch import materialise_intents
 from tests.factories import person, roster_file
@@ -61,8 +61,8 @@ def test_sent_and_started_answers_as_record_sent_and_mark_started(
     email, sms = ids["email"], ids["sms"]
     _claim(db, "me", email)
     _claim(db, "me", sms)
-    ledger = repo.SenderLedger(db, "me")
-    other = repo.SenderLedger(db, "someone-else")
+    ledger = SenderLedger(db, "me")
+    other = SenderLedger(db, "someone-else")
     try:
         assert ledger.sent_and_started(None, email, clock.now()) == (False, True)
         # Not that worker's: nothing is written.
@@ -90,7 +90,7 @@ def test_two_workers_sending_one_attempt_at_once_count_it_once(db: Engine, tmp_p
     ids = _messages(db, tmp_path)
     _claim(db, "a", ids["email"])
     _claim(db, "b", ids["sms"])
-    ledger = repo.SenderLedger(db, "b")
+    ledger = SenderLedger(db, "b")
     assert ledger.sent_and_started(None, ids["sms"], clock.now()) == (False, True)
     answers: list[tuple[bool, bool]] = []
     with db.connect() as a:

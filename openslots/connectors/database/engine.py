@@ -48,7 +48,7 @@ def _create(url: str, pool_size: int) -> Engine:
         return engine
     # hide_parameters: a failed statement's text must not quote patient values into logs.
     # The pool holds a connection for every sending thread (each keeps its own for the whole
-    # run: repo.SenderLedger) and the lease heartbeat and the worker's own.
+    # run: sender_ledger.SenderLedger) and the lease heartbeat and the worker's own.
     return create_engine(url, hide_parameters=True, pool_pre_ping=True, pool_size=pool_size)
 
 
